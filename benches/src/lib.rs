@@ -1,0 +1,1 @@
+//! Benchmarks of the identity crate family (criterion).

@@ -1,0 +1,1 @@
+//! `dpop`: placeholder, see README.

@@ -1,0 +1,1 @@
+//! `host-issuer`: placeholder, see README.

@@ -1,0 +1,1 @@
+//! `refresh-family`: placeholder, see README.

@@ -1,0 +1,1 @@
+//! `session-verify`: placeholder, see README.
