@@ -4,13 +4,18 @@
 
 pub mod alg;
 pub mod b64;
+pub mod claims;
 mod error;
+pub mod jwks;
+pub mod jws;
 pub mod keys;
 pub mod replay;
 mod time;
 
 pub use alg::Algorithm;
+pub use claims::{Validation, Verified, verify, verify_once};
 pub use error::Error;
+pub use jwks::{Jwks, JwksLimits, KeySource};
 pub use keys::{HmacSecret, SigningKey, Thumbprint, VerifyingKey};
 pub use time::{BeforeEpoch, UnixTime};
 

@@ -1,0 +1,213 @@
+//! Audit events: values the caller writes (for example as JSON lines). They never contain
+//! secrets, session tokens, token hashes or MACs.
+
+use identity_core::UnixTime;
+use serde::Serialize;
+
+use super::wire::{DeviceId, KeyId, OperatorId};
+
+/// Why a handshake was refused, as recorded in the audit log. The device itself only ever
+/// learns [`super::DeviceError::Unauthorized`] for the first five reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// The message was too large or malformed.
+    Malformed,
+    /// No device with that id is registered.
+    UnknownDevice,
+    /// The device exists but has no key with that id.
+    UnknownKey,
+    /// The device is pending, denied, expired, suspended or revoked.
+    NotApproved,
+    /// The key is retiring and its overlap has ended.
+    KeyInactive,
+    /// The timestamp lies outside the skew window.
+    Skew,
+    /// The timestamp predates the gateway's restart (the nonce store was empty then).
+    BeforeRestart,
+    /// The MAC has the wrong length or does not verify.
+    BadMac,
+    /// The nonce was already used.
+    Replay,
+    /// The nonce store is full (failed closed) or could not answer.
+    StoreFull,
+}
+
+/// Why a device session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionEndReason {
+    /// A token older than the previous one, or the previous one after its overlap, was
+    /// presented: the token chain was copied.
+    TokenReuse,
+    /// The device is no longer approved (suspended, revoked).
+    DeviceNotApproved,
+    /// The caller ended it (logout, operator action).
+    Explicit,
+}
+
+/// One audit event. Serialize it (it is `serde::Serialize`, internally tagged by `event`)
+/// and persist it; nothing in it is secret.
+///
+/// Sessions are named by `session_ref`, a hash of the session id: the session id is part
+/// of the bearer token's lookup path and is kept out of logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A device asked to be paired; an operator must decide before it expires.
+    PairingRequested {
+        /// The device.
+        device_id: DeviceId,
+        /// Its first key.
+        key_id: KeyId,
+        /// When.
+        at: UnixTime,
+        /// When the request expires unless approved.
+        expires_at: UnixTime,
+    },
+    /// An operator approved a pending device.
+    Approved {
+        /// The device.
+        device_id: DeviceId,
+        /// The operator.
+        by: OperatorId,
+        /// When.
+        at: UnixTime,
+    },
+    /// An operator denied a pending device.
+    Denied {
+        /// The device.
+        device_id: DeviceId,
+        /// The operator.
+        by: OperatorId,
+        /// When.
+        at: UnixTime,
+    },
+    /// A pending request passed its expiry.
+    PairingExpired {
+        /// The device.
+        device_id: DeviceId,
+        /// When the expiry was recorded.
+        at: UnixTime,
+    },
+    /// An operator suspended an approved device.
+    Suspended {
+        /// The device.
+        device_id: DeviceId,
+        /// The operator.
+        by: OperatorId,
+        /// When.
+        at: UnixTime,
+    },
+    /// An operator resumed a suspended device.
+    Resumed {
+        /// The device.
+        device_id: DeviceId,
+        /// The operator.
+        by: OperatorId,
+        /// When.
+        at: UnixTime,
+    },
+    /// An operator revoked a device (terminal; its sessions end at their next heartbeat).
+    Revoked {
+        /// The device.
+        device_id: DeviceId,
+        /// The operator.
+        by: OperatorId,
+        /// When.
+        at: UnixTime,
+    },
+    /// A new key was added; the previous active key is retiring until `old_key_until`.
+    KeyRotated {
+        /// The device.
+        device_id: DeviceId,
+        /// The new active key.
+        new_key_id: KeyId,
+        /// The key now retiring, if there was an active one.
+        old_key_id: Option<KeyId>,
+        /// End of the retiring key's overlap.
+        old_key_until: UnixTime,
+        /// When.
+        at: UnixTime,
+    },
+    /// A handshake was accepted.
+    HandshakeOk {
+        /// The device.
+        device_id: DeviceId,
+        /// The key that authenticated it.
+        key_id: KeyId,
+        /// Gateway time.
+        at: UnixTime,
+    },
+    /// A handshake was refused.
+    HandshakeFailed {
+        /// The claimed device id, when the message parsed.
+        device_id: Option<DeviceId>,
+        /// The claimed key id, when the message parsed.
+        key_id: Option<KeyId>,
+        /// Why.
+        reason: FailureReason,
+        /// Gateway time.
+        at: UnixTime,
+    },
+    /// A device session was issued after a handshake.
+    SessionIssued {
+        /// The device.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// When the session expires unless refreshed (never after its absolute end).
+        expires_at: UnixTime,
+        /// When.
+        at: UnixTime,
+    },
+    /// A heartbeat extended the idle part of a session.
+    SessionExtended {
+        /// The device.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// New expiry.
+        expires_at: UnixTime,
+        /// When.
+        at: UnixTime,
+    },
+    /// A heartbeat rotated the session token (or repeated the rotation inside the overlap).
+    SessionRotated {
+        /// The device.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// Generation of the token now current.
+        generation: u64,
+        /// Whether this answered the previous token inside the overlap (same successor).
+        repeated: bool,
+        /// When.
+        at: UnixTime,
+    },
+    /// A heartbeat arrived after the session had expired.
+    SessionExpired {
+        /// The device.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// When it expired.
+        expired_at: UnixTime,
+        /// When the heartbeat arrived.
+        at: UnixTime,
+    },
+    /// A session was revoked.
+    SessionRevoked {
+        /// The device.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// Why.
+        reason: SessionEndReason,
+        /// When.
+        at: UnixTime,
+    },
+}
