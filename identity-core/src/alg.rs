@@ -25,7 +25,13 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [Self; 5] = [Self::EdDSA, Self::ES256, Self::RS256, Self::PS256, Self::HS256];
+    pub const ALL: [Self; 5] = [
+        Self::EdDSA,
+        Self::ES256,
+        Self::RS256,
+        Self::PS256,
+        Self::HS256,
+    ];
 
     /// The JWA name, as it appears in a JWS header `alg`.
     #[must_use]
@@ -79,9 +85,8 @@ impl Serialize for Algorithm {
 impl<'de> Deserialize<'de> for Algorithm {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::from_name(&s).ok_or_else(|| {
-            serde::de::Error::custom(UnknownAlgorithm(s.chars().take(32).collect()))
-        })
+        Self::from_name(&s)
+            .ok_or_else(|| serde::de::Error::custom(UnknownAlgorithm(s.chars().take(32).collect())))
     }
 }
 

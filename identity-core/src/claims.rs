@@ -377,12 +377,18 @@ fn check_claims(r: &RegisteredClaims, v: &Validation, now: UnixTime) -> Result<(
     if let Some(nbf) = r.nbf
         && nbf.0 > now_s.saturating_add(v.leeway)
     {
-        return Err(Error::NotYetValid { nbf: nbf.0, now: now_s });
+        return Err(Error::NotYetValid {
+            nbf: nbf.0,
+            now: now_s,
+        });
     }
     if let Some(iat) = r.iat
         && iat.0 > now_s.saturating_add(v.leeway)
     {
-        return Err(Error::IssuedInFuture { iat: iat.0, now: now_s });
+        return Err(Error::IssuedInFuture {
+            iat: iat.0,
+            now: now_s,
+        });
     }
     for c in &v.required {
         let present = match c {

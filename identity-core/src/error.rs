@@ -12,7 +12,9 @@ use crate::replay::ReplayRefused;
 #[non_exhaustive]
 pub enum Error {
     /// The token is longer than the size cap; nothing was decoded.
-    #[error("token is {len} bytes, over the {max}-byte cap; refuse it (raise the cap only if your tokens are legitimately larger)")]
+    #[error(
+        "token is {len} bytes, over the {max}-byte cap; refuse it (raise the cap only if your tokens are legitimately larger)"
+    )]
     TokenTooLarge {
         /// Length of the input.
         len: usize,
@@ -23,7 +25,9 @@ pub enum Error {
     #[error("malformed token: {0}")]
     Malformed(&'static str),
     /// A segment is not unpadded base64url.
-    #[error("the {0} segment is not unpadded base64url (RFC 7515 section 2): padding, '+', '/' and whitespace are refused")]
+    #[error(
+        "the {0} segment is not unpadded base64url (RFC 7515 section 2): padding, '+', '/' and whitespace are refused"
+    )]
     Base64(&'static str),
     /// A segment is not the JSON expected.
     #[error("the {part} is not valid JSON of the expected shape: {detail}")]
@@ -42,13 +46,17 @@ pub enum Error {
         name: String,
     },
     /// The header names an algorithm this library does not implement (including `none`).
-    #[error("unsupported algorithm {0:?} in the header: only EdDSA, ES256, RS256, PS256 and HS256 are implemented, and never none")]
+    #[error(
+        "unsupported algorithm {0:?} in the header: only EdDSA, ES256, RS256, PS256 and HS256 are implemented, and never none"
+    )]
     UnsupportedAlgorithm(String),
     /// The header algorithm is not in the caller's allow-list.
     #[error("algorithm {0} is not allowed by this policy")]
     AlgorithmNotAllowed(Algorithm),
     /// The header algorithm differs from the algorithm the key was made for.
-    #[error("the header asks for {header} but the key is an {key} key; the algorithm comes from the key, never from the token")]
+    #[error(
+        "the header asks for {header} but the key is an {key} key; the algorithm comes from the key, never from the token"
+    )]
     AlgorithmMismatch {
         /// The header `alg`.
         header: Algorithm,
@@ -56,7 +64,9 @@ pub enum Error {
         key: Algorithm,
     },
     /// `crit` names a parameter this verifier does not understand, or is malformed.
-    #[error("critical header parameter problem: {0}; the token cannot be processed (RFC 7515 section 4.1.11)")]
+    #[error(
+        "critical header parameter problem: {0}; the token cannot be processed (RFC 7515 section 4.1.11)"
+    )]
     Critical(String),
     /// The signature did not verify. Deliberately opaque.
     #[error("invalid signature")]
@@ -65,7 +75,9 @@ pub enum Error {
     #[error("key rejected: {0}")]
     KeyRejected(String),
     /// No key in the set matches the token's `kid` and algorithm.
-    #[error("no key for kid {kid:?} and algorithm {alg}: the key set may be stale (refetch it) or the token is not from this issuer")]
+    #[error(
+        "no key for kid {kid:?} and algorithm {alg}: the key set may be stale (refetch it) or the token is not from this issuer"
+    )]
     KeyNotFound {
         /// The `kid` of the token (truncated), if any.
         kid: Option<String>,
@@ -119,7 +131,9 @@ pub enum Error {
     #[error("the token's audience does not include any audience accepted by this policy")]
     WrongAudience,
     /// The header `typ` is absent or names another token kind.
-    #[error("token type {found:?} where {expected:?} is required: this token is of another kind (RFC 8725 section 3.11)")]
+    #[error(
+        "token type {found:?} where {expected:?} is required: this token is of another kind (RFC 8725 section 3.11)"
+    )]
     WrongType {
         /// The required type.
         expected: String,

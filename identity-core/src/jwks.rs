@@ -142,7 +142,12 @@ impl Jwks {
                 .and_then(serde_json::Value::as_str)
                 .map(clip);
             let result = serde_json::from_value::<Jwk>(value)
-                .map_err(|e| format!("not a JWK this library understands: {}", clip(&e.to_string())))
+                .map_err(|e| {
+                    format!(
+                        "not a JWK this library understands: {}",
+                        clip(&e.to_string())
+                    )
+                })
                 .and_then(|jwk| VerifyingKey::from_jwk(&jwk).map_err(|e| e.to_string()))
                 .and_then(|key| jwks.push(key).map_err(|e| e.to_string()));
             if let Err(reason) = result {

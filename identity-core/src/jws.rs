@@ -20,6 +20,9 @@ const REGISTERED: [&str; 11] = [
     "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit",
 ];
 
+/// JWK members that only private or symmetric keys carry (RFC 7518 section 6).
+pub const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
 /// A JOSE header, parsed strictly once.
 ///
 /// `jku`, `x5u`, `x5c` are recorded as present but never used to find a key. The embedded
@@ -162,7 +165,21 @@ impl<'de> de::Deserialize<'de> for RawHeader {
                         "typ" => h.typ = Some(map.next_value()?),
                         "cty" => h.cty = Some(map.next_value()?),
                         "crit" => h.crit = Some(map.next_value()?),
-                        "jwk" => h.jwk = Some(Box::new(map.next_value()?)),
+                        "jwk" => {
+                            let raw: serde_json::Map<String, serde_json::Value> =
+                                map.next_value()?;
+                            if let Some(m) = raw
+                                .keys()
+                                .find(|k| PRIVATE_JWK_MEMBERS.contains(&k.as_str()))
+                            {
+                                return Err(de::Error::custom(format_args!(
+                                    "the embedded jwk carries the private member {m:?}; only public keys may be embedded"
+                                )));
+                            }
+                            let jwk: Jwk = serde_json::from_value(serde_json::Value::Object(raw))
+                                .map_err(de::Error::custom)?;
+                            h.jwk = Some(Box::new(jwk));
+                        }
                         "jku" | "x5u" | "x5c" => {
                             h.remote_key_refs = true;
                             map.next_value::<IgnoredAny>()?;
@@ -267,7 +284,8 @@ pub fn decode<'a>(token: &'a str, opts: &DecodeOptions<'_>) -> Result<Compact<'a
         });
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Error::Malformed(
             "a compact JWS has exactly three base64url segments separated by '.'",

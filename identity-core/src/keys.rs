@@ -9,7 +9,9 @@ use core::fmt;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use hmac::{Hmac, KeyInit, Mac};
 use jose_jwk::jose_b64::serde::{Bytes, Secret};
-use jose_jwk::{Ec, EcCurves, Jwk, Key, Oct, Okp, OkpCurves, Parameters, Rsa, RsaOptional, RsaPrivate};
+use jose_jwk::{
+    Ec, EcCurves, Jwk, Key, Oct, Okp, OkpCurves, Parameters, Rsa, RsaOptional, RsaPrivate,
+};
 use p256::pkcs8::LineEnding;
 use rand_core::CryptoRng;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -331,7 +333,9 @@ fn resolve_alg(key: &Key, declared: Option<Algorithm>) -> Result<Algorithm, Erro
 /// line breaks, surrounding quotes and whitespace go.
 fn normalise_pem(pem: &str) -> String {
     let t = pem.trim().trim_matches('"').trim_matches('\'');
-    t.replace("\\r\\n", "\n").replace("\\n", "\n").replace('\r', "")
+    t.replace("\\r\\n", "\n")
+        .replace("\\n", "\n")
+        .replace('\r', "")
 }
 
 impl SigningKey {
@@ -417,7 +421,9 @@ impl SigningKey {
             SigningInner::Es256(k) => VerifyingInner::Es256(*k.verifying_key()),
             SigningInner::Rs256(k) => {
                 let pk: &RsaPrivateKey = (**k).as_ref();
-                VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(pk.to_public_key())))
+                VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(
+                    pk.to_public_key(),
+                )))
             }
             SigningInner::Ps256(k) => {
                 let pk: &RsaPrivateKey = (**k).as_ref();
@@ -472,7 +478,10 @@ impl SigningKey {
                 if okp.crv != OkpCurves::Ed25519 {
                     return Err(rejected("only the Ed25519 OKP curve is supported"));
                 }
-                let d = okp.d.as_ref().ok_or_else(|| rejected("JWK has no private member d"))?;
+                let d = okp
+                    .d
+                    .as_ref()
+                    .ok_or_else(|| rejected("JWK has no private member d"))?;
                 let d: [u8; 32] = (**d)
                     .as_ref()
                     .try_into()
@@ -488,7 +497,9 @@ impl SigningKey {
                 if ec.crv != EcCurves::P256 {
                     return Err(rejected("only the P-256 EC curve is supported"));
                 }
-                let d = ec.d.as_ref().ok_or_else(|| rejected("JWK has no private member d"))?;
+                let d =
+                    ec.d.as_ref()
+                        .ok_or_else(|| rejected("JWK has no private member d"))?;
                 let k = p256::ecdsa::SigningKey::from_slice(d)
                     .map_err(|_| rejected("P-256 d is not a valid scalar"))?;
                 let public = p256_public(&ec.x, &ec.y)?;
@@ -498,7 +509,10 @@ impl SigningKey {
                 SigningInner::Es256(k)
             }
             Key::Rsa(r) => {
-                let prv = r.prv.as_ref().ok_or_else(|| rejected("JWK has no private member d"))?;
+                let prv = r
+                    .prv
+                    .as_ref()
+                    .ok_or_else(|| rejected("JWK has no private member d"))?;
                 let primes = match &prv.opt {
                     Some(o) => {
                         if !o.oth.is_empty() {
@@ -508,8 +522,9 @@ impl SigningKey {
                     }
                     None => Vec::new(),
                 };
-                let k = RsaPrivateKey::from_components(uint(&r.n), uint(&r.e), uint(&prv.d), primes)
-                    .map_err(|e| rejected(format!("RSA private key is inconsistent: {e}")))?;
+                let k =
+                    RsaPrivateKey::from_components(uint(&r.n), uint(&r.e), uint(&prv.d), primes)
+                        .map_err(|e| rejected(format!("RSA private key is inconsistent: {e}")))?;
                 rsa_private(k, alg)?
             }
             Key::Oct(o) => SigningInner::Hs256(HmacSecret::new(o.k.to_vec())?),
@@ -772,7 +787,11 @@ impl VerifyingKey {
             }
             VerifyingInner::Hs256(s) => s.verify_parts(&[msg], sig),
         };
-        if ok { Ok(()) } else { Err(Error::InvalidSignature) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidSignature)
+        }
     }
 
     /// Imports a public JWK. Private members (`d`, RSA primes) and symmetric (`oct`) keys
@@ -827,7 +846,9 @@ impl VerifyingKey {
                     return Err(rejected("public JWK carries RSA private members"));
                 }
                 if r.n.first() == Some(&0) || r.e.first() == Some(&0) {
-                    return Err(rejected("RSA n and e must be minimal big-endian (no leading zero)"));
+                    return Err(rejected(
+                        "RSA n and e must be minimal big-endian (no leading zero)",
+                    ));
                 }
                 if r.n.len() * 8 > MAX_RSA_BITS {
                     return Err(rejected(format!(
@@ -875,7 +896,9 @@ impl VerifyingKey {
             VerifyingInner::Rs256(k) => rsa_public_jwk((**k).as_ref()),
             VerifyingInner::Ps256(k) => rsa_public_jwk((**k).as_ref()),
             VerifyingInner::Hs256(_) => {
-                return Err(rejected("HS256 secrets have no public form and are never published"));
+                return Err(rejected(
+                    "HS256 secrets have no public form and are never published",
+                ));
             }
         };
         Ok(Jwk {

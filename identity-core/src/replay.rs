@@ -408,11 +408,23 @@ mod tests {
     fn entry_lives_through_until_then_expires() {
         let log = InMemoryReplayLog::new(10);
         let k = ReplayKey::derive("t", &[b"1"]);
-        assert_eq!(log.check_and_insert(&k, t(1_000), t(900)).unwrap(), ReplayVerdict::Fresh);
-        assert_eq!(log.check_and_insert(&k, t(1_000), t(999)).unwrap(), ReplayVerdict::Replayed);
-        assert_eq!(log.check_and_insert(&k, t(1_000), t(1_000)).unwrap(), ReplayVerdict::Replayed);
+        assert_eq!(
+            log.check_and_insert(&k, t(1_000), t(900)).unwrap(),
+            ReplayVerdict::Fresh
+        );
+        assert_eq!(
+            log.check_and_insert(&k, t(1_000), t(999)).unwrap(),
+            ReplayVerdict::Replayed
+        );
+        assert_eq!(
+            log.check_and_insert(&k, t(1_000), t(1_000)).unwrap(),
+            ReplayVerdict::Replayed
+        );
         // strictly after `until` and past the bucket end the entry may go
-        assert_eq!(log.check_and_insert(&k, t(2_000), t(1_010)).unwrap(), ReplayVerdict::Fresh);
+        assert_eq!(
+            log.check_and_insert(&k, t(2_000), t(1_010)).unwrap(),
+            ReplayVerdict::Fresh
+        );
     }
 
     #[test]
@@ -431,7 +443,10 @@ mod tests {
         assert_eq!(fresh.len(), SHARDS);
         assert_eq!(at_capacity, 200 - SHARDS);
         for k in &fresh {
-            assert_eq!(log.check_and_insert(k, t(500), t(101)).unwrap(), ReplayVerdict::Replayed);
+            assert_eq!(
+                log.check_and_insert(k, t(500), t(101)).unwrap(),
+                ReplayVerdict::Replayed
+            );
         }
     }
 
@@ -439,7 +454,10 @@ mod tests {
     fn horizon_is_bounded() {
         let log = InMemoryReplayLog::with_buckets(10, 10, 60);
         let k = ReplayKey::derive("t", &[b"far"]);
-        assert_eq!(log.check_and_insert(&k, t(1_000), t(100)).unwrap(), ReplayVerdict::AtCapacity);
+        assert_eq!(
+            log.check_and_insert(&k, t(1_000), t(100)).unwrap(),
+            ReplayVerdict::AtCapacity
+        );
     }
 
     #[test]
@@ -469,6 +487,9 @@ mod tests {
         let again = Unconfirmed::new(42, k, t(200));
         assert_eq!(again.confirm(&log, t(150)), Err(ReplayRefused::Replayed));
         let full = Unconfirmed::new(1, k, t(200));
-        assert_eq!(full.confirm_with(ReplayVerdict::AtCapacity), Err(ReplayRefused::AtCapacity));
+        assert_eq!(
+            full.confirm_with(ReplayVerdict::AtCapacity),
+            Err(ReplayRefused::AtCapacity)
+        );
     }
 }

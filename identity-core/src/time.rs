@@ -107,9 +107,18 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(UnixTime::from_secs(u64::MAX).saturating_add(5).as_secs(), u64::MAX);
+        assert_eq!(
+            UnixTime::from_secs(u64::MAX).saturating_add(5).as_secs(),
+            u64::MAX
+        );
         assert_eq!(UnixTime::from_secs(3).saturating_sub(5), UnixTime::EPOCH);
-        assert_eq!(UnixTime::from_secs(10).secs_since(UnixTime::from_secs(4)), 6);
-        assert_eq!(UnixTime::from_secs(4).secs_since(UnixTime::from_secs(10)), 0);
+        assert_eq!(
+            UnixTime::from_secs(10).secs_since(UnixTime::from_secs(4)),
+            6
+        );
+        assert_eq!(
+            UnixTime::from_secs(4).secs_since(UnixTime::from_secs(10)),
+            0
+        );
     }
 }

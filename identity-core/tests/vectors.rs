@@ -37,7 +37,10 @@ fn rfc7515_a1_hs256_verifies_and_signs_identically() {
     let token = case["compact"].as_str().unwrap();
     let c = jws::decode(token, &DecodeOptions::default()).unwrap();
     c.verify(&key.verifying_key()).unwrap();
-    assert_eq!(c.payload(), case["payload_json"].as_str().unwrap().as_bytes());
+    assert_eq!(
+        c.payload(),
+        case["payload_json"].as_str().unwrap().as_bytes()
+    );
     // HMAC is deterministic: recompute the published signature over the published input.
     let sig = key.sign(c.signing_input().as_bytes(), &mut rng()).unwrap();
     assert_eq!(sig, c.signature());
@@ -109,6 +112,11 @@ fn thumbprints_match_published_values() {
         jwk_json.as_object_mut().unwrap().remove("use");
         let jwk = parse_jwk(jwk_json.to_string().as_bytes()).unwrap();
         let t = jwk_thumbprint(&jwk).unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
-        assert_eq!(t.to_base64url(), case["sha256"].as_str().unwrap(), "{}", case["name"]);
+        assert_eq!(
+            t.to_base64url(),
+            case["sha256"].as_str().unwrap(),
+            "{}",
+            case["name"]
+        );
     }
 }
