@@ -1,1 +1,17 @@
-//! `host-issuer`: placeholder, see README.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod error;
+pub mod keyring;
+pub mod keys;
+pub mod mint;
+#[cfg(feature = "cli")]
+pub mod server;
+
+pub use error::Error;
+pub use keyring::{JwksResponse, KeyEntry, KeyStatus, Keyring, KeyringChange};
+pub use keys::HostIssuerKeys;
+pub use mint::{DEFAULT_TTL_SECS, HOST_TOKEN_TYP, HostClaims, MintedHostJwt, mint_host_jwt};
+
+pub use identity_core::{Algorithm, UnixTime};

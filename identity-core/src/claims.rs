@@ -55,8 +55,13 @@ impl<'de> Deserialize<'de> for NumericDate {
     }
 }
 
+/// Deserializes a member that is present: `null` is an error, not an absent claim.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The `aud` claim: one string or an array of strings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// A single audience.
@@ -76,29 +81,86 @@ impl Audience {
     }
 }
 
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience::One(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(Audience::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The registered claims, typed.
+///
+/// A registered claim that is present with the wrong type (a string `exp`, a `null`
+/// `nbf`, a number `iss`) is an error, never an absent claim.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisteredClaims {
     /// Issuer.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub iss: Option<String>,
     /// Subject.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub sub: Option<String>,
     /// Audience.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub aud: Option<Audience>,
     /// Expiry.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub exp: Option<NumericDate>,
     /// Not before.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub nbf: Option<NumericDate>,
     /// Issued at.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub iat: Option<NumericDate>,
     /// JWT id.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "present"
+    )]
     pub jti: Option<String>,
 }
 
@@ -133,16 +195,12 @@ impl Claim {
     }
 }
 
-#[derive(Deserialize)]
-struct ClaimsRepr<T> {
-    #[serde(flatten)]
-    registered: RegisteredClaims,
-    #[serde(flatten)]
-    custom: T,
-}
-
-/// The claims of a verified token: the registered ones and the caller's own type,
-/// deserialized in one pass over the payload.
+/// The claims of a verified token: the registered ones and the caller's own type.
+///
+/// The payload is parsed once, strictly (duplicate members refused at every depth, depth
+/// bounded), into a tree from which the registered claims are read and checked and the
+/// caller's `T` is then deserialized. `T` sees the whole claims object, registered claims
+/// included, so it may also name `sub` or `aud` (do not use `deny_unknown_fields`).
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
     header: Header,
@@ -355,10 +413,11 @@ impl ValidationBuilder {
 #[must_use]
 pub fn typ_matches(found: &str, expected: &str) -> bool {
     fn strip(s: &str) -> &str {
-        if s.len() >= 12 && s[..12].eq_ignore_ascii_case("application/") {
-            &s[12..]
-        } else {
-            s
+        // `get` rather than indexing: untrusted text may hold a multi-byte character
+        // across byte 12.
+        match (s.get(..12), s.get(12..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
+            _ => s,
         }
     }
     strip(found).eq_ignore_ascii_case(strip(expected))
@@ -484,16 +543,73 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     let key = keys.select(header.kid(), header.alg())?;
     compact.verify(key)?;
     let (header, payload) = compact.into_parts();
-    let repr: ClaimsRepr<T> = serde_json::from_slice(&payload).map_err(|e| Error::Json {
+    let (registered, custom) = parse_claims::<T>(&payload)?;
+    check_claims(&registered, v, now)?;
+    Ok(Verified {
+        header,
+        registered,
+        custom,
+    })
+}
+
+/// Parses a claims payload once: a strict JSON object, the registered claims typed from
+/// it, then the caller's `T` from the same tree.
+fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<(RegisteredClaims, T), Error> {
+    let map = crate::strict::parse_object(payload, "claims")?;
+    let registered = registered_from(&map)?;
+    let custom = T::deserialize(serde_json::Value::Object(map)).map_err(|e| Error::Json {
         part: "claims",
         detail: crate::error::clip(&e.to_string()),
     })?;
-    check_claims(&repr.registered, v, now)?;
-    Ok(Verified {
-        header,
-        registered: repr.registered,
-        custom: repr.custom,
+    Ok((registered, custom))
+}
+
+fn registered_from(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<RegisteredClaims, Error> {
+    fn typed<'a, X: Deserialize<'a>>(
+        map: &'a serde_json::Map<String, serde_json::Value>,
+        claim: &'static str,
+        reason: &'static str,
+    ) -> Result<Option<X>, Error> {
+        match map.get(claim) {
+            None => Ok(None),
+            Some(v) => X::deserialize(v)
+                .map(Some)
+                .map_err(|_| Error::InvalidClaim { claim, reason }),
+        }
+    }
+    const DATE: &str =
+        "must be a NumericDate: a non-negative JSON number of seconds, not a string or null";
+    const STRING: &str = "must be a JSON string";
+    Ok(RegisteredClaims {
+        iss: typed(map, "iss", STRING)?,
+        sub: typed(map, "sub", STRING)?,
+        aud: typed(map, "aud", "must be a string or an array of strings")?,
+        exp: typed(map, "exp", DATE)?,
+        nbf: typed(map, "nbf", DATE)?,
+        iat: typed(map, "iat", DATE)?,
+        jti: typed(map, "jti", STRING)?,
     })
+}
+
+/// Fuzzing entry point: parses arbitrary bytes as a claims payload and validates them
+/// against a fixed policy; must never panic.
+#[doc(hidden)]
+pub fn fuzz_parse_claims(data: &[u8]) {
+    if let Ok((registered, _custom)) = parse_claims::<serde_json::Value>(data)
+        && let Ok(v) = Validation::builder()
+            .issuer("https://issuer.example")
+            .audience("api")
+            .max_lifetime(3_600)
+            .build()
+    {
+        let _ = check_claims(&registered, &v, UnixTime::from_secs(1_700_000_000));
+        let _ = typ_matches(
+            core::str::from_utf8(data).unwrap_or("application/jwt"),
+            "jwt",
+        );
+    }
 }
 
 /// Verifies like [`verify`] and returns the result [`Unconfirmed`]: the caller records

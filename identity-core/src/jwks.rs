@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use jose_jwk::{Jwk, JwkSet};
-use serde::Deserialize;
-
 use crate::error::clip;
+use crate::jws::PRIVATE_JWK_MEMBERS;
 use crate::{Algorithm, Error, VerifyingKey};
+use jose_jwk::{Jwk, JwkSet};
 
 /// Bounds applied before and while parsing a key set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +51,15 @@ pub struct ParsedJwks {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum KidlessTokens {
-    /// Refuse them whenever the set has more than one key for the algorithm (default).
+    /// Refuse them whenever the set holds more than one key, whatever the keys'
+    /// algorithms: with several keys a token without `kid` is ambiguous (default).
     #[default]
     RefuseIfAmbiguous,
     /// Refuse them always.
     Refuse,
+    /// Opt-in: accept them when exactly one key of the set is made for the token's
+    /// algorithm, however many keys of other algorithms the set holds.
+    AcceptIfUniqueForAlgorithm,
 }
 
 /// A set of public verifying keys, indexed by `kid`.
@@ -64,11 +67,7 @@ pub enum KidlessTokens {
 pub struct Jwks {
     keys: Vec<VerifyingKey>,
     by_kid: HashMap<String, Vec<usize>>,
-}
-
-#[derive(Deserialize)]
-struct RawSet {
-    keys: Vec<serde_json::Value>,
+    kidless: KidlessTokens,
 }
 
 impl Jwks {
@@ -88,6 +87,20 @@ impl Jwks {
             set.push(k)?;
         }
         Ok(set)
+    }
+
+    /// Sets how [`KeySource::select`] (and so [`crate::verify`]) treats tokens without
+    /// `kid` (default [`KidlessTokens::RefuseIfAmbiguous`]).
+    #[must_use]
+    pub fn with_kidless_tokens(mut self, kidless: KidlessTokens) -> Self {
+        self.kidless = kidless;
+        self
+    }
+
+    /// How tokens without `kid` are treated by [`KeySource::select`].
+    #[must_use]
+    pub fn kidless_tokens(&self) -> KidlessTokens {
+        self.kidless
     }
 
     /// Adds a key.
@@ -125,22 +138,50 @@ impl Jwks {
                 max: limits.max_bytes,
             });
         }
-        let raw: RawSet = serde_json::from_slice(bytes).map_err(|e| Error::Json {
-            part: "jwks",
-            detail: clip(&e.to_string()),
-        })?;
-        if raw.keys.len() > limits.max_keys {
+        let mut doc = crate::strict::parse_object(bytes, "jwks")?;
+        let keys = match doc.remove("keys") {
+            Some(serde_json::Value::Array(keys)) => keys,
+            Some(_) => {
+                return Err(Error::Json {
+                    part: "jwks",
+                    detail: "the keys member is not an array".into(),
+                });
+            }
+            None => {
+                return Err(Error::Json {
+                    part: "jwks",
+                    detail: "the document has no keys member".into(),
+                });
+            }
+        };
+        if keys.len() > limits.max_keys {
             return Err(Error::Policy(
                 "the key set holds more keys than the configured cap",
             ));
         }
         let mut jwks = Self::new();
         let mut skipped = Vec::new();
-        for (index, value) in raw.keys.into_iter().enumerate() {
+        for (index, value) in keys.into_iter().enumerate() {
             let kid = value
                 .get("kid")
                 .and_then(serde_json::Value::as_str)
                 .map(clip);
+            let private = value.as_object().and_then(|o| {
+                PRIVATE_JWK_MEMBERS
+                    .iter()
+                    .find(|m| o.contains_key(**m))
+                    .copied()
+            });
+            if let Some(member) = private {
+                skipped.push(SkippedKey {
+                    index,
+                    kid,
+                    reason: format!(
+                        "carries the private member {member:?}; a public key set never does"
+                    ),
+                });
+                continue;
+            }
             let result = serde_json::from_value::<Jwk>(value)
                 .map_err(|e| {
                     format!(
@@ -191,6 +232,12 @@ impl Jwks {
                 if kidless == KidlessTokens::Refuse {
                     return Err(Error::AmbiguousKey(
                         "the token has no kid; this verifier requires one",
+                    ));
+                }
+                if kidless == KidlessTokens::RefuseIfAmbiguous && self.keys.len() > 1 {
+                    return Err(Error::AmbiguousKey(
+                        "the token has no kid and the set holds several keys; \
+                         opt in with KidlessTokens::AcceptIfUniqueForAlgorithm if that is intended",
                     ));
                 }
                 let mut it = self.keys.iter().filter(|k| k.algorithm() == alg);
@@ -274,7 +321,7 @@ impl KeySource for VerifyingKey {
 
 impl KeySource for Jwks {
     fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyingKey, Error> {
-        self.find(kid, alg, KidlessTokens::RefuseIfAmbiguous)
+        self.find(kid, alg, self.kidless)
     }
 }
 

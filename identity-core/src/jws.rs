@@ -166,8 +166,19 @@ impl<'de> de::Deserialize<'de> for RawHeader {
                         "cty" => h.cty = Some(map.next_value()?),
                         "crit" => h.crit = Some(map.next_value()?),
                         "jwk" => {
-                            let raw: serde_json::Map<String, serde_json::Value> =
-                                map.next_value()?;
+                            // Strict: a duplicate member in the key that a signature
+                            // proves would mean different keys to different parsers.
+                            let duplicate = core::cell::Cell::new(None);
+                            let raw = match map.next_value_seed(crate::strict::StrictSeed {
+                                duplicate: &duplicate,
+                            })? {
+                                serde_json::Value::Object(m) => m,
+                                _ => {
+                                    return Err(de::Error::custom(
+                                        "the embedded jwk is not a JSON object",
+                                    ));
+                                }
+                            };
                             if let Some(m) = raw
                                 .keys()
                                 .find(|k| PRIVATE_JWK_MEMBERS.contains(&k.as_str()))
@@ -221,6 +232,13 @@ pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
         .ok_or(Error::Malformed("the header has no alg member"))?;
     let alg = Algorithm::from_name(&alg_name)
         .ok_or_else(|| Error::UnsupportedAlgorithm(clip(&alg_name)))?;
+    if let Some(kid) = &raw.kid
+        && (kid.is_empty() || kid.len() > crate::keys::MAX_KID_BYTES)
+    {
+        return Err(Error::Malformed(
+            "the header kid must be 1 to 256 bytes; no key set holds another",
+        ));
+    }
     Ok(Header {
         alg,
         kid: raw.kid,

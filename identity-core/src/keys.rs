@@ -329,13 +329,75 @@ fn resolve_alg(key: &Key, declared: Option<Algorithm>) -> Result<Algorithm, Erro
     }
 }
 
-/// Normalises PEM text pasted into an environment variable: literal `\n` escapes become
-/// line breaks, surrounding quotes and whitespace go.
-fn normalise_pem(pem: &str) -> String {
-    let t = pem.trim().trim_matches('"').trim_matches('\'');
-    t.replace("\\r\\n", "\n")
-        .replace("\\n", "\n")
-        .replace('\r', "")
+/// Largest PEM text accepted, in bytes (an RSA-4096 private key is about 3.3 KB).
+const MAX_PEM_BYTES: usize = 64 * 1024;
+
+/// Normalises PEM text pasted into an environment variable or a config file: surrounding
+/// quotes and whitespace go, literal `\n` / `\r\n` escapes become line breaks, and the
+/// base64 body between the `BEGIN` and matching `END` lines is re-wrapped at 64 columns
+/// (so CRLF, spaces instead of line breaks, indentation and unwrapped bodies all parse).
+/// Every buffer is zeroized on drop and sized up front, so no copy of a private key is
+/// left behind by a reallocation.
+fn normalise_pem(pem: &str) -> Result<Zeroizing<String>, Error> {
+    if pem.len() > MAX_PEM_BYTES {
+        return Err(rejected(format!(
+            "PEM text of {} bytes; at most {MAX_PEM_BYTES} bytes are accepted",
+            pem.len()
+        )));
+    }
+    let t = pem.trim().trim_matches(['"', '\'']).trim();
+    let mut flat = Zeroizing::new(String::with_capacity(t.len()));
+    let mut it = t.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\\' && matches!(it.peek(), Some('n')) {
+            it.next();
+            flat.push('\n');
+        } else if c == '\\' && matches!(it.peek(), Some('r')) {
+            it.next();
+        } else {
+            flat.push(c);
+        }
+    }
+    let Some(begin) = flat.find("-----BEGIN ") else {
+        return Err(rejected("no \"-----BEGIN \" line: this is not PEM text"));
+    };
+    let label_start = begin + "-----BEGIN ".len();
+    let Some(label_end) = flat[label_start..].find("-----").map(|i| label_start + i) else {
+        return Err(rejected("the PEM BEGIN line is not closed by \"-----\""));
+    };
+    let label = &flat[label_start..label_end];
+    if label.is_empty() || label.len() > 64 || label.contains(['\n', '\r']) {
+        return Err(rejected("the PEM BEGIN line has no valid label"));
+    }
+    let body_start = label_end + "-----".len();
+    let end_marker = format!("-----END {label}-----");
+    let Some(body_end) = flat[body_start..].find(&end_marker).map(|i| body_start + i) else {
+        return Err(rejected(format!(
+            "no {end_marker:?} line matches the BEGIN line"
+        )));
+    };
+    let body = &flat[body_start..body_end];
+    let mut out = Zeroizing::new(String::with_capacity(
+        2 * end_marker.len() + body.len() + body.len() / 64 + 4,
+    ));
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    let mut col = 0;
+    for c in body.chars().filter(|c| !c.is_whitespace()) {
+        out.push(c);
+        col += 1;
+        if col == 64 {
+            out.push('\n');
+            col = 0;
+        }
+    }
+    if col != 0 {
+        out.push('\n');
+    }
+    out.push_str(&end_marker);
+    out.push('\n');
+    Ok(out)
 }
 
 impl SigningKey {
@@ -482,11 +544,12 @@ impl SigningKey {
                     .d
                     .as_ref()
                     .ok_or_else(|| rejected("JWK has no private member d"))?;
-                let d: [u8; 32] = (**d)
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| rejected("Ed25519 d must be 32 bytes"))?;
-                let d = Zeroizing::new(d);
+                let d_bytes: &[u8] = (**d).as_ref();
+                if d_bytes.len() != 32 {
+                    return Err(rejected("Ed25519 d must be 32 bytes"));
+                }
+                let mut d = Zeroizing::new([0u8; 32]);
+                d.copy_from_slice(d_bytes);
                 let k = ed25519_dalek::SigningKey::from_bytes(&d);
                 if k.verifying_key().as_bytes()[..] != okp.x[..] {
                     return Err(rejected("Ed25519 x does not match d"));
@@ -544,7 +607,7 @@ impl SigningKey {
             SigningInner::Ed25519(k) => Key::Okp(Okp {
                 crv: OkpCurves::Ed25519,
                 x: Bytes::from(k.verifying_key().to_bytes().to_vec()),
-                d: Some(Secret::from(k.to_bytes().to_vec())),
+                d: Some(Secret::from(Zeroizing::new(k.to_bytes()).to_vec())),
             }),
             SigningInner::Es256(k) => {
                 let (x, y) = ec_xy(k.verifying_key());
@@ -552,7 +615,7 @@ impl SigningKey {
                     crv: EcCurves::P256,
                     x: Bytes::from(x),
                     y: Bytes::from(y),
-                    d: Some(Secret::from(k.to_bytes().to_vec())),
+                    d: Some(Secret::from(Zeroizing::new(k.to_bytes()).to_vec())),
                 })
             }
             SigningInner::Rs256(k) => rsa_private_jwk((**k).as_ref()),
@@ -574,7 +637,7 @@ impl SigningKey {
     /// # Errors
     /// [`Error::KeyRejected`] when the PEM does not hold a key for `alg`.
     pub fn from_pem(pem: &str, alg: Algorithm) -> Result<Self, Error> {
-        let pem = Zeroizing::new(normalise_pem(pem));
+        let pem = normalise_pem(pem)?;
         let inner = match alg {
             Algorithm::EdDSA => SigningInner::Ed25519(
                 ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
@@ -913,7 +976,7 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::KeyRejected`] when the PEM does not hold a public key for `alg`.
     pub fn from_pem(pem: &str, alg: Algorithm) -> Result<Self, Error> {
-        let pem = normalise_pem(pem);
+        let pem = normalise_pem(pem)?;
         let inner = match alg {
             Algorithm::EdDSA => {
                 let k = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem)
@@ -996,7 +1059,11 @@ fn compute_thumbprint(inner: &VerifyingInner) -> Thumbprint {
         VerifyingInner::Ps256(k) => rsa_thumb_json((**k).as_ref()),
         VerifyingInner::Hs256(s) => {
             // Never exposed for symmetric keys beyond equality checks; computed the RFC way.
-            let j = Zeroizing::new(format!(r#"{{"k":"{}","kty":"oct"}}"#, b64::encode(&s.0)));
+            let k = Zeroizing::new(b64::encode(&s.0));
+            let mut j = Zeroizing::new(String::with_capacity(k.len() + 24));
+            j.push_str(r#"{"k":""#);
+            j.push_str(&k);
+            j.push_str(r#"","kty":"oct"}"#);
             return Thumbprint(Sha256::digest(j.as_bytes()).into());
         }
     };

@@ -10,6 +10,7 @@ pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod replay;
+mod strict;
 mod time;
 
 pub use alg::Algorithm;

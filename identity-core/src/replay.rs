@@ -18,7 +18,7 @@
 //! ```
 
 use core::fmt;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
@@ -168,15 +168,17 @@ impl Hasher for PrehashedKey {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its bytes (no length prefix for arrays); keep the first 8.
+        // `[u8; 32]` hashes as a length prefix (one `write_usize`) and then its 32 bytes;
+        // folding in the first 8 bytes of every write keeps the key's own randomness.
         let mut buf = [0u8; 8];
         let n = bytes.len().min(8);
         buf[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(buf);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
     }
 }
 
-type KeySet = HashSet<[u8; 32], BuildHasherDefault<PrehashedKey>>;
+/// key -> index of the time bucket that holds it
+type KeyIndex = HashMap<[u8; 32], u64, BuildHasherDefault<PrehashedKey>>;
 
 const SHARDS: usize = 16;
 
@@ -184,13 +186,15 @@ const SHARDS: usize = 16;
 ///
 /// Entries live in time buckets keyed by their expiry; a whole bucket is dropped once its
 /// last instant has passed, so expiry costs O(1) amortised per entry and no entry is ever
-/// dropped before its `until`. The log holds at most `capacity` live entries and answers
+/// dropped before its `until`. Membership is one hash lookup. The log is split into 16
+/// independently locked shards (chosen by key byte), so `capacity` is enforced per shard
+/// as `capacity / 16`, rounded up. The log holds at most `capacity` live entries and answers
 /// [`ReplayVerdict::AtCapacity`] past that (it never evicts a live entry). Entries whose
 /// `until` lies further ahead than the horizon (default 1 day) are refused as
 /// `AtCapacity` too, so one caller cannot pin memory for years.
 ///
-/// Memory: about 40 to 70 bytes per live entry (a 32-byte key in an open-addressing table),
-/// see the `replay` benchmark for the measured figure.
+/// Memory: about 100 to 150 bytes per live entry (the 32-byte key in an open-addressing
+/// index and again in its bucket).
 ///
 /// After a restart the log is empty: a process that restarts must refuse values issued
 /// before it started for one acceptance window (the device handshake does this).
@@ -203,9 +207,26 @@ pub struct InMemoryReplayLog {
 
 #[derive(Default)]
 struct Shard {
-    /// bucket index (expiry / bucket_secs) -> keys expiring in that bucket
-    buckets: BTreeMap<u64, KeySet>,
-    len: usize,
+    /// Every live key, for an O(1) membership test.
+    index: KeyIndex,
+    /// bucket index (until / bucket_secs) -> keys expiring in that bucket, so that a whole
+    /// bucket is dropped at once when its last instant has passed.
+    buckets: BTreeMap<u64, Vec<[u8; 32]>>,
+}
+
+impl Shard {
+    /// Drops every bucket whose last instant lies before `first_live` buckets; O(1)
+    /// amortised per entry (each entry is removed exactly once).
+    fn expire(&mut self, first_live: u64) {
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() >= first_live {
+                break;
+            }
+            for k in entry.remove() {
+                self.index.remove(&k);
+            }
+        }
+    }
 }
 
 impl InMemoryReplayLog {
@@ -232,7 +253,7 @@ impl InMemoryReplayLog {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|s| s.len).unwrap_or(0))
+            .map(|s| s.lock().map(|s| s.index.len()).unwrap_or(0))
             .sum()
     }
 
@@ -270,26 +291,20 @@ impl ReplayLog for InMemoryReplayLog {
         let mut shard = self.shards[shard_ix]
             .lock()
             .map_err(|_| ReplayStoreError("in-memory replay log poisoned".into()))?;
-        // Drop every bucket whose last instant is before now (entry lives through `until`).
-        let first_live = now.as_secs() / self.bucket_secs;
-        while let Some(entry) = shard.buckets.first_entry() {
-            if *entry.key() >= first_live {
-                break;
-            }
-            let dropped = entry.remove().len();
-            shard.len -= dropped;
-        }
-        if shard.buckets.values().any(|b| b.contains(&key.0)) {
+        // Drop every bucket whose last instant is before now (an entry lives through
+        // `until`).
+        shard.expire(now.as_secs() / self.bucket_secs);
+        if shard.index.contains_key(&key.0) {
             return Ok(ReplayVerdict::Replayed);
         }
-        if shard.len >= self.capacity_per_shard {
+        if shard.index.len() >= self.capacity_per_shard {
             return Ok(ReplayVerdict::AtCapacity);
         }
         // The bucket covers [ix*w, (ix+1)*w); it is dropped only once now passes its end,
         // i.e. strictly after `until`.
         let ix = until.as_secs() / self.bucket_secs;
-        shard.buckets.entry(ix).or_default().insert(key.0);
-        shard.len += 1;
+        shard.index.insert(key.0, ix);
+        shard.buckets.entry(ix).or_default().push(key.0);
         Ok(ReplayVerdict::Fresh)
     }
 }

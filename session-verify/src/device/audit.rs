@@ -26,12 +26,16 @@ pub enum FailureReason {
     Skew,
     /// The timestamp predates the gateway's restart (the nonce store was empty then).
     BeforeRestart,
+    /// The body hash in the message differs from the hash of the body received.
+    BodyMismatch,
     /// The MAC has the wrong length or does not verify.
     BadMac,
     /// The nonce was already used.
     Replay,
-    /// The nonce store is full (failed closed) or could not answer.
+    /// The nonce store is full of live entries (failed closed).
     StoreFull,
+    /// The device registry or the nonce store could not answer (failed closed).
+    StoreUnavailable,
 }
 
 /// Why a device session ended.
@@ -197,6 +201,16 @@ pub enum AuditEvent {
         /// When it expired.
         expired_at: UnixTime,
         /// When the heartbeat arrived.
+        at: UnixTime,
+    },
+    /// A heartbeat was refused without changing the session: it was already revoked, or
+    /// the token named another session or device.
+    SessionRefused {
+        /// The device of the session.
+        device_id: DeviceId,
+        /// Hash reference of the session.
+        session_ref: String,
+        /// When.
         at: UnixTime,
     },
     /// A session was revoked.

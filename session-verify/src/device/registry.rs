@@ -7,9 +7,9 @@ use std::sync::RwLock;
 
 use identity_core::{HmacSecret, UnixTime};
 
+use super::DeviceError;
 use super::audit::AuditEvent;
 use super::wire::{DeviceId, KeyId, OperatorId, pae};
-use super::DeviceError;
 
 /// Most keys one device record may hold (one active plus retiring ones).
 pub const MAX_KEYS_PER_DEVICE: usize = 4;
@@ -220,7 +220,12 @@ impl DeviceRecord {
                 return Err(DeviceError::InvalidRecord("two keys share one key id"));
             }
         }
-        if keys.iter().filter(|k| k.status == KeyStatus::Active).count() > 1 {
+        if keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .count()
+            > 1
+        {
             return Err(DeviceError::InvalidRecord(
                 "more than one active key; retire the older ones",
             ));
@@ -329,9 +334,9 @@ impl DeviceRecord {
                     at: now,
                 },
             )),
-            DeviceState::Pending { expires_at, .. } => {
-                Err(DeviceError::PairingExpired { expired_at: expires_at })
-            }
+            DeviceState::Pending { expires_at, .. } => Err(DeviceError::PairingExpired {
+                expired_at: expires_at,
+            }),
             _ => Err(self.invalid("approve")),
         }
     }
@@ -484,7 +489,11 @@ impl DeviceRecord {
                 "the device already holds 4 keys; wait for retiring keys to end",
             ));
         }
-        keys.push(DeviceKey::new(new_key_id.clone(), KeyStatus::Active, secret));
+        keys.push(DeviceKey::new(
+            new_key_id.clone(),
+            KeyStatus::Active,
+            secret,
+        ));
         let audit = AuditEvent::KeyRotated {
             device_id: self.device_id.clone(),
             new_key_id,

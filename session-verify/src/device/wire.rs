@@ -4,7 +4,7 @@ use core::fmt;
 
 use identity_core::{HmacSecret, UnixTime, b64};
 use rand_core::CryptoRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -33,8 +33,7 @@ pub const HANDSHAKE_PREFIX: &str = "dvh1.";
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_BYTES
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
 }
 
@@ -44,9 +43,22 @@ macro_rules! id_type {
         ///
         /// 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `:` (no `.`, which
         /// separates the wire form's fields).
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = DeviceError;
+            fn try_from(s: String) -> Result<Self, DeviceError> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
 
         impl $name {
             /// Validates and wraps an identifier.
@@ -320,9 +332,11 @@ impl HandshakeMessage {
         }
         let text = core::str::from_utf8(bytes)
             .map_err(|_| DeviceError::Malformed("the message is not ASCII text"))?;
-        let rest = text.strip_prefix(HANDSHAKE_PREFIX).ok_or(DeviceError::Malformed(
-            "the message does not start with dvh1. (unknown version or not a device handshake)",
-        ))?;
+        let rest = text
+            .strip_prefix(HANDSHAKE_PREFIX)
+            .ok_or(DeviceError::Malformed(
+                "the message does not start with dvh1. (unknown version or not a device handshake)",
+            ))?;
         let mut it = rest.split('.');
         let mut field = |what: &'static str| it.next().ok_or(DeviceError::Malformed(what));
         let device_id = field("the device id field is missing")?;
@@ -336,15 +350,22 @@ impl HandshakeMessage {
                 "the message has more than seven dot-separated fields",
             ));
         }
-        let device_id = DeviceId::new(device_id)
-            .map_err(|_| DeviceError::Malformed("the device id is empty, too long or has characters outside A-Z a-z 0-9 - _ :"))?;
-        let key_id = KeyId::new(key_id)
-            .map_err(|_| DeviceError::Malformed("the key id is empty, too long or has characters outside A-Z a-z 0-9 - _ :"))?;
+        let device_id = DeviceId::new(device_id).map_err(|_| {
+            DeviceError::Malformed(
+                "the device id is empty, too long or has characters outside A-Z a-z 0-9 - _ :",
+            )
+        })?;
+        let key_id = KeyId::new(key_id).map_err(|_| {
+            DeviceError::Malformed(
+                "the key id is empty, too long or has characters outside A-Z a-z 0-9 - _ :",
+            )
+        })?;
         let timestamp = parse_decimal(ts).ok_or(DeviceError::Malformed(
             "the timestamp is not canonical decimal seconds (digits only, no leading zeros, fits in 64 bits)",
         ))?;
-        let nonce = decode_bounded(nonce, MAX_NONCE_BYTES)
-            .ok_or(DeviceError::Malformed("the nonce is not unpadded base64url of at most 64 bytes"))?;
+        let nonce = decode_bounded(nonce, MAX_NONCE_BYTES).ok_or(DeviceError::Malformed(
+            "the nonce is not unpadded base64url of at most 64 bytes",
+        ))?;
         if nonce.len() < MIN_NONCE_BYTES {
             return Err(DeviceError::Malformed(
                 "the nonce is shorter than 16 bytes; use at least 128 random bits",
@@ -355,8 +376,9 @@ impl HandshakeMessage {
             .ok_or(DeviceError::Malformed(
                 "the body hash is not unpadded base64url of exactly 32 bytes (SHA-256)",
             ))?;
-        let mac = decode_bounded(mac, MAX_MAC_BYTES)
-            .ok_or(DeviceError::Malformed("the mac is not unpadded base64url of at most 64 bytes"))?;
+        let mac = decode_bounded(mac, MAX_MAC_BYTES).ok_or(DeviceError::Malformed(
+            "the mac is not unpadded base64url of at most 64 bytes",
+        ))?;
         Ok(Self {
             device_id,
             key_id,

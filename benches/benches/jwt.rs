@@ -1,0 +1,237 @@
+//! `verify/<ALG>` and `sign/<ALG>` for EdDSA, ES256, RS256 and HS256, functions `raw`
+//! (the primitive alone on the token's signing input), `ours` (identity-core's public
+//! API), `jsonwebtoken` (RustCrypto backend) and `jwt-simple` (pure Rust). The aws-lc-rs
+//! backend of jsonwebtoken runs in the `jwt_aws_lc` target.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::hint::black_box;
+
+use benches::fixtures::{
+    AUDIENCE, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, JTI, LEEWAY_SECS,
+    P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, SUBJECT, policy, sign_claims, verify_ours,
+};
+use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, RAW};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
+use identity_core::Algorithm;
+
+fn group<'a>(c: &'a mut Criterion, op: &str, alg: Algorithm) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(format!("{op}/{alg}"));
+    if op == "sign" && alg == Algorithm::RS256 {
+        // RSA signing takes milliseconds; 20 samples keep the run short.
+        g.sample_size(20);
+    }
+    g
+}
+
+// ---------------------------------------------------------------- raw primitives
+
+fn raw_verify(c: &mut Criterion, f: &Fixture) {
+    let msg = f.signing_input().as_bytes().to_vec();
+    let sig = f.signature();
+    let mut g = group(c, "verify", f.alg);
+    match f.alg {
+        Algorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
+            let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(ED25519_PUB_PEM).unwrap();
+            let s = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+            vk.verify_strict(&msg, &s).expect("raw EdDSA accepts the token");
+            g.bench_function(RAW, |b| {
+                b.iter(|| vk.verify_strict(black_box(&msg), black_box(&s)).unwrap())
+            });
+        }
+        Algorithm::ES256 => {
+            use p256::ecdsa::signature::Verifier;
+            use p256::pkcs8::DecodePublicKey;
+            let vk = p256::ecdsa::VerifyingKey::from_public_key_pem(P256_PUB_PEM).unwrap();
+            let s = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+            vk.verify(&msg, &s).expect("raw ES256 accepts the token");
+            g.bench_function(RAW, |b| {
+                b.iter(|| vk.verify(black_box(&msg), black_box(&s)).unwrap())
+            });
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs8::DecodePublicKey;
+            use rsa::signature::Verifier;
+            let pk = rsa::RsaPublicKey::from_public_key_pem(RSA_PUB_PEM).unwrap();
+            let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk);
+            let s = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+            vk.verify(&msg, &s).expect("raw RS256 accepts the token");
+            g.bench_function(RAW, |b| {
+                b.iter(|| vk.verify(black_box(&msg), black_box(&s)).unwrap())
+            });
+        }
+        Algorithm::HS256 => {
+            use hmac::{KeyInit, Mac};
+            let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS256_SECRET).unwrap();
+            let mut m = mac.clone();
+            m.update(&msg);
+            m.verify_slice(&sig).expect("raw HS256 accepts the token");
+            g.bench_function(RAW, |b| {
+                b.iter(|| {
+                    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS256_SECRET).unwrap();
+                    m.update(black_box(&msg));
+                    m.verify_slice(black_box(&sig)).unwrap()
+                })
+            });
+        }
+        other => panic!("no raw benchmark for {other}"),
+    }
+}
+
+fn raw_sign(c: &mut Criterion, f: &Fixture) {
+    let msg = f.signing_input().as_bytes().to_vec();
+    let mut g = group(c, "sign", f.alg);
+    match f.alg {
+        Algorithm::EdDSA => {
+            use ed25519_dalek::Signer;
+            use ed25519_dalek::pkcs8::DecodePrivateKey;
+            let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(ED25519_PEM).unwrap();
+            assert_eq!(sk.sign(&msg).to_bytes().as_slice(), f.signature().as_slice());
+            g.bench_function(RAW, |b| b.iter(|| sk.sign(black_box(&msg))));
+        }
+        Algorithm::ES256 => {
+            use p256::ecdsa::signature::Signer;
+            use p256::pkcs8::DecodePrivateKey;
+            let sk = p256::ecdsa::SigningKey::from_pkcs8_pem(P256_PEM).unwrap();
+            g.bench_function(RAW, |b| {
+                b.iter(|| -> p256::ecdsa::Signature { sk.sign(black_box(&msg)) })
+            });
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::signature::RandomizedSigner;
+            let k = rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM).unwrap();
+            let sk = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(k);
+            let mut rng = common::rng();
+            // Blinded, like identity-core's RSA signing.
+            g.bench_function(RAW, |b| {
+                b.iter(|| sk.try_sign_with_rng(&mut rng, black_box(&msg)).unwrap())
+            });
+        }
+        Algorithm::HS256 => {
+            use hmac::{KeyInit, Mac};
+            g.bench_function(RAW, |b| {
+                b.iter(|| {
+                    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS256_SECRET).unwrap();
+                    m.update(black_box(&msg));
+                    m.finalize().into_bytes()
+                })
+            });
+        }
+        other => panic!("no raw benchmark for {other}"),
+    }
+}
+
+// ---------------------------------------------------------------- ours
+
+fn ours(c: &mut Criterion, f: &Fixture) {
+    let now = common::now();
+    let policy = policy(f.alg).unwrap();
+    verify_ours(&f.token, &f.verifying, &policy, now).expect("ours accepts the token");
+    group(c, "verify", f.alg).bench_function(OURS, |b| {
+        b.iter(|| verify_ours(black_box(&f.token), &f.verifying, &policy, now).unwrap())
+    });
+    let mut rng = common::rng();
+    group(c, "sign", f.alg).bench_function(OURS, |b| {
+        b.iter(|| sign_claims(&f.signing, black_box(&f.claims), &mut rng).unwrap())
+    });
+}
+
+// ---------------------------------------------------------------- jwt-simple
+
+fn jwt_simple_options() -> jwt_simple::prelude::VerificationOptions {
+    jwt_simple::prelude::VerificationOptions {
+        allowed_issuers: Some(HashSet::from([ISSUER.to_owned()])),
+        allowed_audiences: Some(HashSet::from([AUDIENCE.to_owned()])),
+        time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(LEEWAY_SECS)),
+        ..Default::default()
+    }
+}
+
+fn jwt_simple_claims(f: &Fixture) -> jwt_simple::prelude::JWTClaims<jwt_simple::prelude::NoCustomClaims> {
+    use jwt_simple::prelude::*;
+    // The same six claims as the others (no `nbf`, which `Claims::create` would add).
+    let mut claims = Claims::create(Duration::from_secs(1));
+    claims.issued_at = Some(UnixTimeStamp::from_secs(f.claims.iat));
+    claims.expires_at = Some(UnixTimeStamp::from_secs(f.claims.exp));
+    claims.invalid_before = None;
+    claims.issuer = Some(ISSUER.to_owned());
+    claims.subject = Some(SUBJECT.to_owned());
+    claims.audiences = Some(Audiences::AsString(AUDIENCE.to_owned()));
+    claims.jwt_id = Some(JTI.to_owned());
+    claims
+}
+
+macro_rules! jwt_simple_pair {
+    ($c:expr, $f:expr, $pk:expr, $kp:expr, $sign:ident) => {{
+        let (c, f, pk, kp) = ($c, $f, $pk, $kp);
+        let options = jwt_simple_options();
+        let got = pk
+            .verify_token::<NoCustomClaims>(&f.token, Some(options.clone()))
+            .expect("jwt-simple accepts the fixture token");
+        assert_eq!(got.subject.as_deref(), Some(SUBJECT));
+        // `verify_token` takes its options by value: cloning them is part of its cost.
+        group(c, "verify", f.alg).bench_function(JWT_SIMPLE, |b| {
+            b.iter(|| {
+                pk.verify_token::<NoCustomClaims>(black_box(&f.token), Some(options.clone()))
+                    .unwrap()
+            })
+        });
+        let claims = jwt_simple_claims(f);
+        group(c, "sign", f.alg).bench_function(JWT_SIMPLE, |b| {
+            b.iter(|| kp.$sign(black_box(claims.clone())).unwrap())
+        });
+    }};
+}
+
+fn jwt_simple(c: &mut Criterion, f: &Fixture) {
+    use jwt_simple::prelude::*;
+    match f.alg {
+        Algorithm::EdDSA => jwt_simple_pair!(
+            c,
+            f,
+            Ed25519PublicKey::from_pem(ED25519_PUB_PEM).unwrap(),
+            Ed25519KeyPair::from_pem(ED25519_PEM).unwrap(),
+            sign
+        ),
+        Algorithm::ES256 => jwt_simple_pair!(
+            c,
+            f,
+            ES256PublicKey::from_pem(P256_PUB_PEM).unwrap(),
+            ES256KeyPair::from_pem(P256_PEM).unwrap(),
+            sign
+        ),
+        Algorithm::RS256 => jwt_simple_pair!(
+            c,
+            f,
+            RS256PublicKey::from_pem(RSA_PUB_PEM).unwrap(),
+            RS256KeyPair::from_pem(RSA_PEM).unwrap(),
+            sign
+        ),
+        Algorithm::HS256 => {
+            let key = HS256Key::from_bytes(HS256_SECRET);
+            jwt_simple_pair!(c, f, &key, &key, authenticate)
+        }
+        other => panic!("no jwt-simple benchmark for {other}"),
+    }
+}
+
+fn jwt(c: &mut Criterion) {
+    jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+        .install_default()
+        .expect("first provider of this process");
+    let fixtures = common::fixtures();
+    for f in &fixtures {
+        raw_verify(c, f);
+        raw_sign(c, f);
+        ours(c, f);
+        jwt_simple(c, f);
+    }
+    common::bench_jsonwebtoken(c, &fixtures, JSONWEBTOKEN);
+}
+
+criterion_group!(benches, jwt);
+criterion_main!(benches);

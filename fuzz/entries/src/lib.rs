@@ -1,0 +1,71 @@
+//! The fuzzed entry points: one function per target, each a call into a
+//! `#[doc(hidden)] fuzz_*` entry point of the crate it exercises.
+//!
+//! Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and the stable smoke run
+//! (`fuzz/smoke`), so that both exercise exactly the same code.
+
+use std::sync::LazyLock;
+
+use identity_core::{Algorithm, SigningKey, VerifyingKey};
+
+/// The HS256 secret of the JWS target (fixed, fuzzing only).
+pub const HS256_SECRET: [u8; 32] = *b"fuzz-only-hs256-secret-32-bytes!";
+
+/// Fixed fuzzing-only private keys, PKCS#8 PEM: Ed25519, P-256, RSA-2048.
+pub const PRIVATE_PEMS: [(Algorithm, &str); 3] = [
+    (Algorithm::EdDSA, include_str!("../keys/ed25519.pem")),
+    (Algorithm::ES256, include_str!("../keys/p256.pem")),
+    (Algorithm::RS256, include_str!("../keys/rsa2048.pem")),
+];
+
+/// The signing keys matching [`JWS_KEYS`] (used to write seed tokens).
+#[must_use]
+pub fn signing_keys() -> Vec<SigningKey> {
+    let mut keys: Vec<SigningKey> = PRIVATE_PEMS
+        .iter()
+        .filter_map(|(alg, pem)| SigningKey::from_pem(pem, *alg).ok())
+        .collect();
+    keys.extend(SigningKey::hs256(HS256_SECRET.to_vec()).ok());
+    keys
+}
+
+/// One verifying key per algorithm: the JWS target tries each, so a token of any
+/// algorithm reaches the signature check with a key made for it.
+pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> =
+    LazyLock::new(|| signing_keys().iter().map(SigningKey::verifying_key).collect());
+
+/// Compact JWS decoding and signature verification.
+pub fn jws_decode_verify(data: &[u8]) {
+    for key in JWS_KEYS.iter() {
+        identity_core::jws::fuzz_decode_and_verify(data, key);
+    }
+}
+
+/// JWKS document parsing.
+pub fn jwks_parse(data: &[u8]) {
+    identity_core::jwks::fuzz_parse(data);
+}
+
+/// DPoP proof verification.
+pub fn dpop_verify(data: &[u8]) {
+    dpop::fuzz_verify(data);
+}
+
+/// Device handshake message (and device session token) parsing.
+pub fn device_handshake_parse(data: &[u8]) {
+    session_verify::device::fuzz_parse_handshake(data);
+}
+
+/// Refresh token parsing.
+pub fn refresh_token_parse(data: &[u8]) {
+    refresh_family::fuzz_parse(data);
+}
+
+/// Every target: its name (also its corpus directory) and entry point.
+pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+    ("jws_decode_verify", jws_decode_verify),
+    ("jwks_parse", jwks_parse),
+    ("dpop_verify", dpop_verify),
+    ("device_handshake_parse", device_handshake_parse),
+    ("refresh_token_parse", refresh_token_parse),
+];

@@ -1,0 +1,639 @@
+//! The gateway side: handshake verification in the checklist order, session issue and
+//! heartbeats.
+
+use core::fmt;
+
+use identity_core::replay::{ReplayKey, ReplayLog, ReplayRefused, ReplayVerdict, Unconfirmed};
+use identity_core::{HmacSecret, UnixTime};
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::DeviceError;
+use super::audit::{AuditEvent, FailureReason, SessionEndReason};
+use super::registry::{DeviceRecord, DeviceRegistry};
+use super::session::{
+    DeviceSession, HeartbeatDecision, IssuedSession, PresentedToken, SessionId, SessionPolicy,
+    SessionToken, SessionUpdate, token_hash,
+};
+use super::wire::{
+    DeviceId, GatewayId, HandshakeMessage, KeyId, body_hash, handshake_mac_input, pae,
+};
+
+/// Default symmetric clock skew window, in seconds.
+pub const DEFAULT_SKEW_SECS: u64 = 120;
+/// Largest skew window accepted, in seconds.
+pub const MAX_SKEW_SECS: u64 = 300;
+/// Replay-key purpose of handshake nonces.
+pub const NONCE_PURPOSE: &str = "identity/device-handshake/nonce";
+
+/// A refused handshake: what to tell the device and the audit event to write.
+#[must_use = "a rejection carries an audit event to persist"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// What to tell the device. Unknown device, unknown key, not approved, inactive key
+    /// and bad MAC all read [`DeviceError::Unauthorized`].
+    pub error: DeviceError,
+    /// What happened, precisely, for the operator (boxed to keep `Result`s small).
+    pub audit: Box<AuditEvent>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// A handshake whose MAC verified and whose nonce is reserved.
+#[must_use = "a verified handshake should be turned into a session"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHandshake {
+    device_id: DeviceId,
+    key_id: KeyId,
+    timestamp: UnixTime,
+}
+
+impl VerifiedHandshake {
+    /// The authenticated device.
+    #[must_use]
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+
+    /// The key that authenticated it.
+    #[must_use]
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// The device's timestamp.
+    #[must_use]
+    pub fn timestamp(&self) -> UnixTime {
+        self.timestamp
+    }
+}
+
+/// Builder for a [`Gateway`]; required settings are the arguments of
+/// [`Gateway::builder`], the rest have safe defaults.
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    gateway_id: GatewayId,
+    not_before: UnixTime,
+    session_key: HmacSecret,
+    skew_secs: u64,
+    policy: SessionPolicy,
+}
+
+impl GatewayBuilder {
+    /// Symmetric skew window in seconds (default 120, at most 300).
+    pub fn skew_secs(mut self, secs: u64) -> Self {
+        self.skew_secs = secs;
+        self
+    }
+
+    /// Session lifetimes and rotation (default [`SessionPolicy::default`]).
+    pub fn session_policy(mut self, policy: SessionPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Checks the settings and builds the gateway.
+    ///
+    /// # Errors
+    /// [`DeviceError::Config`] when the skew is 0 or over [`MAX_SKEW_SECS`], or the
+    /// session policy is inconsistent.
+    pub fn build(self) -> Result<Gateway, DeviceError> {
+        if self.skew_secs == 0 || self.skew_secs > MAX_SKEW_SECS {
+            return Err(DeviceError::Config(
+                "skew window must be between 1 and 300 seconds; 120 is a good default",
+            ));
+        }
+        self.policy.check()?;
+        Ok(Gateway {
+            gateway_id: self.gateway_id,
+            not_before: self.not_before,
+            session_key: self.session_key,
+            skew_secs: self.skew_secs,
+            policy: self.policy,
+        })
+    }
+}
+
+/// The gateway (server) side of the device handshake.
+///
+/// Call order for one handshake: [`HandshakeMessage::parse`] -> load the device record
+/// named by [`HandshakeMessage::device_id`] -> [`Gateway::check`] ->
+/// [`PendingHandshake::confirm`] (the nonce reservation, last) -> [`Gateway::issue_session`]. [`Gateway::handshake`]
+/// does all of it with a synchronous [`DeviceRegistry`] and [`ReplayLog`].
+///
+/// # Restart rule
+/// An in-memory nonce store is empty after a restart, so a message accepted just before
+/// the restart could be replayed just after it. Build the gateway with `not_before` set to
+/// the process start time: handshakes whose timestamp precedes it are refused
+/// ([`FailureReason::BeforeRestart`]); past one skew window after the start the skew check
+/// alone refuses them. The residual gap is a message whose device clock ran ahead of the
+/// gateway's; set `not_before` to start + skew to close it too, at the cost of refusing
+/// every handshake during the first skew window. A shared nonce store (Redis, SQL) that
+/// survives restarts does not need the rule (pass `UnixTime::EPOCH`).
+pub struct Gateway {
+    gateway_id: GatewayId,
+    not_before: UnixTime,
+    session_key: HmacSecret,
+    skew_secs: u64,
+    policy: SessionPolicy,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("gateway_id", &self.gateway_id)
+            .field("not_before", &self.not_before)
+            .field("skew_secs", &self.skew_secs)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(msg: &HandshakeMessage, reason: FailureReason, now: UnixTime) -> AuditEvent {
+    AuditEvent::HandshakeFailed {
+        device_id: Some(msg.device_id().clone()),
+        key_id: Some(msg.key_id().clone()),
+        reason,
+        at: now,
+    }
+}
+
+fn reject(
+    msg: &HandshakeMessage,
+    error: DeviceError,
+    reason: FailureReason,
+    now: UnixTime,
+) -> Rejection {
+    Rejection {
+        error,
+        audit: Box::new(failed(msg, reason, now)),
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway configuration: its id (the audience every handshake MAC covers),
+    /// the instant before which handshake timestamps are refused (the process start time
+    /// with an in-memory nonce store, see the restart rule above), and the secret from
+    /// which successor session tokens are derived (at least 32 random bytes, shared by all
+    /// instances that serve the same sessions).
+    #[must_use]
+    pub fn builder(
+        gateway_id: GatewayId,
+        not_before: UnixTime,
+        session_key: HmacSecret,
+    ) -> GatewayBuilder {
+        GatewayBuilder {
+            gateway_id,
+            not_before,
+            session_key,
+            skew_secs: DEFAULT_SKEW_SECS,
+            policy: SessionPolicy::default(),
+        }
+    }
+
+    /// The gateway id.
+    #[must_use]
+    pub fn gateway_id(&self) -> &GatewayId {
+        &self.gateway_id
+    }
+
+    /// The skew window in force, in seconds.
+    #[must_use]
+    pub fn skew_secs(&self) -> u64 {
+        self.skew_secs
+    }
+
+    /// The session policy in force.
+    #[must_use]
+    pub fn session_policy(&self) -> &SessionPolicy {
+        &self.policy
+    }
+
+    /// Checks a parsed handshake against the device record the caller loaded (`None` when
+    /// the device is unknown), in order: device and key lookup (one uniform error),
+    /// device approved, key active or retiring inside its overlap, skew window, restart
+    /// rule, body hash (`body_hash` is the SHA-256 of the body actually received, see
+    /// [`super::body_hash`]), MAC (length first, constant time). The nonce is not reserved yet: confirm
+    /// the result with [`PendingHandshake::confirm`].
+    ///
+    /// # Errors
+    /// A [`Rejection`] with the error for the device and the audit event.
+    pub fn check(
+        &self,
+        msg: &HandshakeMessage,
+        record: Option<&DeviceRecord>,
+        body_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<PendingHandshake, Rejection> {
+        let unauthorized = |reason| reject(msg, DeviceError::Unauthorized, reason, now);
+        let Some(record) = record.filter(|r| r.device_id() == msg.device_id()) else {
+            return Err(unauthorized(FailureReason::UnknownDevice));
+        };
+        let Some(key) = record.key(msg.key_id()) else {
+            return Err(unauthorized(FailureReason::UnknownKey));
+        };
+        if !record.state().is_approved() {
+            return Err(unauthorized(FailureReason::NotApproved));
+        }
+        if !key.usable_at(now) {
+            return Err(unauthorized(FailureReason::KeyInactive));
+        }
+        let ts = msg.timestamp();
+        let off = ts.secs_since(now).max(now.secs_since(ts));
+        if off > self.skew_secs {
+            return Err(reject(
+                msg,
+                DeviceError::ClockSkew {
+                    server_time: now,
+                    device_time: ts,
+                    max_skew: self.skew_secs,
+                },
+                FailureReason::Skew,
+                now,
+            ));
+        }
+        if ts < self.not_before {
+            return Err(reject(
+                msg,
+                DeviceError::BeforeRestart {
+                    not_before: self.not_before,
+                    server_time: now,
+                },
+                FailureReason::BeforeRestart,
+                now,
+            ));
+        }
+        if msg.body_hash() != body_hash {
+            return Err(reject(
+                msg,
+                DeviceError::BodyMismatch,
+                FailureReason::BodyMismatch,
+                now,
+            ));
+        }
+        let tag = msg.mac();
+        if tag.len() != 32 {
+            return Err(unauthorized(FailureReason::BadMac));
+        }
+        let input = handshake_mac_input(
+            msg.device_id(),
+            msg.key_id(),
+            &self.gateway_id,
+            msg.nonce(),
+            ts,
+            body_hash,
+        );
+        if !key.secret().verify_parts(&[&input], tag) {
+            return Err(unauthorized(FailureReason::BadMac));
+        }
+        let replay_key = ReplayKey::derive(
+            NONCE_PURPOSE,
+            &[
+                self.gateway_id.as_str().as_bytes(),
+                msg.device_id().as_str().as_bytes(),
+                msg.key_id().as_str().as_bytes(),
+                msg.nonce(),
+            ],
+        );
+        let verified = VerifiedHandshake {
+            device_id: msg.device_id().clone(),
+            key_id: msg.key_id().clone(),
+            timestamp: ts,
+        };
+        Ok(PendingHandshake {
+            ids: (verified.device_id.clone(), verified.key_id.clone()),
+            inner: Unconfirmed::new(verified, replay_key, ts.saturating_add(self.skew_secs)),
+        })
+    }
+
+    /// Issues a device session for a verified handshake: a fresh random token (only its
+    /// hash is stored) and the record to insert.
+    pub fn issue_session<R: CryptoRng + ?Sized>(
+        &self,
+        verified: VerifiedHandshake,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> IssuedSession {
+        let mut sid = [0u8; 16];
+        rng.fill_bytes(&mut sid);
+        let session_id = SessionId::from_bytes(sid);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(secret.as_mut_slice());
+        let session = DeviceSession {
+            session_id,
+            device_id: verified.device_id.clone(),
+            created_at: now,
+            last_seen: now,
+            idle_timeout: self.policy.idle_timeout,
+            max_lifetime: self.policy.max_lifetime,
+            rotated_at: now,
+            current_hash: token_hash(&session_id, &secret),
+            previous_hash: None,
+            overlap_until: now,
+            generation: 0,
+            revoked_at: None,
+            version: 0,
+        };
+        let audit = [
+            AuditEvent::HandshakeOk {
+                device_id: verified.device_id.clone(),
+                key_id: verified.key_id.clone(),
+                at: now,
+            },
+            AuditEvent::SessionIssued {
+                device_id: verified.device_id,
+                session_ref: session_id.audit_ref(),
+                expires_at: session.expires_at(),
+                at: now,
+            },
+        ];
+        IssuedSession {
+            token: SessionToken::new(&session_id, &secret),
+            session,
+            audit,
+        }
+    }
+
+    /// The whole handshake of a request carrying `body` (empty when there is none) with a
+    /// synchronous registry and nonce store: parse (size caps
+    /// first), load, [`Gateway::check`], [`PendingHandshake::confirm`],
+    /// [`Gateway::issue_session`].
+    ///
+    /// # Errors
+    /// A [`Rejection`] with the error for the device and the audit event.
+    pub fn handshake<R: CryptoRng + ?Sized>(
+        &self,
+        wire: &[u8],
+        body: &[u8],
+        registry: &dyn DeviceRegistry,
+        nonces: &dyn ReplayLog,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> Result<IssuedSession, Rejection> {
+        let msg = HandshakeMessage::parse(wire).map_err(|error| Rejection {
+            error,
+            audit: Box::new(AuditEvent::HandshakeFailed {
+                device_id: None,
+                key_id: None,
+                reason: FailureReason::Malformed,
+                at: now,
+            }),
+        })?;
+        let record = registry
+            .load(msg.device_id())
+            .map_err(|error| reject(&msg, error, FailureReason::StoreUnavailable, now))?;
+        let unconfirmed = self.check(&msg, record.as_ref(), &body_hash(body), now)?;
+        let verified = unconfirmed.confirm(nonces, now)?;
+        Ok(self.issue_session(verified, now, rng))
+    }
+
+    fn successor(
+        &self,
+        session: &DeviceSession,
+        parent_hash: &[u8; 32],
+        generation: u64,
+    ) -> [u8; 32] {
+        self.session_key.mac(&pae(&[
+            b"identity/device-session/successor",
+            b"v1",
+            session.session_id.as_bytes(),
+            &generation.to_le_bytes(),
+            parent_hash,
+        ]))
+    }
+
+    /// Handles a heartbeat: the session record the caller loaded by
+    /// [`PresentedToken::session_id`], the device record, the presented token and the
+    /// gateway clock.
+    ///
+    /// - after `expires_at` (idle or absolute): refused, nothing to write;
+    /// - device no longer approved: the session is revoked;
+    /// - the current token: the idle expiry moves to `now + idle` (never past the
+    ///   absolute expiry); after `rotate_after` the token rotates and the previous one
+    ///   stays good for `overlap` seconds;
+    /// - the previous token inside the overlap: the same successor again;
+    /// - any other token of this session (older, or the previous after the overlap): the
+    ///   token chain was copied, the session is revoked.
+    pub fn heartbeat(
+        &self,
+        session: &DeviceSession,
+        device: &DeviceRecord,
+        presented: &PresentedToken,
+        now: UnixTime,
+    ) -> HeartbeatDecision {
+        let session_ref = session.session_id.audit_ref();
+        let refuse_only = |error: DeviceError, audit: AuditEvent| HeartbeatDecision::Refused {
+            error,
+            update: None,
+            audit,
+        };
+        if presented.session_id() != session.session_id || device.device_id() != &session.device_id
+        {
+            return refuse_only(
+                DeviceError::WrongSession,
+                AuditEvent::SessionRefused {
+                    device_id: session.device_id.clone(),
+                    session_ref,
+                    at: now,
+                },
+            );
+        }
+        if session.revoked_at.is_some() {
+            return refuse_only(
+                DeviceError::SessionRevoked,
+                AuditEvent::SessionRefused {
+                    device_id: session.device_id.clone(),
+                    session_ref,
+                    at: now,
+                },
+            );
+        }
+        let expires_at = session.expires_at();
+        if now >= expires_at {
+            return refuse_only(
+                DeviceError::SessionExpired {
+                    expired_at: expires_at,
+                },
+                AuditEvent::SessionExpired {
+                    device_id: session.device_id.clone(),
+                    session_ref,
+                    expired_at: expires_at,
+                    at: now,
+                },
+            );
+        }
+        if !device.state().is_approved() {
+            let update = session.revoked(now, SessionEndReason::DeviceNotApproved);
+            return HeartbeatDecision::Refused {
+                error: DeviceError::Unauthorized,
+                audit: update.audit.clone(),
+                update: Some(update),
+            };
+        }
+        let hash = presented.hash();
+        let is_current: bool = hash.ct_eq(&session.current_hash).into();
+        let is_previous: bool = session
+            .previous_hash
+            .is_some_and(|p| bool::from(hash.ct_eq(&p)));
+        if is_current {
+            let mut next = session.clone();
+            next.last_seen = now;
+            next.version = session.version.saturating_add(1);
+            if now.secs_since(session.rotated_at) >= self.policy.rotate_after {
+                let generation = session.generation.saturating_add(1);
+                let secret =
+                    Zeroizing::new(self.successor(session, &session.current_hash, generation));
+                next.previous_hash = Some(session.current_hash);
+                next.current_hash = token_hash(&session.session_id, &secret);
+                next.overlap_until = now.saturating_add(self.policy.overlap);
+                next.rotated_at = now;
+                next.generation = generation;
+                return HeartbeatDecision::Rotated {
+                    token: SessionToken::new(&session.session_id, &secret),
+                    update: SessionUpdate {
+                        audit: AuditEvent::SessionRotated {
+                            device_id: session.device_id.clone(),
+                            session_ref,
+                            generation,
+                            repeated: false,
+                            at: now,
+                        },
+                        expected_version: session.version,
+                        session: next,
+                    },
+                };
+            }
+            return HeartbeatDecision::Extended {
+                update: SessionUpdate {
+                    audit: AuditEvent::SessionExtended {
+                        device_id: session.device_id.clone(),
+                        session_ref,
+                        expires_at: next.expires_at(),
+                        at: now,
+                    },
+                    expected_version: session.version,
+                    session: next,
+                },
+            };
+        }
+        if is_previous && now <= session.overlap_until {
+            let secret = Zeroizing::new(self.successor(session, &hash, session.generation));
+            let rederived = token_hash(&session.session_id, &secret);
+            if bool::from(rederived.ct_eq(&session.current_hash)) {
+                let mut next = session.clone();
+                next.last_seen = now;
+                next.version = session.version.saturating_add(1);
+                return HeartbeatDecision::Rotated {
+                    token: SessionToken::new(&session.session_id, &secret),
+                    update: SessionUpdate {
+                        audit: AuditEvent::SessionRotated {
+                            device_id: session.device_id.clone(),
+                            session_ref,
+                            generation: session.generation,
+                            repeated: true,
+                            at: now,
+                        },
+                        expected_version: session.version,
+                        session: next,
+                    },
+                };
+            }
+        }
+        let update = session.revoked(now, SessionEndReason::TokenReuse);
+        HeartbeatDecision::Refused {
+            error: DeviceError::SessionTokenReused,
+            audit: update.audit.clone(),
+            update: Some(update),
+        }
+    }
+}
+
+/// A handshake that passed every check but the nonce reservation. Confirm it against the
+/// nonce store as the very last step; there is no other way to get the
+/// [`VerifiedHandshake`] out.
+#[must_use = "the nonce must be reserved before the handshake counts"]
+#[derive(Debug)]
+pub struct PendingHandshake {
+    ids: (DeviceId, KeyId),
+    inner: Unconfirmed<VerifiedHandshake>,
+}
+
+impl PendingHandshake {
+    /// The replay key to reserve (scoped to gateway, device, key and nonce).
+    #[must_use]
+    pub fn replay_key(&self) -> &ReplayKey {
+        self.inner.replay_key()
+    }
+
+    /// Until when the nonce must stay reserved (timestamp + skew).
+    #[must_use]
+    pub fn until(&self) -> UnixTime {
+        self.inner.until()
+    }
+
+    /// Reserves the nonce in `nonces` (atomic insert-if-absent) and releases the verified
+    /// handshake if it was fresh. Fails closed when the store is full or down.
+    ///
+    /// # Errors
+    /// A [`Rejection`]: [`DeviceError::Replayed`], [`DeviceError::NonceStoreFull`] or
+    /// [`DeviceError::NonceStoreUnavailable`].
+    pub fn confirm(
+        self,
+        nonces: &dyn ReplayLog,
+        now: UnixTime,
+    ) -> Result<VerifiedHandshake, Rejection> {
+        let Self { ids, inner } = self;
+        inner
+            .confirm(nonces, now)
+            .map_err(|e| replay_rejection(e, ids, now))
+    }
+
+    /// Like [`Self::confirm`], with the verdict of a check-and-insert the caller ran
+    /// itself (for example against an async store) with [`Self::replay_key`] and
+    /// [`Self::until`].
+    ///
+    /// # Errors
+    /// As [`Self::confirm`].
+    pub fn confirm_with(
+        self,
+        verdict: ReplayVerdict,
+        now: UnixTime,
+    ) -> Result<VerifiedHandshake, Rejection> {
+        let Self { ids, inner } = self;
+        inner
+            .confirm_with(verdict)
+            .map_err(|e| replay_rejection(e, ids, now))
+    }
+}
+
+fn replay_rejection(e: ReplayRefused, ids: (DeviceId, KeyId), now: UnixTime) -> Rejection {
+    let (error, reason) = match e {
+        ReplayRefused::Replayed => (DeviceError::Replayed, FailureReason::Replay),
+        ReplayRefused::AtCapacity => (DeviceError::NonceStoreFull, FailureReason::StoreFull),
+        ReplayRefused::Store(s) => (
+            DeviceError::NonceStoreUnavailable(s.0),
+            FailureReason::StoreUnavailable,
+        ),
+        // `ReplayRefused` is non-exhaustive: anything new is a refusal too (fail closed).
+        _ => (
+            DeviceError::NonceStoreUnavailable("the nonce store refused the nonce".into()),
+            FailureReason::StoreUnavailable,
+        ),
+    };
+    Rejection {
+        error,
+        audit: Box::new(AuditEvent::HandshakeFailed {
+            device_id: Some(ids.0),
+            key_id: Some(ids.1),
+            reason,
+            at: now,
+        }),
+    }
+}

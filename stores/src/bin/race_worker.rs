@@ -1,0 +1,2 @@
+//! Test helper (placeholder until the race worker lands).
+fn main() {}
