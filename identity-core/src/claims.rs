@@ -42,7 +42,7 @@ impl<'de> Deserialize<'de> for NumericDate {
                     .map_err(|_| E::custom("NumericDate before the epoch"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                if (0.0..1.8e19).contains(&v) {
                     // Fractional seconds are allowed by RFC 7519; truncate toward zero.
                     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                     Ok(NumericDate(v as u64))

@@ -576,6 +576,12 @@ impl SigningKey {
                     .prv
                     .as_ref()
                     .ok_or_else(|| rejected("JWK has no private member d"))?;
+                // Bound the work before any big-number arithmetic on untrusted sizes.
+                if r.n.len() * 8 > MAX_RSA_BITS || r.e.len() > 8 || prv.d.len() > r.n.len() {
+                    return Err(rejected(format!(
+                        "RSA key members exceed a {MAX_RSA_BITS}-bit key; refused"
+                    )));
+                }
                 let primes = match &prv.opt {
                     Some(o) => {
                         if !o.oth.is_empty() {
@@ -1095,4 +1101,54 @@ pub fn parse_jwk(json: &[u8]) -> Result<Jwk, Error> {
         part: "jwk",
         detail: clip(&e.to_string()),
     })
+}
+
+/// Fuzzing entry point: imports arbitrary bytes as a JWK (public and private) and as PEM
+/// text for every algorithm; must never panic.
+#[doc(hidden)]
+pub fn fuzz_import_key(data: &[u8]) {
+    if let Ok(jwk) = parse_jwk(data) {
+        let _ = VerifyingKey::from_jwk(&jwk);
+        let _ = SigningKey::from_jwk(&jwk);
+    }
+    if let Ok(text) = core::str::from_utf8(data) {
+        for alg in Algorithm::ALL {
+            let _ = VerifyingKey::from_pem(text, alg);
+            let _ = SigningKey::from_pem(text, alg);
+        }
+    }
+}
+
+/// Every piece of secret key material wipes itself on drop: the Ed25519, P-256 and RSA
+/// private keys held inside (checked at compile time below) and [`HmacSecret`].
+impl ZeroizeOnDrop for SigningKey {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroize_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn all_private_key_material_zeroizes_on_drop() {
+        zeroize_on_drop::<ed25519_dalek::SigningKey>();
+        zeroize_on_drop::<p256::ecdsa::SigningKey>();
+        zeroize_on_drop::<RsaPrivateKey>();
+        zeroize_on_drop::<HmacSecret>();
+        zeroize_on_drop::<SigningKey>();
+    }
+
+    #[test]
+    fn pem_normalisation_rewraps_the_body_and_keeps_the_label() {
+        let n = normalise_pem("  \"-----BEGIN X-----\\r\\nAB CD\\nEF-----END X-----\"  ").unwrap();
+        assert_eq!(&*n, "-----BEGIN X-----\nABCDEF\n-----END X-----\n");
+        let long = format!("-----BEGIN X-----{}-----END X-----", "A".repeat(130));
+        let n = normalise_pem(&long).unwrap();
+        let lines: Vec<&str> = n.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines[3].len(), 2);
+        assert!(normalise_pem("-----BEGIN -----x-----END -----").is_err());
+        assert!(normalise_pem("-----BEGIN X-----abc-----END Y-----").is_err());
+    }
 }

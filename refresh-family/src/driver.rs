@@ -3,11 +3,11 @@
 use identity_core::UnixTime;
 use rand_core::CryptoRng;
 
+use crate::RefreshError;
 use crate::engine::{Decision, Issue, RefreshFamilies, Revocation};
 use crate::records::{AuditEvent, RevocationReason};
 use crate::store::{ApplyOutcome, FamilyStore};
 use crate::token::{FamilyId, RefreshToken};
-use crate::RefreshError;
 
 /// Families revoked per batch by [`revoke_subject`].
 pub const SUBJECT_BATCH: usize = 100;
@@ -121,8 +121,7 @@ where
     for _ in 0..attempts {
         let loaded = store.load(presented.family(), presented.id())?;
         let decision = engine.decide(&presented, loaded, now, rng);
-        if !decision.plan().is_empty() && store.apply(decision.plan())? == ApplyOutcome::Conflict
-        {
+        if !decision.plan().is_empty() && store.apply(decision.plan())? == ApplyOutcome::Conflict {
             continue;
         }
         return Ok(match decision {

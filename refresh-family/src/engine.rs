@@ -7,13 +7,13 @@ use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::RefreshError;
 use crate::policy::{GraceMode, Policy};
 use crate::records::{
     AuditEvent, FamilyRecord, FamilyStatus, Guard, Loaded, ReuseKind, RevocationReason,
     TokenRecord, TokenState, Write, WritePlan,
 };
 use crate::token::{FamilyId, PresentedToken, RefreshToken, SecretHash, TokenId};
-use crate::RefreshError;
 
 /// Longest subject or client id accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -211,7 +211,10 @@ impl RefreshFamilies {
         };
         let plan = WritePlan {
             guards: vec![Guard::FamilyAbsent { family: family_id }],
-            writes: vec![Write::InsertFamily(family.clone()), Write::InsertToken(first)],
+            writes: vec![
+                Write::InsertFamily(family.clone()),
+                Write::InsertToken(first),
+            ],
             revoke_access_tokens: Vec::new(),
         };
         let events = vec![AuditEvent::FamilyStarted {
@@ -248,14 +251,14 @@ impl RefreshFamilies {
                 now,
             );
         }
-        if let Some(t) = &loaded.token {
-            if t.family != presented.family || t.id != presented.id {
-                return refuse(
-                    RefreshError::Inconsistent("loaded token does not match the token"),
-                    Some(presented),
-                    now,
-                );
-            }
+        if let Some(t) = &loaded.token
+            && (t.family != presented.family || t.id != presented.id)
+        {
+            return refuse(
+                RefreshError::Inconsistent("loaded token does not match the token"),
+                Some(presented),
+                now,
+            );
         }
         if let FamilyStatus::Revoked { reason, .. } = fam.status {
             return refuse(RefreshError::FamilyRevoked { reason }, Some(presented), now);
@@ -322,9 +325,7 @@ impl RefreshFamilies {
                 }
                 self.grace(fam, &tok, grace_uses, now, rng)
             }
-            TokenState::Superseded { .. } => {
-                self.reuse(&fam, tok.id, ReuseKind::Superseded, now)
-            }
+            TokenState::Superseded { .. } => self.reuse(&fam, tok.id, ReuseKind::Superseded, now),
         }
     }
 
@@ -362,8 +363,7 @@ impl RefreshFamilies {
     ) -> Result<Revocation, RefreshError> {
         let fam = loaded.family.ok_or(RefreshError::UnknownFamily)?;
         let tok = loaded.token.ok_or(RefreshError::InvalidToken)?;
-        if fam.id != presented.family || tok.family != presented.family || tok.id != presented.id
-        {
+        if fam.id != presented.family || tok.family != presented.family || tok.id != presented.id {
             return Err(RefreshError::Inconsistent(
                 "loaded rows do not match the token",
             ));
@@ -522,7 +522,13 @@ impl RefreshFamilies {
         })
     }
 
-    fn reuse(&self, fam: &FamilyRecord, token: TokenId, kind: ReuseKind, now: UnixTime) -> Decision {
+    fn reuse(
+        &self,
+        fam: &FamilyRecord,
+        token: TokenId,
+        kind: ReuseKind,
+        now: UnixTime,
+    ) -> Decision {
         let mut plan = WritePlan::default();
         let mut events = vec![AuditEvent::ReuseDetected {
             family: fam.id,

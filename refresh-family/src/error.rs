@@ -35,7 +35,9 @@ pub enum RefreshError {
         reason: RevocationReason,
     },
     /// The family's absolute lifetime is over (rotation never extends it).
-    #[error("refresh-token family expired at {expired_at} (absolute lifetime); the client must log in again")]
+    #[error(
+        "refresh-token family expired at {expired_at} (absolute lifetime); the client must log in again"
+    )]
     FamilyExpired {
         /// When the absolute lifetime ended.
         expired_at: UnixTime,
@@ -52,14 +54,18 @@ pub enum RefreshError {
     ReuseDetected,
     /// In-grace replay of the predecessor, but the head is not the successor this engine
     /// derives (the grace mode changed since the rotation). Nothing was written.
-    #[error("grace replay cannot return the same successor (grace mode changed); use the successor already issued or log in again")]
+    #[error(
+        "grace replay cannot return the same successor (grace mode changed); use the successor already issued or log in again"
+    )]
     GraceSuccessorUnavailable,
     /// The store returned records that contradict each other or the presented token.
     #[error("inconsistent store records: {0}; check the store adapter")]
     Inconsistent(&'static str),
     /// Every attempt met a concurrent write (compare-and-set conflict). Nothing was written
     /// by this call: retry the same request.
-    #[error("concurrent update of the refresh-token family after {attempts} attempts; nothing was written, retry the request")]
+    #[error(
+        "concurrent update of the refresh-token family after {attempts} attempts; nothing was written, retry the request"
+    )]
     Retry {
         /// Attempts made.
         attempts: u32,

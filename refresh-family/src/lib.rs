@@ -14,7 +14,9 @@ pub use driver::{
     Issued, Outcome, Refused, Revoked, SUBJECT_BATCH, logout, revoke_family, revoke_subject,
     rotate, start,
 };
-pub use engine::{Decision, Issue, MAX_NAME_BYTES, NewFamily, RefreshFamilies, Rejection, Revocation};
+pub use engine::{
+    Decision, Issue, MAX_NAME_BYTES, NewFamily, RefreshFamilies, Rejection, Revocation,
+};
 pub use error::RefreshError;
 pub use policy::{
     GraceMode, MAX_ATTEMPTS, MAX_GRACE_USES, MAX_GRACE_WINDOW_SECS, MAX_LIFETIME_SECS,

@@ -55,7 +55,6 @@ impl Default for Policy {
 
 impl Policy {
     /// A builder starting from [`Policy::default`].
-    #[must_use]
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
             policy: Self::default(),
@@ -154,9 +153,7 @@ impl PolicyBuilder {
             ));
         }
         if p.grace_window > MAX_GRACE_WINDOW_SECS {
-            return Err(RefreshError::Policy(
-                "grace window is capped at 60 seconds",
-            ));
+            return Err(RefreshError::Policy("grace window is capped at 60 seconds"));
         }
         p.grace_mode = match (self.mode, p.grace_window) {
             (None | Some(GraceMode::Off), 0) => GraceMode::Off,

@@ -3,16 +3,17 @@
 //! See the crate documentation for the PostgreSQL schema and the SQL of
 //! [`FamilyStore::apply`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use identity_core::UnixTime;
 
+use crate::RefreshError;
 use crate::records::{
     FamilyRecord, FamilyStatus, Guard, Loaded, TokenRecord, TokenState, Write, WritePlan,
 };
 use crate::token::{FamilyId, TokenId};
-use crate::RefreshError;
 
 /// Whether a plan was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +174,10 @@ struct Stage {
 
 impl Stage {
     fn family<'a>(&'a mut self, inner: &Inner, id: FamilyId) -> Option<&'a mut FamilyRecord> {
-        if !self.families.contains_key(&id) {
-            let f = inner.families.get(&id)?.clone();
-            self.families.insert(id, f);
+        match self.families.entry(id) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(v) => Some(v.insert(inner.families.get(&id)?.clone())),
         }
-        self.families.get_mut(&id)
     }
 
     fn token<'a>(
@@ -185,11 +185,10 @@ impl Stage {
         inner: &Inner,
         key: (FamilyId, TokenId),
     ) -> Option<&'a mut TokenRecord> {
-        if !self.tokens.contains_key(&key) {
-            let t = inner.tokens.get(&key)?.clone();
-            self.tokens.insert(key, t);
+        match self.tokens.entry(key) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(v) => Some(v.insert(inner.tokens.get(&key)?.clone())),
         }
-        self.tokens.get_mut(&key)
     }
 
     /// Stages one write; `false` means the plan conflicts.
@@ -309,9 +308,9 @@ fn guard_holds(inner: &Inner, g: &Guard) -> bool {
             family,
             token,
             max_uses,
-        } => inner.tokens.get(&(*family, *token)).is_some_and(|t| {
-            matches!(t.state, TokenState::Rotated { grace_uses, .. } if grace_uses < *max_uses)
-        }),
+        } => inner.tokens.get(&(*family, *token)).is_some_and(
+            |t| matches!(t.state, TokenState::Rotated { grace_uses, .. } if grace_uses < *max_uses),
+        ),
     }
 }
 

@@ -248,9 +248,9 @@ impl fmt::Debug for PresentedToken {
 /// Fuzzing entry point: parses arbitrary bytes as a token; never panics.
 #[doc(hidden)]
 pub fn fuzz_parse(bytes: &[u8]) {
-    if let Ok(text) = core::str::from_utf8(bytes) {
-        if let Ok(p) = RefreshToken::parse(text) {
-            let _ = p.claimed_family();
-        }
+    if let Ok(text) = core::str::from_utf8(bytes)
+        && let Ok(p) = RefreshToken::parse(text)
+    {
+        let _ = p.claimed_family();
     }
 }

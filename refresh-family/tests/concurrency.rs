@@ -61,7 +61,9 @@ fn grace_on_exactly_one_rotation_all_others_same_successor() {
     let e = Arc::new(engine(policy));
     let store = Arc::new(InMemoryFamilyStore::new(10_000));
     for _ in 0..ROUNDS {
-        let first = start(&*store, &e, "alice", "web", T0, &mut rng()).unwrap().token;
+        let first = start(&*store, &e, "alice", "web", T0, &mut rng())
+            .unwrap()
+            .token;
         let outcomes = race(&store, &e, first.expose_secret());
         let mut rotations = 0;
         let mut tokens = Vec::new();
@@ -79,7 +81,10 @@ fn grace_on_exactly_one_rotation_all_others_same_successor() {
         }
         assert_eq!(rotations, 1, "exactly one rotation");
         assert_eq!(tokens.len(), THREADS);
-        assert!(tokens.iter().all(|t| *t == tokens[0]), "everyone gets the same successor");
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "everyone gets the same successor"
+        );
         let (fam, rows) = store.snapshot(first.family()).unwrap();
         assert_consistent(&fam, &rows);
         assert_eq!(fam.status, FamilyStatus::Active);
@@ -93,7 +98,9 @@ fn grace_off_exactly_one_rotation_all_others_refused() {
     let e = Arc::new(engine(Policy::default()));
     let store = Arc::new(InMemoryFamilyStore::new(10_000));
     for _ in 0..ROUNDS {
-        let first = start(&*store, &e, "alice", "web", T0, &mut rng()).unwrap().token;
+        let first = start(&*store, &e, "alice", "web", T0, &mut rng())
+            .unwrap()
+            .token;
         let outcomes = race(&store, &e, first.expose_secret());
         let mut rotations = 0;
         let mut reuse = 0;

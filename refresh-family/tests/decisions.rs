@@ -31,7 +31,12 @@ fn refused(o: Outcome) -> Refused {
     }
 }
 
-fn present(store: &dyn FamilyStore, e: &RefreshFamilies, t: &RefreshToken, now: UnixTime) -> Outcome {
+fn present(
+    store: &dyn FamilyStore,
+    e: &RefreshFamilies,
+    t: &RefreshToken,
+    now: UnixTime,
+) -> Outcome {
     rotate(store, e, t.expose_secret(), now, &mut rng()).unwrap()
 }
 
@@ -69,7 +74,11 @@ fn malformed_tokens_are_refused_precisely() {
     ];
     for bad in &cases {
         let r = refused(rotate(&store, &e, bad, T0, &mut rng()).unwrap());
-        assert!(matches!(r.error, RefreshError::Malformed(_)), "{bad:?}: {:?}", r.error);
+        assert!(
+            matches!(r.error, RefreshError::Malformed(_)),
+            "{bad:?}: {:?}",
+            r.error
+        );
         assert_eq!(r.error.oauth_error(), "invalid_grant");
         assert!(r.revoke_access_tokens.is_empty());
     }
@@ -90,9 +99,16 @@ fn bad_mac_on_ids_and_foreign_keys_are_opaque_and_write_nothing() {
     }
     // A token minted under another server key (a foreign deployment).
     let other_store = InMemoryFamilyStore::new(100);
-    let foreign = start(&other_store, &foreign_engine(Policy::default()), "alice", "web", T0, &mut rng())
-        .unwrap()
-        .token;
+    let foreign = start(
+        &other_store,
+        &foreign_engine(Policy::default()),
+        "alice",
+        "web",
+        T0,
+        &mut rng(),
+    )
+    .unwrap()
+    .token;
     let r = refused(present(&store, &e, &foreign, T0));
     assert_eq!(r.error, RefreshError::InvalidToken);
     let (fam, _) = store.snapshot(first.family()).unwrap();
@@ -117,12 +133,21 @@ fn wrong_secret_with_authentic_ids_is_refused_without_revoking() {
 
 #[test]
 fn idle_expiry_refuses_without_writes() {
-    let policy = Policy::builder().idle_lifetime(3_600).absolute_lifetime(86_400).build().unwrap();
+    let policy = Policy::builder()
+        .idle_lifetime(3_600)
+        .absolute_lifetime(86_400)
+        .build()
+        .unwrap();
     let store = InMemoryFamilyStore::new(100);
     let e = engine(policy);
     let a = login(&store, &e, T0).token;
     let r = refused(present(&store, &e, &a, T0.saturating_add(3_600)));
-    assert_eq!(r.error, RefreshError::TokenExpired { expired_at: T0.saturating_add(3_600) });
+    assert_eq!(
+        r.error,
+        RefreshError::TokenExpired {
+            expired_at: T0.saturating_add(3_600)
+        }
+    );
     assert_eq!(store.snapshot(a.family()).unwrap().0.version, 0);
     // One second earlier it rotates, and the successor's idle clock starts afresh.
     let b = issued(present(&store, &e, &a, T0.saturating_add(3_599))).token;
@@ -131,7 +156,11 @@ fn idle_expiry_refuses_without_writes() {
 
 #[test]
 fn absolute_expiry_is_never_extended_by_rotation() {
-    let policy = Policy::builder().idle_lifetime(3_600).absolute_lifetime(10_000).build().unwrap();
+    let policy = Policy::builder()
+        .idle_lifetime(3_600)
+        .absolute_lifetime(10_000)
+        .build()
+        .unwrap();
     let store = InMemoryFamilyStore::new(100);
     let e = engine(policy);
     let mut tok = login(&store, &e, T0).token;
@@ -144,7 +173,12 @@ fn absolute_expiry_is_never_extended_by_rotation() {
     assert_eq!(fam.absolute_expires_at, T0.saturating_add(10_000));
     // The head is well inside its idle lifetime, but the family is over.
     let r = refused(present(&store, &e, &tok, T0.saturating_add(10_000)));
-    assert_eq!(r.error, RefreshError::FamilyExpired { expired_at: T0.saturating_add(10_000) });
+    assert_eq!(
+        r.error,
+        RefreshError::FamilyExpired {
+            expired_at: T0.saturating_add(10_000)
+        }
+    );
     assert_eq!(store.snapshot(tok.family()).unwrap().0.version, fam.version);
 }
 
@@ -157,8 +191,16 @@ fn revoked_family_is_refused_without_writes() {
     assert_eq!(done.families, vec![first.family]);
     let before = store.snapshot(first.family).unwrap();
     let r = refused(present(&store, &e, &first.token, T0.saturating_add(1)));
-    assert_eq!(r.error, RefreshError::FamilyRevoked { reason: RevocationReason::Admin });
-    assert!(r.revoke_access_tokens.is_empty(), "already revoked: no new work");
+    assert_eq!(
+        r.error,
+        RefreshError::FamilyRevoked {
+            reason: RevocationReason::Admin
+        }
+    );
+    assert!(
+        r.revoke_access_tokens.is_empty(),
+        "already revoked: no new work"
+    );
     assert_eq!(store.snapshot(first.family).unwrap(), before);
 }
 
@@ -173,10 +215,18 @@ fn grace_off_second_presentation_is_reuse_and_revokes_everything() {
     assert_eq!(r.revoke_access_tokens, vec![a.family()]);
     assert!(r.events.iter().any(|ev| matches!(
         ev,
-        AuditEvent::ReuseDetected { kind: ReuseKind::OutsideGrace, .. }
+        AuditEvent::ReuseDetected {
+            kind: ReuseKind::OutsideGrace,
+            ..
+        }
     )));
     let r = refused(present(&store, &e, &b, T0.saturating_add(11)));
-    assert_eq!(r.error, RefreshError::FamilyRevoked { reason: RevocationReason::ReuseDetected });
+    assert_eq!(
+        r.error,
+        RefreshError::FamilyRevoked {
+            reason: RevocationReason::ReuseDetected
+        }
+    );
 }
 
 #[test]
@@ -192,7 +242,9 @@ fn reuse_after_grace_window_revokes() {
     let r = refused(present(&store, &e, &a, t1.saturating_add(10)));
     assert_eq!(r.error, RefreshError::ReuseDetected);
     assert_eq!(
-        refused(present(&store, &e, &b, t1.saturating_add(11))).error.reason(),
+        refused(present(&store, &e, &b, t1.saturating_add(11)))
+            .error
+            .reason(),
         "family_revoked"
     );
 }
@@ -218,13 +270,19 @@ fn grace_use_cap_is_enforced() {
     let a = login(&store, &e, T0).token;
     let b = issued(present(&store, &e, &a, T0)).token;
     for _ in 0..2 {
-        assert_eq!(issued(present(&store, &e, &a, T0.saturating_add(1))).token, b);
+        assert_eq!(
+            issued(present(&store, &e, &a, T0.saturating_add(1))).token,
+            b
+        );
     }
     let r = refused(present(&store, &e, &a, T0.saturating_add(2)));
     assert_eq!(r.error, RefreshError::ReuseDetected);
     assert!(r.events.iter().any(|ev| matches!(
         ev,
-        AuditEvent::ReuseDetected { kind: ReuseKind::GraceUsesExhausted, .. }
+        AuditEvent::ReuseDetected {
+            kind: ReuseKind::GraceUsesExhausted,
+            ..
+        }
     )));
 }
 
@@ -240,7 +298,10 @@ fn grace_never_accepts_older_than_immediate_predecessor() {
     assert_eq!(r.error, RefreshError::ReuseDetected);
     assert!(r.events.iter().any(|ev| matches!(
         ev,
-        AuditEvent::ReuseDetected { kind: ReuseKind::OlderToken, .. }
+        AuditEvent::ReuseDetected {
+            kind: ReuseKind::OlderToken,
+            ..
+        }
     )));
 }
 
@@ -280,27 +341,46 @@ fn authentic_token_without_row_in_live_family_is_reuse() {
     assert_eq!(r.error, RefreshError::ReuseDetected);
     assert!(r.events.iter().any(|ev| matches!(
         ev,
-        AuditEvent::ReuseDetected { kind: ReuseKind::UnknownToken, .. }
+        AuditEvent::ReuseDetected {
+            kind: ReuseKind::UnknownToken,
+            ..
+        }
     )));
-    assert_eq!(refused(present(&store, &e, &b, T0.saturating_add(6))).error.reason(), "family_revoked");
+    assert_eq!(
+        refused(present(&store, &e, &b, T0.saturating_add(6)))
+            .error
+            .reason(),
+        "family_revoked"
+    );
 }
 
 #[test]
 fn gc_keeps_live_families_and_tombstones_then_forgets() {
-    let policy = Policy::builder().idle_lifetime(600).absolute_lifetime(3_600).build().unwrap();
+    let policy = Policy::builder()
+        .idle_lifetime(600)
+        .absolute_lifetime(3_600)
+        .build()
+        .unwrap();
     let store = InMemoryFamilyStore::new(1_000);
     let e = engine(policy);
     let live = login(&store, &e, T0).token;
     let live_b = issued(present(&store, &e, &live, T0.saturating_add(1))).token;
     let dead = login(&store, &e, T0);
-    assert_eq!(revoke_family(&store, &e, dead.family, RevocationReason::Logout, T0).unwrap().families, vec![dead.family]);
+    assert_eq!(
+        revoke_family(&store, &e, dead.family, RevocationReason::Logout, T0)
+            .unwrap()
+            .families,
+        vec![dead.family]
+    );
     // Before the absolute expiry nothing goes: not the live family's rotated row, not the
     // revoked family's tombstone.
     assert_eq!(store.gc(T0.saturating_add(3_599), 100).unwrap().families, 0);
     assert_eq!(store.snapshot(live.family()).unwrap().1.len(), 2);
     // A replay of the tombstoned family is still refused as revoked.
     assert_eq!(
-        refused(present(&store, &e, &dead.token, T0.saturating_add(3_599))).error.reason(),
+        refused(present(&store, &e, &dead.token, T0.saturating_add(3_599)))
+            .error
+            .reason(),
         "family_revoked"
     );
     let report = store.gc(T0.saturating_add(3_600), 100).unwrap();
@@ -314,7 +394,11 @@ fn gc_keeps_live_families_and_tombstones_then_forgets() {
 
 #[test]
 fn gc_batch_is_bounded() {
-    let policy = Policy::builder().idle_lifetime(60).absolute_lifetime(60).build().unwrap();
+    let policy = Policy::builder()
+        .idle_lifetime(60)
+        .absolute_lifetime(60)
+        .build()
+        .unwrap();
     let store = InMemoryFamilyStore::new(1_000);
     let e = engine(policy);
     for _ in 0..5 {
@@ -364,10 +448,23 @@ fn revocation_and_refresh_race_through_the_same_guard() {
     let e = engine(Policy::default());
     let a = login(&store, &e, T0).token;
     let presented = e.verify(a.expose_secret()).unwrap();
-    let decision = e.decide(&presented, store.load(a.family(), a.id()).unwrap(), T0, &mut r);
+    let decision = e.decide(
+        &presented,
+        store.load(a.family(), a.id()).unwrap(),
+        T0,
+        &mut r,
+    );
     assert!(matches!(decision, Decision::Rotate(_)));
-    assert_eq!(revoke_family(&store, &e, a.family(), RevocationReason::SecurityEvent, T0).unwrap().families, vec![a.family()]);
-    assert_eq!(store.apply(decision.plan()).unwrap(), ApplyOutcome::Conflict);
+    assert_eq!(
+        revoke_family(&store, &e, a.family(), RevocationReason::SecurityEvent, T0)
+            .unwrap()
+            .families,
+        vec![a.family()]
+    );
+    assert_eq!(
+        store.apply(decision.plan()).unwrap(),
+        ApplyOutcome::Conflict
+    );
     let (fam, tokens) = store.snapshot(a.family()).unwrap();
     assert_consistent(&fam, &tokens);
     assert_eq!(tokens.len(), 1, "no successor was inserted");
@@ -376,10 +473,21 @@ fn revocation_and_refresh_race_through_the_same_guard() {
     let old = store.load_family(a.family()).unwrap().unwrap();
     let revocation = e.revoke(&[old], RevocationReason::Admin, T0);
     let b = issued(present(&store, &e, &a, T0)).token;
-    assert_eq!(store.apply(&revocation.plan).unwrap(), ApplyOutcome::Conflict);
+    assert_eq!(
+        store.apply(&revocation.plan).unwrap(),
+        ApplyOutcome::Conflict
+    );
     // The driver reloads and revokes the new version: the refreshed token dies too.
-    assert_eq!(revoke_family(&store, &e, a.family(), RevocationReason::Admin, T0).unwrap().families, vec![a.family()]);
-    assert_eq!(refused(present(&store, &e, &b, T0)).error.reason(), "family_revoked");
+    assert_eq!(
+        revoke_family(&store, &e, a.family(), RevocationReason::Admin, T0)
+            .unwrap()
+            .families,
+        vec![a.family()]
+    );
+    assert_eq!(
+        refused(present(&store, &e, &b, T0)).error.reason(),
+        "family_revoked"
+    );
 }
 
 #[test]
@@ -388,20 +496,33 @@ fn logout_and_subject_revocation() {
     let e = engine(Policy::default());
     let a1 = login(&store, &e, T0).token;
     let a2 = login(&store, &e, T0).token;
-    let bob = start(&store, &e, "bob", "web", T0, &mut rng()).unwrap().token;
+    let bob = start(&store, &e, "bob", "web", T0, &mut rng())
+        .unwrap()
+        .token;
     // Logout needs the real secret.
-    assert_eq!(logout(&store, &e, &tamper(&a1, 40), T0).unwrap_err(), RefreshError::InvalidToken);
+    assert_eq!(
+        logout(&store, &e, &tamper(&a1, 40), T0).unwrap_err(),
+        RefreshError::InvalidToken
+    );
     let out = logout(&store, &e, a1.expose_secret(), T0).unwrap();
     assert_eq!(out.families, vec![a1.family()]);
     let all = revoke_subject(&store, &e, "alice", RevocationReason::SecurityEvent, T0).unwrap();
-    assert_eq!(all.families, vec![a2.family()], "already-revoked families are skipped");
+    assert_eq!(
+        all.families,
+        vec![a2.family()],
+        "already-revoked families are skipped"
+    );
     assert_eq!(
         refused(present(&store, &e, &a2, T0)).error,
-        RefreshError::FamilyRevoked { reason: RevocationReason::SecurityEvent }
+        RefreshError::FamilyRevoked {
+            reason: RevocationReason::SecurityEvent
+        }
     );
     assert_eq!(
         refused(present(&store, &e, &a1, T0)).error,
-        RefreshError::FamilyRevoked { reason: RevocationReason::Logout }
+        RefreshError::FamilyRevoked {
+            reason: RevocationReason::Logout
+        }
     );
     assert!(!issued(present(&store, &e, &bob, T0)).grace);
 }
@@ -427,13 +548,24 @@ fn inconsistent_rows_are_refused() {
 fn policy_bounds_are_checked() {
     let bad = [
         Policy::builder().grace_window(61).build(),
-        Policy::builder().grace_mode(GraceMode::Off).grace_window(5).build(),
-        Policy::builder().grace_mode(GraceMode::IssueSibling).build(),
+        Policy::builder()
+            .grace_mode(GraceMode::Off)
+            .grace_window(5)
+            .build(),
+        Policy::builder()
+            .grace_mode(GraceMode::IssueSibling)
+            .build(),
         Policy::builder().idle_lifetime(59).build(),
-        Policy::builder().idle_lifetime(7_200).absolute_lifetime(3_600).build(),
+        Policy::builder()
+            .idle_lifetime(7_200)
+            .absolute_lifetime(3_600)
+            .build(),
         Policy::builder().absolute_lifetime(401 * 86_400).build(),
         Policy::builder().grace_window(5).grace_max_uses(0).build(),
-        Policy::builder().grace_window(5).grace_max_uses(101).build(),
+        Policy::builder()
+            .grace_window(5)
+            .grace_max_uses(101)
+            .build(),
         Policy::builder().attempts(0).build(),
         Policy::builder().attempts(11).build(),
     ];
@@ -443,11 +575,11 @@ fn policy_bounds_are_checked() {
     let p = Policy::builder().grace_window(60).build().unwrap();
     assert_eq!(p.grace_mode(), GraceMode::IdempotentSuccessor);
     assert_eq!(Policy::default().grace_mode(), GraceMode::Off);
+    assert!(matches!(e_start_err("", "web"), RefreshError::Policy(_)));
     assert!(matches!(
-        e_start_err("", "web"),
+        e_start_err("alice", &"c".repeat(256)),
         RefreshError::Policy(_)
     ));
-    assert!(matches!(e_start_err("alice", &"c".repeat(256)), RefreshError::Policy(_)));
 }
 
 fn e_start_err(subject: &str, client: &str) -> RefreshError {

@@ -55,14 +55,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (
-        0u8..3,
-        1u64..=60,
-        1u32..=4,
-        60u64..=600,
-        1u64..=4,
-    )
-        .prop_map(|(mode, window, uses, idle, factor)| {
+    (0u8..3, 1u64..=60, 1u32..=4, 60u64..=600, 1u64..=4).prop_map(
+        |(mode, window, uses, idle, factor)| {
             let b = Policy::builder()
                 .idle_lifetime(idle)
                 .absolute_lifetime(idle * factor);
@@ -75,7 +69,8 @@ fn policy() -> impl Strategy<Value = Policy> {
                     .grace_mode(GraceMode::IssueSibling),
             };
             b.build().unwrap()
-        })
+        },
+    )
 }
 
 struct Tok {
@@ -108,11 +103,18 @@ struct World {
 impl World {
     fn new(policy: Policy) -> Self {
         let other = common::ForgetfulStore::new(10);
-        let foreign = start(&other, &foreign_engine(policy.clone()), "eve", "web", T0, &mut rng())
-            .unwrap()
-            .token
-            .expose_secret()
-            .to_owned();
+        let foreign = start(
+            &other,
+            &foreign_engine(policy.clone()),
+            "eve",
+            "web",
+            T0,
+            &mut rng(),
+        )
+        .unwrap()
+        .token
+        .expose_secret()
+        .to_owned();
         Self {
             e: engine(policy.clone()),
             policy,
@@ -135,7 +137,8 @@ impl World {
         match op {
             Op::Issue => {
                 if self.fams.len() < 4 {
-                    let i = start(&self.store, &self.e, "alice", "web", self.now, &mut rng()).unwrap();
+                    let i =
+                        start(&self.store, &self.e, "alice", "web", self.now, &mut rng()).unwrap();
                     self.fams.push(Fam {
                         id: i.family,
                         created: self.now,
@@ -231,18 +234,35 @@ impl World {
                 assert!(!fam.dead, "accepted a token of a revoked or reused family");
                 assert_eq!(i.family, fam.id);
                 let tok = &fam.tokens[idx];
-                assert!(now < tok.issued_at.saturating_add(self.policy.idle_lifetime()), "past idle expiry");
+                assert!(
+                    now < tok.issued_at.saturating_add(self.policy.idle_lifetime()),
+                    "past idle expiry"
+                );
                 assert!(now < absolute_end, "past absolute expiry");
                 let new_text = i.token.expose_secret().to_owned();
                 if i.grace {
                     assert_ne!(self.policy.grace_mode(), GraceMode::Off);
-                    assert_eq!(fam.tokens[head].parent, Some(idx), "grace for a non-predecessor");
+                    assert_eq!(
+                        fam.tokens[head].parent,
+                        Some(idx),
+                        "grace for a non-predecessor"
+                    );
                     let rotated_at = tok.rotated_at.expect("grace for an unrotated token");
-                    assert!(now < rotated_at.saturating_add(self.policy.grace_window()), "grace outside window");
-                    assert!(tok.grace_accepts < self.policy.grace_max_uses(), "grace over cap");
+                    assert!(
+                        now < rotated_at.saturating_add(self.policy.grace_window()),
+                        "grace outside window"
+                    );
+                    assert!(
+                        tok.grace_accepts < self.policy.grace_max_uses(),
+                        "grace over cap"
+                    );
                     fam.tokens[idx].grace_accepts += 1;
                     if self.policy.grace_mode() == GraceMode::IdempotentSuccessor {
-                        assert_eq!(Some(&new_text), fam.tokens[idx].successor.as_ref(), "not the same successor");
+                        assert_eq!(
+                            Some(&new_text),
+                            fam.tokens[idx].successor.as_ref(),
+                            "not the same successor"
+                        );
                         assert_eq!(new_text, fam.tokens[head].text);
                     } else {
                         fam.tokens.push(Tok {
@@ -280,7 +300,12 @@ impl World {
                     fam.dead = true;
                 } else {
                     // Refusals other than reuse write nothing.
-                    assert_eq!(self.store.inner.snapshot(fam.id), before, "{:?} wrote", r.error);
+                    assert_eq!(
+                        self.store.inner.snapshot(fam.id),
+                        before,
+                        "{:?} wrote",
+                        r.error
+                    );
                     assert!(r.revoke_access_tokens.is_empty());
                 }
                 // No false refusal: the live head inside its lifetimes is always accepted.

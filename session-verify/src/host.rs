@@ -84,7 +84,10 @@ impl HostTokenVerifier {
         now: UnixTime,
     ) -> Result<Outcome<Unconfirmed<HostToken<T>>>, VerifyError> {
         Ok(
-            match self.verifier.verify_once_with_cache::<T>(token, cache, now)? {
+            match self
+                .verifier
+                .verify_once_with_cache::<T>(token, cache, now)?
+            {
                 Outcome::Verified(u) => Outcome::Verified(u.map(|inner| HostToken { inner })),
                 Outcome::VerifiedRefresh { value, fetch } => Outcome::VerifiedRefresh {
                     value: value.map(|inner| HostToken { inner }),

@@ -524,7 +524,9 @@ impl JwksCache {
                     (None, _) => Lookup::Reject(Rejection::KeySetUnavailable { retry_after: None }),
                 }
             }
-            Match::OtherAlg(key) => Lookup::Reject(Rejection::AlgorithmMismatch { header: alg, key }),
+            Match::OtherAlg(key) => {
+                Lookup::Reject(Rejection::AlgorithmMismatch { header: alg, key })
+            }
             Match::Ambiguous => Lookup::Reject(Rejection::AmbiguousKey),
             Match::Absent => self.unknown_kid(now, kid),
         }

@@ -27,9 +27,9 @@ pub use service::{
     ServiceTokenVerifier, mint_service_token,
 };
 pub use session::{
-    AccessClaims, AccessToken, AccessTokenVerifier, DEFAULT_ACCESS_TTL_SECS, JTI_BYTES, MAX_ACCESS_TTL_SECS,
-    MintedToken, Presented, derive_hs256_signing_key, derive_hs256_verifying_key,
-    mint_access_token,
+    AccessClaims, AccessToken, AccessTokenVerifier, DEFAULT_ACCESS_TTL_SECS, JTI_BYTES,
+    MAX_ACCESS_TTL_SECS, MintedToken, Presented, derive_hs256_signing_key,
+    derive_hs256_verifying_key, mint_access_token,
 };
 pub use verifier::{
     ACCESS_TOKEN_TYP, Confirmation, DPOP_PROOF_TYP, HOST_TOKEN_TYP, NoCustomClaims, Outcome,

@@ -21,8 +21,7 @@ pub const MAX_SCOPES: usize = 32;
 fn valid_scope(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
@@ -91,18 +90,24 @@ pub fn mint_service_token<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<MintedToken, VerifyError> {
     if key.algorithm() != Algorithm::EdDSA {
-        return Err(VerifyError::Policy("service tokens are signed with EdDSA keys only"));
+        return Err(VerifyError::Policy(
+            "service tokens are signed with EdDSA keys only",
+        ));
     }
     check_text(&claims.iss, "iss must be 1 to 1024 bytes")?;
     check_text(&claims.sub, "sub must be 1 to 1024 bytes")?;
     if claims.aud.is_empty() {
-        return Err(VerifyError::Policy("a service token needs at least one audience"));
+        return Err(VerifyError::Policy(
+            "a service token needs at least one audience",
+        ));
     }
     for a in &claims.aud {
         check_text(a, "each aud must be 1 to 1024 bytes")?;
     }
     if claims.scopes.is_empty() || claims.scopes.len() > MAX_SCOPES {
-        return Err(VerifyError::Policy("a service token carries 1 to 32 scopes"));
+        return Err(VerifyError::Policy(
+            "a service token carries 1 to 32 scopes",
+        ));
     }
     if !claims.scopes.iter().all(|s| valid_scope(s)) {
         return Err(VerifyError::Policy(
@@ -110,7 +115,9 @@ pub fn mint_service_token<R: CryptoRng + ?Sized>(
         ));
     }
     if claims.ttl_secs == 0 || claims.ttl_secs > MAX_SERVICE_TTL_SECS {
-        return Err(VerifyError::Policy("service-token lifetime must be 1 to 300 s"));
+        return Err(VerifyError::Policy(
+            "service-token lifetime must be 1 to 300 s",
+        ));
     }
     let jti = random_jti(rng);
     let exp = now.saturating_add(claims.ttl_secs);

@@ -218,7 +218,9 @@ pub fn mint_access_token<R: CryptoRng + ?Sized>(
     check_text(&claims.sub, "sub must be 1 to 1024 bytes")?;
     check_text(&claims.client_id, "client_id must be 1 to 1024 bytes")?;
     if claims.aud.is_empty() {
-        return Err(VerifyError::Policy("an access token needs at least one audience"));
+        return Err(VerifyError::Policy(
+            "an access token needs at least one audience",
+        ));
     }
     for a in &claims.aud {
         check_text(a, "each aud must be 1 to 1024 bytes")?;
@@ -227,7 +229,9 @@ pub fn mint_access_token<R: CryptoRng + ?Sized>(
         check_text(s, "scope must be 1 to 1024 bytes")?;
     }
     if claims.ttl_secs == 0 || claims.ttl_secs > MAX_ACCESS_TTL_SECS {
-        return Err(VerifyError::Policy("access-token lifetime must be 1 to 3600 s"));
+        return Err(VerifyError::Policy(
+            "access-token lifetime must be 1 to 3600 s",
+        ));
     }
     let jti = random_jti(rng);
     let exp = now.saturating_add(claims.ttl_secs);
@@ -281,6 +285,22 @@ pub enum Presented {
         /// Thumbprint of the proof's `jwk`.
         proof_thumbprint: Thumbprint,
     },
+}
+
+impl Presented {
+    /// The presentation of a DPoP proof verified (and confirmed) by the `dpop` crate.
+    #[must_use]
+    pub fn dpop(proof: &dpop::DpopProof) -> Self {
+        Self::Dpop {
+            proof_thumbprint: proof.thumbprint(),
+        }
+    }
+}
+
+impl From<&dpop::DpopProof> for Presented {
+    fn from(proof: &dpop::DpopProof) -> Self {
+        Self::dpop(proof)
+    }
 }
 
 /// A verified access token.
@@ -394,7 +414,9 @@ impl AccessTokenVerifier {
         presented: &Presented,
         now: UnixTime,
     ) -> Result<AccessToken, VerifyError> {
-        let v = self.verifier.verify::<NoCustomClaims, K>(token, keys, now)?;
+        let v = self
+            .verifier
+            .verify::<NoCustomClaims, K>(token, keys, now)?;
         self.bind(v, presented)
     }
 

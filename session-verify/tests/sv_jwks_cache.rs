@@ -65,22 +65,46 @@ fn rotation_adds_the_new_kid_and_removed_kid_stops_verifying() {
     let tok1 = token(&k1, "at+jwt", &access_claims(NOW + 40));
     let tok2 = token(&k2, "at+jwt", &access_claims(NOW + 40));
     assert!(matches!(
-        access.verify_with_cache::<NoCustomClaims>(&tok1, &mut c, t(NOW + 40)).unwrap(),
+        access
+            .verify_with_cache::<NoCustomClaims>(&tok1, &mut c, t(NOW + 40))
+            .unwrap(),
         Outcome::Verified(_)
     ));
     // The host rotates: k2 appears, k1 goes. The unknown kid triggers one fetch.
-    let req = match access.verify_with_cache::<NoCustomClaims>(&tok2, &mut c, t(NOW + 40)).unwrap() {
+    let req = match access
+        .verify_with_cache::<NoCustomClaims>(&tok2, &mut c, t(NOW + 40))
+        .unwrap()
+    {
         Outcome::Fetch(r) => r,
         other => panic!("expected a fetch, got {other:?}"),
     };
     let report = c.on_fetch_complete(t(NOW + 41), req.id, ok(&set_json(&[&k2]), None));
-    assert_eq!(report.added.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>(), [Some("k2")]);
-    assert_eq!(report.removed.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>(), [Some("k1")]);
-    let v = access.verify_with_cache::<NoCustomClaims>(&tok2, &mut c, t(NOW + 41)).unwrap();
+    assert_eq!(
+        report
+            .added
+            .iter()
+            .map(|k| k.kid.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("k2")]
+    );
+    assert_eq!(
+        report
+            .removed
+            .iter()
+            .map(|k| k.kid.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("k1")]
+    );
+    let v = access
+        .verify_with_cache::<NoCustomClaims>(&tok2, &mut c, t(NOW + 41))
+        .unwrap();
     assert!(v.verified().is_some());
     // k1 no longer verifies, and asking again does not fetch (cooldown).
     let r = access.verify_with_cache::<NoCustomClaims>(&tok1, &mut c, t(NOW + 42));
-    assert!(matches!(r, Err(VerifyError::UnknownKidRateLimited { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(VerifyError::UnknownKidRateLimited { .. })),
+        "{r:?}"
+    );
     assert_eq!(c.fetch_in_flight(), None);
 }
 
@@ -111,7 +135,10 @@ fn ten_thousand_random_unknown_kids_fetch_at_most_once_per_cooldown() {
     }
     // 100 s with a 30 s cooldown: at most one fetch per started window.
     assert!(fetches <= 100 / 30 + 1, "{fetches} fetches");
-    assert!(fetches >= 3, "unknown kids must still trigger a fetch after each cooldown");
+    assert!(
+        fetches >= 3,
+        "unknown kids must still trigger a fetch after each cooldown"
+    );
     assert_eq!(fetches + rejected, 10_000);
     // The known key was served all along.
     assert!(uses(&mut c, start + 100, "k1"));
@@ -129,7 +156,10 @@ fn a_kid_confirmed_absent_is_remembered_and_refused_without_a_fetch() {
         Lookup::Reject(Rejection::UnknownKid { retry_after }) if retry_after == t(NOW + 91)
     ));
     // ... while another unknown kid may fetch again.
-    assert!(matches!(c.lookup(t(NOW + 62), Some("other"), ED), Lookup::Fetch(_)));
+    assert!(matches!(
+        c.lookup(t(NOW + 62), Some("other"), ED),
+        Lookup::Fetch(_)
+    ));
 }
 
 #[test]
@@ -161,7 +191,10 @@ fn outage_serves_known_keys_until_stale_if_error_ends_then_fails() {
             let r = c.on_fetch_complete(
                 t(now),
                 req.id,
-                FetchResponse { status: 503, ..FetchResponse::default() },
+                FetchResponse {
+                    status: 503,
+                    ..FetchResponse::default()
+                },
             );
             assert!(matches!(r.outcome, FetchOutcome::Failed(_)));
             last_fail = Some(now);
@@ -174,14 +207,22 @@ fn outage_serves_known_keys_until_stale_if_error_ends_then_fails() {
     // Past stale-if-error the key is no longer served.
     let now = NOW + 120 + 600;
     match c.lookup(t(now), Some("k1"), ED) {
-        Lookup::Reject(Rejection::KeySetUnavailable { retry_after: Some(_) }) | Lookup::Fetch(_) => {}
+        Lookup::Reject(Rejection::KeySetUnavailable {
+            retry_after: Some(_),
+        })
+        | Lookup::Fetch(_) => {}
         other => panic!("expected no key, got {other:?}"),
     }
     let tok = token(&k1, "at+jwt", &access_claims(now));
     let access = profile(TokenKind::Access, &[ED]);
     let r = access.verify_with_cache::<NoCustomClaims>(&tok, &mut c, t(now));
     assert!(
-        matches!(r, Err(VerifyError::KeySetUnavailable { .. }) | Ok(Outcome::Fetch(_)) | Ok(Outcome::Wait { .. })),
+        matches!(
+            r,
+            Err(VerifyError::KeySetUnavailable { .. })
+                | Ok(Outcome::Fetch(_))
+                | Ok(Outcome::Wait { .. })
+        ),
         "{r:?}"
     );
 }
@@ -192,7 +233,10 @@ fn a_set_with_one_malformed_key_still_serves_the_good_ones() {
     let k2 = key(Algorithm::ES256, "k2");
     let good: serde_json::Value = serde_json::from_str(&set_json(&[&k1, &k2])).unwrap();
     let mut keys = good["keys"].as_array().unwrap().clone();
-    keys.insert(1, serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "bad", "x": "AAAA", "y": "AAAA"}));
+    keys.insert(
+        1,
+        serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "bad", "x": "AAAA", "y": "AAAA"}),
+    );
     keys.push(serde_json::json!({"kty": "oct", "kid": "secret", "k": "c2VjcmV0"}));
     let body = serde_json::json!({ "keys": keys }).to_string();
     let mut c = cache();
@@ -203,7 +247,10 @@ fn a_set_with_one_malformed_key_still_serves_the_good_ones() {
     let skipped: Vec<_> = r.skipped.iter().map(|s| s.kid.as_deref()).collect();
     assert_eq!(skipped, [Some("bad"), Some("secret")]);
     assert!(uses(&mut c, NOW, "k1"));
-    assert!(matches!(c.lookup(t(NOW), Some("k2"), Algorithm::ES256), Lookup::Use(_)));
+    assert!(matches!(
+        c.lookup(t(NOW), Some("k2"), Algorithm::ES256),
+        Lookup::Use(_)
+    ));
 }
 
 #[test]
@@ -237,7 +284,10 @@ fn a_fetch_that_never_completes_does_not_wedge_the_cache() {
     let first = fetch_of(c.lookup(t(NOW), Some("k1"), ED));
     assert_eq!(c.poll_timeout(), Some(first.deadline));
     for s in 1..10 {
-        assert!(matches!(c.lookup(t(NOW + s), Some("k1"), ED), Lookup::Wait { .. }));
+        assert!(matches!(
+            c.lookup(t(NOW + s), Some("k1"), ED),
+            Lookup::Wait { .. }
+        ));
     }
     // Deadline passes: the fetch counts as failed and the cache backs off (2 s).
     assert!(c.handle_timeout(t(NOW + 10)).is_none());
@@ -260,7 +310,10 @@ fn a_fetch_that_never_completes_does_not_wedge_the_cache() {
     let req = c.handle_timeout(t(NOW + 13 + 540)).unwrap();
     let r = c.on_fetch_failed(t(NOW + 13 + 540), req.id);
     assert!(matches!(r.outcome, FetchOutcome::Failed(_)));
-    assert_eq!(c.on_fetch_failed(t(NOW + 13 + 540), req.id).outcome, FetchOutcome::Ignored);
+    assert_eq!(
+        c.on_fetch_failed(t(NOW + 13 + 540), req.id).outcome,
+        FetchOutcome::Ignored
+    );
 }
 
 #[test]
@@ -312,7 +365,11 @@ fn etag_is_sent_and_304_renews_the_set() {
     let r = c.on_fetch_complete(
         t(NOW + 61),
         req.id,
-        FetchResponse { status: 304, cache_control: Some("max-age=100".into()), ..FetchResponse::default() },
+        FetchResponse {
+            status: 304,
+            cache_control: Some("max-age=100".into()),
+            ..FetchResponse::default()
+        },
     );
     assert_eq!(r.outcome, FetchOutcome::NotModified);
     assert_eq!(r.fresh_until, Some(t(NOW + 161)));
@@ -320,7 +377,14 @@ fn etag_is_sent_and_304_renews_the_set() {
     // A 304 to a request that was not conditional is a failure.
     let mut fresh = cache();
     let req = fresh.handle_timeout(t(NOW)).unwrap();
-    let r = fresh.on_fetch_complete(t(NOW), req.id, FetchResponse { status: 304, ..FetchResponse::default() });
+    let r = fresh.on_fetch_complete(
+        t(NOW),
+        req.id,
+        FetchResponse {
+            status: 304,
+            ..FetchResponse::default()
+        },
+    );
     assert!(matches!(r.outcome, FetchOutcome::Failed(_)));
     assert!(fresh.keys().is_none());
 }
@@ -330,8 +394,14 @@ fn ambiguous_matches_are_rejected() {
     let a = key(ED, "dup");
     let b = key(ED, "dup");
     let mut c = loaded(&[&a, &b], NOW);
-    assert!(matches!(c.lookup(t(NOW), Some("dup"), ED), Lookup::Reject(Rejection::AmbiguousKey)));
-    assert!(matches!(c.lookup(t(NOW), None, ED), Lookup::Reject(Rejection::AmbiguousKey)));
+    assert!(matches!(
+        c.lookup(t(NOW), Some("dup"), ED),
+        Lookup::Reject(Rejection::AmbiguousKey)
+    ));
+    assert!(matches!(
+        c.lookup(t(NOW), None, ED),
+        Lookup::Reject(Rejection::AmbiguousKey)
+    ));
 }
 
 #[test]
@@ -340,11 +410,14 @@ fn snapshot_round_trip_serves_without_a_fetch() {
     let c = loaded(&[&k1], NOW);
     let json = c.snapshot().to_json();
     let snap = CacheSnapshot::from_json(&json, 1 << 20).unwrap();
-    let mut restored = JwksCache::from_snapshot(JwksCacheConfig::new(JWKS_URI), snap.clone()).unwrap();
+    let mut restored =
+        JwksCache::from_snapshot(JwksCacheConfig::new(JWKS_URI), snap.clone()).unwrap();
     assert!(uses(&mut restored, NOW + 10, "k1"));
     assert_eq!(restored.fresh_until(), c.fresh_until());
     // Another issuer's cache refuses it, and so does an oversize or garbled snapshot.
-    assert!(JwksCache::from_snapshot(JwksCacheConfig::new("https://other.example/jwks"), snap).is_err());
+    assert!(
+        JwksCache::from_snapshot(JwksCacheConfig::new("https://other.example/jwks"), snap).is_err()
+    );
     assert!(CacheSnapshot::from_json(&json, 10).is_err());
     assert!(CacheSnapshot::from_json("{\"version\":1}", 1 << 20).is_err());
 }
@@ -357,10 +430,16 @@ fn a_bad_token_does_not_swallow_the_refresh_it_was_handed() {
     let forged = token(&key(ED, "k1"), "at+jwt", &access_claims(NOW + 560));
     // In the refresh window: the lookup starts a refresh, the signature then fails.
     let r = access.verify_with_cache::<NoCustomClaims>(&forged, &mut c, t(NOW + 560));
-    assert!(matches!(r, Err(VerifyError::Token(identity_core::Error::InvalidSignature))));
+    assert!(matches!(
+        r,
+        Err(VerifyError::Token(identity_core::Error::InvalidSignature))
+    ));
     assert_eq!(c.fetch_in_flight(), None);
     let good = token(&k1, "at+jwt", &access_claims(NOW + 560));
-    match access.verify_with_cache::<NoCustomClaims>(&good, &mut c, t(NOW + 560)).unwrap() {
+    match access
+        .verify_with_cache::<NoCustomClaims>(&good, &mut c, t(NOW + 560))
+        .unwrap()
+    {
         Outcome::VerifiedRefresh { fetch, .. } => {
             serve(&mut c, t(NOW + 561), &fetch, &set_json(&[&k1]));
         }

@@ -42,7 +42,8 @@ fn verify_access<K: identity_core::KeySource + ?Sized>(
     token: &str,
     keys: &K,
 ) -> Result<(), VerifyError> {
-    v.verify::<NoCustomClaims, _>(token, keys, t(NOW)).map(|_| ())
+    v.verify::<NoCustomClaims, _>(token, keys, t(NOW))
+        .map(|_| ())
 }
 
 fn core_err(r: Result<(), VerifyError>) -> CoreError {
@@ -57,7 +58,9 @@ fn valid_tokens_of_each_algorithm_pass() {
     let i = issuer();
     for k in [&i.ed, &i.es, &i.rs] {
         let tok = token(k, "at+jwt", &access_claims(NOW));
-        let v = access().verify::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW)).unwrap();
+        let v = access()
+            .verify::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW))
+            .unwrap();
         assert_eq!(v.client_id(), Some("web-app"));
         assert_eq!(v.kind(), TokenKind::Access);
         assert_eq!(v.header().kid(), k.kid());
@@ -85,8 +88,14 @@ fn hs256_keyed_with_the_public_key_is_refused() {
             CoreError::KeyNotFound { .. }
         ));
         assert!(matches!(
-            core_err(lax.verify::<NoCustomClaims, _>(&tok, &i.rs.verifying_key(), t(NOW)).map(|_| ())),
-            CoreError::AlgorithmMismatch { header: Algorithm::HS256, key: Algorithm::RS256 }
+            core_err(
+                lax.verify::<NoCustomClaims, _>(&tok, &i.rs.verifying_key(), t(NOW))
+                    .map(|_| ())
+            ),
+            CoreError::AlgorithmMismatch {
+                header: Algorithm::HS256,
+                key: Algorithm::RS256
+            }
         ));
     }
 }
@@ -111,7 +120,8 @@ fn alg_none_is_refused() {
 #[test]
 fn unknown_crit_is_refused() {
     let i = issuer();
-    let header = json!({"alg": "EdDSA", "kid": "ed-1", "typ": "at+jwt", "crit": ["exp-x"], "exp-x": 1});
+    let header =
+        json!({"alg": "EdDSA", "kid": "ed-1", "typ": "at+jwt", "crit": ["exp-x"], "exp-x": 1});
     let tok = forge(&i.ed, &header, &access_claims(NOW));
     assert!(matches!(
         core_err(verify_access(&access(), &tok, &i.jwks)),
@@ -157,7 +167,8 @@ fn jku_pointing_at_an_attacker_key_is_never_followed() {
         core_err(verify_access(&access(), &tok, &i.jwks)),
         CoreError::KeyNotFound { .. }
     ));
-    let header = json!({"alg": "EdDSA", "kid": "ed-1", "typ": "at+jwt", "jku": "https://evil.example/jwks"});
+    let header =
+        json!({"alg": "EdDSA", "kid": "ed-1", "typ": "at+jwt", "jku": "https://evil.example/jwks"});
     let tok = forge(&attacker, &header, &access_claims(NOW));
     assert_eq!(
         core_err(verify_access(&access(), &tok, &i.jwks)),
@@ -180,7 +191,11 @@ fn kid_absent_from_the_set_is_refused() {
 fn foreign_key_under_a_known_kid_is_refused() {
     let i = issuer();
     for alg in [Algorithm::EdDSA, Algorithm::ES256] {
-        let kid = if alg == Algorithm::EdDSA { "ed-1" } else { "es-1" };
+        let kid = if alg == Algorithm::EdDSA {
+            "ed-1"
+        } else {
+            "es-1"
+        };
         let foreign = key(alg, kid);
         let tok = token(&foreign, "at+jwt", &access_claims(NOW));
         assert_eq!(
@@ -218,14 +233,20 @@ fn kid_naming_a_key_of_another_algorithm_is_refused() {
 #[test]
 fn expired_token_is_refused() {
     let i = issuer();
-    let claims = with(access_claims(NOW), json!({"iat": NOW - 400, "exp": NOW - 61}));
+    let claims = with(
+        access_claims(NOW),
+        json!({"iat": NOW - 400, "exp": NOW - 61}),
+    );
     let tok = token(&i.ed, "at+jwt", &claims);
     assert!(matches!(
         core_err(verify_access(&access(), &tok, &i.jwks)),
         CoreError::Expired { .. }
     ));
     // Within the 60 s leeway it still passes.
-    let claims = with(access_claims(NOW), json!({"iat": NOW - 400, "exp": NOW - 59}));
+    let claims = with(
+        access_claims(NOW),
+        json!({"iat": NOW - 400, "exp": NOW - 59}),
+    );
     assert!(verify_access(&access(), &token(&i.ed, "at+jwt", &claims), &i.jwks).is_ok());
 }
 
@@ -243,7 +264,10 @@ fn nbf_in_the_future_is_refused() {
 #[test]
 fn iat_in_the_future_is_refused() {
     let i = issuer();
-    let claims = with(access_claims(NOW), json!({"iat": NOW + 61, "exp": NOW + 200}));
+    let claims = with(
+        access_claims(NOW),
+        json!({"iat": NOW + 61, "exp": NOW + 200}),
+    );
     let tok = token(&i.ed, "at+jwt", &claims);
     assert!(matches!(
         core_err(verify_access(&access(), &tok, &i.jwks)),
@@ -254,7 +278,10 @@ fn iat_in_the_future_is_refused() {
 #[test]
 fn wrong_audience_is_refused() {
     let i = issuer();
-    let claims = with(access_claims(NOW), json!({"aud": ["https://other.example"]}));
+    let claims = with(
+        access_claims(NOW),
+        json!({"aud": ["https://other.example"]}),
+    );
     let tok = token(&i.ed, "at+jwt", &claims);
     assert_eq!(
         core_err(verify_access(&access(), &tok, &i.jwks)),
@@ -284,8 +311,16 @@ fn wrong_issuer_is_refused_and_several_spellings_are_accepted() {
         ("http://accounts.google.com", false),
         ("https://accounts.google.com/", false),
     ] {
-        let tok = token(&i.ed, "at+jwt", &with(access_claims(NOW), json!({"iss": iss})));
-        assert_eq!(verify_access(&google, &tok, &i.jwks).is_ok(), accepted, "{iss}");
+        let tok = token(
+            &i.ed,
+            "at+jwt",
+            &with(access_claims(NOW), json!({"iss": iss})),
+        );
+        assert_eq!(
+            verify_access(&google, &tok, &i.jwks).is_ok(),
+            accepted,
+            "{iss}"
+        );
     }
 }
 
@@ -334,12 +369,20 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
     // The same nesting in an unknown header member is skipped iteratively (serde_json
     // ignores values without recursing), so it costs no stack; the token still fails.
     let header = format!(r#"{{"alg":"EdDSA","kid":"ed-1","typ":"at+jwt","x":{deep}}}"#);
-    let tok = format!("{}.{}.AAAA", b64::encode(header.as_bytes()), b64::encode(b"{}"));
+    let tok = format!(
+        "{}.{}.AAAA",
+        b64::encode(header.as_bytes()),
+        b64::encode(b"{}")
+    );
     let e = core_err(verify_access(&access(), &tok, &i.jwks));
     assert_eq!(e, CoreError::InvalidSignature);
     // Nested where a value is read (the typ) it is a precise JSON error.
     let header = format!(r#"{{"alg":"EdDSA","kid":"ed-1","typ":{deep}}}"#);
-    let tok = format!("{}.{}.AAAA", b64::encode(header.as_bytes()), b64::encode(b"{}"));
+    let tok = format!(
+        "{}.{}.AAAA",
+        b64::encode(header.as_bytes()),
+        b64::encode(b"{}")
+    );
     let e = core_err(verify_access(&access(), &tok, &i.jwks));
     assert!(matches!(e, CoreError::Json { part: "header", .. }), "{e:?}");
 }
@@ -356,7 +399,10 @@ fn kinds_are_mutually_exclusive() {
         "alg": "EdDSA", "typ": "dpop+jwt", "kid": "ed-1",
         "jwk": serde_json::to_value(i.ed.verifying_key().to_public_jwk().unwrap()).unwrap(),
     });
-    let dpop_claims = with(base_claims(NOW), json!({"htm": "POST", "htu": "https://api.example/token"}));
+    let dpop_claims = with(
+        base_claims(NOW),
+        json!({"htm": "POST", "htu": "https://api.example/token"}),
+    );
     let tokens = [
         ("access", token(&i.ed, "at+jwt", &access_claims(NOW))),
         ("host", token(&i.ed, "host+jwt", &host_claims(NOW))),
@@ -365,10 +411,14 @@ fn kinds_are_mutually_exclusive() {
     ];
     let log = InMemoryReplayLog::new(100);
     for (name, tok) in &tokens {
-        let a = access.verify::<NoCustomClaims, _>(tok, &i.jwks, t(NOW)).is_ok();
+        let a = access
+            .verify::<NoCustomClaims, _>(tok, &i.jwks, t(NOW))
+            .is_ok();
         let h = host.verify_once::<NoCustomClaims, _>(tok, &i.jwks, t(NOW));
         let h = h.map(|u| u.confirm(&log, t(NOW)).is_ok()).unwrap_or(false);
-        let s = service.verify::<NoCustomClaims, _>(tok, &i.jwks, t(NOW)).is_ok();
+        let s = service
+            .verify::<NoCustomClaims, _>(tok, &i.jwks, t(NOW))
+            .is_ok();
         let expected = match *name {
             "access" => (true, false, false),
             "host" => (false, true, false),
@@ -403,7 +453,10 @@ fn claim_shapes_are_mutually_exclusive_beyond_typ() {
             .verify::<NoCustomClaims, _>(&token(&i.ed, "at+jwt", &c), &i.jwks, t(NOW))
             .map(|_| ())
     };
-    foreign(acc(with(access_claims(NOW), json!({"host_tenant_id": "t"}))), "host_tenant_id");
+    foreign(
+        acc(with(access_claims(NOW), json!({"host_tenant_id": "t"}))),
+        "host_tenant_id",
+    );
     foreign(acc(with(access_claims(NOW), json!({"htm": "GET"}))), "htm");
     foreign(acc(with(access_claims(NOW), json!({"ath": null}))), "ath");
     foreign(acc(host_claims(NOW)), "host_tenant_id");
@@ -413,25 +466,42 @@ fn claim_shapes_are_mutually_exclusive_beyond_typ() {
     ));
     assert!(matches!(
         acc(with(access_claims(NOW), json!({"client_id": ""}))),
-        Err(VerifyError::Token(CoreError::InvalidClaim { claim: "client_id", .. }))
+        Err(VerifyError::Token(CoreError::InvalidClaim {
+            claim: "client_id",
+            ..
+        }))
     ));
     assert!(matches!(
-        acc(with(access_claims(NOW), json!({"cnf": {"x5t#S256": "abc"}}))),
+        acc(with(
+            access_claims(NOW),
+            json!({"cnf": {"x5t#S256": "abc"}})
+        )),
         Err(VerifyError::Token(CoreError::MissingClaim("cnf.jkt")))
     ));
     let hst = |c| {
         host.verify_once::<NoCustomClaims, _>(&token(&i.ed, "host+jwt", &c), &i.jwks, t(NOW))
             .map(|_| ())
     };
-    foreign(hst(with(host_claims(NOW), json!({"client_id": "web"}))), "client_id");
-    foreign(hst(with(host_claims(NOW), json!({"cnf": {"jkt": "x"}}))), "cnf");
+    foreign(
+        hst(with(host_claims(NOW), json!({"client_id": "web"}))),
+        "client_id",
+    );
+    foreign(
+        hst(with(host_claims(NOW), json!({"cnf": {"jkt": "x"}}))),
+        "cnf",
+    );
     assert!(matches!(
         hst(access_claims(NOW)),
-        Err(VerifyError::ForeignClaim { claim: "client_id", .. })
+        Err(VerifyError::ForeignClaim {
+            claim: "client_id",
+            ..
+        })
     ));
     assert!(matches!(
         hst(base_claims(NOW)),
-        Err(VerifyError::Token(CoreError::MissingClaim("host_tenant_id")))
+        Err(VerifyError::Token(CoreError::MissingClaim(
+            "host_tenant_id"
+        )))
     ));
     let svc = |c| {
         service
@@ -439,8 +509,14 @@ fn claim_shapes_are_mutually_exclusive_beyond_typ() {
             .map(|_| ())
     };
     foreign(svc(access_claims(NOW)), "client_id");
-    foreign(svc(with(service_claims(NOW), json!({"host_tenant_id": "t"}))), "host_tenant_id");
-    foreign(svc(with(service_claims(NOW), json!({"cnf": {"jkt": "x"}}))), "cnf");
+    foreign(
+        svc(with(service_claims(NOW), json!({"host_tenant_id": "t"}))),
+        "host_tenant_id",
+    );
+    foreign(
+        svc(with(service_claims(NOW), json!({"cnf": {"jkt": "x"}}))),
+        "cnf",
+    );
     assert!(matches!(
         svc(base_claims(NOW)),
         Err(VerifyError::Token(CoreError::MissingClaim("scope")))
@@ -453,7 +529,11 @@ fn opaque_refresh_and_device_tokens_never_parse_as_jwts() {
     // The shapes minted by refresh-family (`rf1.` + 107 base64url characters) and by the
     // device module (`dvs1.` + 22 + `.` + 43 characters).
     let refresh = format!("rf1.{}", b64::encode(&[7u8; 80]));
-    let device = format!("dvs1.{}.{}", b64::encode(&[1u8; 16]), b64::encode(&[2u8; 32]));
+    let device = format!(
+        "dvs1.{}.{}",
+        b64::encode(&[1u8; 16]),
+        b64::encode(&[2u8; 32])
+    );
     assert_eq!(refresh.len(), 111);
     assert_eq!(device.len(), 71);
     let ed = [Algorithm::EdDSA];
@@ -461,11 +541,17 @@ fn opaque_refresh_and_device_tokens_never_parse_as_jwts() {
         for kind in [TokenKind::Access, TokenKind::Service] {
             let r = profile(kind, &ed).verify::<NoCustomClaims, _>(opaque, &i.jwks, t(NOW));
             assert!(
-                matches!(r, Err(VerifyError::Token(CoreError::Malformed(_) | CoreError::Base64(_) | CoreError::Json { .. }))),
+                matches!(
+                    r,
+                    Err(VerifyError::Token(
+                        CoreError::Malformed(_) | CoreError::Base64(_) | CoreError::Json { .. }
+                    ))
+                ),
                 "{kind}: {r:?}"
             );
         }
-        let r = profile(TokenKind::Host, &ed).verify_once::<NoCustomClaims, _>(opaque, &i.jwks, t(NOW));
+        let r =
+            profile(TokenKind::Host, &ed).verify_once::<NoCustomClaims, _>(opaque, &i.jwks, t(NOW));
         assert!(r.is_err());
     }
 }
@@ -477,12 +563,19 @@ fn host_tokens_are_one_time_for_their_lifetime() {
     assert!(host.enforces_replay());
     let tok = token(&i.ed, "host+jwt", &host_claims(NOW));
     let log = InMemoryReplayLog::new(100);
-    let first = host.verify_once::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW)).unwrap();
+    let first = host
+        .verify_once::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW))
+        .unwrap();
     assert_eq!(first.until(), t(NOW + 120 + 60));
     let v = first.confirm(&log, t(NOW)).unwrap();
     assert_eq!(v.host_tenant_id(), Some("tenant-7"));
-    let again = host.verify_once::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW + 100)).unwrap();
-    assert_eq!(again.confirm(&log, t(NOW + 100)).unwrap_err(), ReplayRefused::Replayed);
+    let again = host
+        .verify_once::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW + 100))
+        .unwrap();
+    assert_eq!(
+        again.confirm(&log, t(NOW + 100)).unwrap_err(),
+        ReplayRefused::Replayed
+    );
     // A replay-enforcing profile refuses the non-replay entry point.
     assert!(matches!(
         host.verify::<NoCustomClaims, _>(&tok, &i.jwks, t(NOW)),
@@ -492,7 +585,9 @@ fn host_tokens_are_one_time_for_their_lifetime() {
     let es_tok = token(&i.es, "host+jwt", &host_claims(NOW));
     assert!(matches!(
         host.verify_once::<NoCustomClaims, _>(&es_tok, &i.jwks, t(NOW)),
-        Err(VerifyError::Token(CoreError::AlgorithmNotAllowed(Algorithm::ES256)))
+        Err(VerifyError::Token(CoreError::AlgorithmNotAllowed(
+            Algorithm::ES256
+        )))
     ));
 }
 
@@ -503,7 +598,11 @@ fn custom_claims_come_through() {
         roles: Vec<String>,
     }
     let i = issuer();
-    let tok = token(&i.ed, "at+jwt", &with(access_claims(NOW), json!({"roles": ["admin"]})));
+    let tok = token(
+        &i.ed,
+        "at+jwt",
+        &with(access_claims(NOW), json!({"roles": ["admin"]})),
+    );
     let v = access().verify::<Extra, _>(&tok, &i.jwks, t(NOW)).unwrap();
     assert_eq!(v.custom().roles, ["admin"]);
     assert_eq!(v.scope(), Some("read"));
@@ -518,12 +617,54 @@ fn incomplete_or_contradictory_policies_are_refused() {
     };
     let base = |k| Verifier::builder(k).issuer(ISS).audience(AUD);
     assert!(policy(base(TokenKind::Access)).contains("algorithm"));
-    assert!(policy(Verifier::builder(TokenKind::Access).audience(AUD).algorithm(Algorithm::EdDSA)).contains("issuer"));
-    assert!(policy(Verifier::builder(TokenKind::Access).issuer(ISS).algorithm(Algorithm::EdDSA)).contains("audience"));
+    assert!(
+        policy(
+            Verifier::builder(TokenKind::Access)
+                .audience(AUD)
+                .algorithm(Algorithm::EdDSA)
+        )
+        .contains("issuer")
+    );
+    assert!(
+        policy(
+            Verifier::builder(TokenKind::Access)
+                .issuer(ISS)
+                .algorithm(Algorithm::EdDSA)
+        )
+        .contains("audience")
+    );
     assert!(policy(base(TokenKind::Host).algorithm(Algorithm::ES256)).contains("EdDSA"));
-    assert!(policy(base(TokenKind::Host).algorithm(Algorithm::EdDSA).enforce_replay(false)).contains("replay"));
-    assert!(policy(base(TokenKind::Access).algorithm(Algorithm::EdDSA).enforce_replay(true)).contains("replay"));
+    assert!(
+        policy(
+            base(TokenKind::Host)
+                .algorithm(Algorithm::EdDSA)
+                .enforce_replay(false)
+        )
+        .contains("replay")
+    );
+    assert!(
+        policy(
+            base(TokenKind::Access)
+                .algorithm(Algorithm::EdDSA)
+                .enforce_replay(true)
+        )
+        .contains("replay")
+    );
     assert!(policy(base(TokenKind::Service).algorithm(Algorithm::HS256)).contains("public key"));
-    assert!(policy(base(TokenKind::Access).algorithm(Algorithm::EdDSA).leeway(301)).contains("leeway"));
-    assert!(policy(base(TokenKind::Access).algorithm(Algorithm::EdDSA).max_token_bytes(0)).contains("cap"));
+    assert!(
+        policy(
+            base(TokenKind::Access)
+                .algorithm(Algorithm::EdDSA)
+                .leeway(301)
+        )
+        .contains("leeway")
+    );
+    assert!(
+        policy(
+            base(TokenKind::Access)
+                .algorithm(Algorithm::EdDSA)
+                .max_token_bytes(0)
+        )
+        .contains("cap")
+    );
 }

@@ -1,6 +1,12 @@
 //! Shared test support: a fake clock, RNG, engines, a store wrapper that forgets rows, and
 //! a consistency check of a family's rows.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -45,7 +51,11 @@ pub fn assert_consistent(fam: &FamilyRecord, tokens: &[TokenRecord]) {
     assert_eq!(head.generation, fam.head_generation, "head generation");
     assert_eq!(head.parent, fam.head_parent, "head parent");
     if fam.status == FamilyStatus::Active {
-        assert_eq!(head.state, TokenState::Active, "head of a live family is not active");
+        assert_eq!(
+            head.state,
+            TokenState::Active,
+            "head of a live family is not active"
+        );
     }
     for t in tokens {
         if let TokenState::Rotated { successor, .. } = t.state {

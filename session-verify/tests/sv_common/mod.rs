@@ -73,7 +73,10 @@ pub fn with(mut base: Value, extra: Value) -> Value {
 }
 
 pub fn access_claims(now: u64) -> Value {
-    with(base_claims(now), json!({"client_id": "web-app", "scope": "read"}))
+    with(
+        base_claims(now),
+        json!({"client_id": "web-app", "scope": "read"}),
+    )
 }
 pub fn host_claims(now: u64) -> Value {
     with(base_claims(now), json!({"host_tenant_id": "tenant-7"}))
@@ -107,5 +110,9 @@ pub fn ok(body: &str, cache_control: Option<&str>) -> FetchResponse {
 pub fn serve(cache: &mut JwksCache, now: UnixTime, req: &FetchRequest, body: &str) {
     assert_eq!(req.url, JWKS_URI);
     let report = cache.on_fetch_complete(now, req.id, ok(body, Some("max-age=600")));
-    assert_eq!(report.outcome, session_verify::FetchOutcome::Replaced, "{report:?}");
+    assert_eq!(
+        report.outcome,
+        session_verify::FetchOutcome::Replaced,
+        "{report:?}"
+    );
 }
