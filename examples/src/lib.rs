@@ -1,1 +1,21 @@
-//! Runnable examples of the identity crate family (see `examples/`).
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod audit;
+pub mod clock;
+mod error;
+pub mod http;
+pub mod narrate;
+
+pub use audit::{JsonLines, check_json_lines};
+pub use clock::SimClock;
+pub use error::{During, ExampleError, expect, expect_refused};
+pub use narrate::Narrator;
+
+/// The system random number generator, as the examples use it
+/// (`rand_core::UnwrapErr(getrandom::SysRng)`).
+#[must_use]
+pub fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}

@@ -18,9 +18,10 @@
 //! ```
 
 use core::fmt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -158,27 +159,27 @@ impl<T: ReplayLog + ?Sized> ReplayLog for std::sync::Arc<T> {
     }
 }
 
-/// Keys are SHA-256 outputs nobody can steer, so their first 8 bytes are already a
-/// uniformly distributed hash: no need to hash them again.
+/// The in-memory log stores a 64-bit fingerprint of each key (its first 8 bytes, already
+/// uniformly distributed as SHA-256 output): a hasher that passes it through unchanged.
 #[derive(Default)]
-struct PrehashedKey(u64);
+struct Identity(u64);
 
-impl Hasher for PrehashedKey {
+impl Hasher for Identity {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as a length prefix (one `write_usize`) and then its 32 bytes;
-        // folding in the first 8 bytes of every write keeps the key's own randomness.
-        let mut buf = [0u8; 8];
-        let n = bytes.len().min(8);
-        buf[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
+        // Only `write_u64` is used (u64 keys); fold anything else in, for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
-/// key -> index of the time bucket that holds it
-type KeyIndex = HashMap<[u8; 32], u64, BuildHasherDefault<PrehashedKey>>;
+type Fingerprints = HashSet<u64, BuildHasherDefault<Identity>>;
 
 const SHARDS: usize = 16;
 
@@ -186,47 +187,65 @@ const SHARDS: usize = 16;
 ///
 /// Entries live in time buckets keyed by their expiry; a whole bucket is dropped once its
 /// last instant has passed, so expiry costs O(1) amortised per entry and no entry is ever
-/// dropped before its `until`. Membership is one hash lookup. The log is split into 16
-/// independently locked shards (chosen by key byte), so `capacity` is enforced per shard
-/// as `capacity / 16`, rounded up. The log holds at most `capacity` live entries and answers
-/// [`ReplayVerdict::AtCapacity`] past that (it never evicts a live entry). Entries whose
-/// `until` lies further ahead than the horizon (default 1 day) are refused as
-/// `AtCapacity` too, so one caller cannot pin memory for years.
+/// dropped before its `until`. Membership is one hash lookup. The log holds at most
+/// `capacity` live entries in total and answers [`ReplayVerdict::AtCapacity`] past that,
+/// after purging expired entries (it never evicts a live entry). Entries whose `until`
+/// lies further ahead than the horizon (default 1 day) are refused as `AtCapacity` too,
+/// so one caller cannot pin memory for years. The log is split into 16 independently
+/// locked shards to keep contention low.
 ///
-/// Memory: about 100 to 150 bytes per live entry (the 32-byte key in an open-addressing
-/// index and again in its bucket).
+/// Memory: each entry is stored as a 64-bit fingerprint of its [`ReplayKey`] (in a hash
+/// set and in its time bucket), about 20 to 40 bytes per live entry. Two distinct keys
+/// share a fingerprint with probability 2^-64 per pair, which can only turn a fresh value
+/// into a false [`ReplayVerdict::Replayed`] (a refusal, never an acceptance): below
+/// 10^-13 per check at a million live entries.
 ///
 /// After a restart the log is empty: a process that restarts must refuse values issued
 /// before it started for one acceptance window (the device handshake does this).
 pub struct InMemoryReplayLog {
     shards: [Mutex<Shard>; SHARDS],
-    capacity_per_shard: usize,
+    /// Live entries across all shards (reserved before an insert, released on expiry).
+    len: AtomicUsize,
+    capacity: usize,
     bucket_secs: u64,
     horizon_secs: u64,
 }
 
 #[derive(Default)]
 struct Shard {
-    /// Every live key, for an O(1) membership test.
-    index: KeyIndex,
-    /// bucket index (until / bucket_secs) -> keys expiring in that bucket, so that a whole
-    /// bucket is dropped at once when its last instant has passed.
-    buckets: BTreeMap<u64, Vec<[u8; 32]>>,
+    /// Every live fingerprint, for an O(1) membership test.
+    index: Fingerprints,
+    /// bucket index (until / bucket_secs) -> fingerprints expiring in that bucket, so that
+    /// a whole bucket is dropped at once when its last instant has passed.
+    buckets: BTreeMap<u64, Vec<u64>>,
 }
 
 impl Shard {
-    /// Drops every bucket whose last instant lies before `first_live` buckets; O(1)
+    /// Drops every bucket before `first_live`; returns how many entries went. O(1)
     /// amortised per entry (each entry is removed exactly once).
-    fn expire(&mut self, first_live: u64) {
+    fn expire(&mut self, first_live: u64) -> usize {
+        let mut dropped = 0;
         while let Some(entry) = self.buckets.first_entry() {
             if *entry.key() >= first_live {
                 break;
             }
-            for k in entry.remove() {
-                self.index.remove(&k);
+            for f in entry.remove() {
+                self.index.remove(&f);
+                dropped += 1;
             }
         }
+        dropped
     }
+}
+
+fn fingerprint(key: &ReplayKey) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key.0[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn poisoned<T>(_: T) -> ReplayStoreError {
+    ReplayStoreError("in-memory replay log poisoned by a panic in another thread".into())
 }
 
 impl InMemoryReplayLog {
@@ -242,7 +261,8 @@ impl InMemoryReplayLog {
     pub fn with_buckets(capacity: usize, bucket_secs: u64, horizon_secs: u64) -> Self {
         Self {
             shards: core::array::from_fn(|_| Mutex::new(Shard::default())),
-            capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
+            len: AtomicUsize::new(0),
+            capacity,
             bucket_secs: bucket_secs.max(1),
             horizon_secs: horizon_secs.max(1),
         }
@@ -251,10 +271,7 @@ impl InMemoryReplayLog {
     /// The number of entries currently held (live or not yet purged).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.index.len()).unwrap_or(0))
-            .sum()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether the log holds no entry.
@@ -262,13 +279,72 @@ impl InMemoryReplayLog {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The most live entries the log holds.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Reserves room for one entry, or says the log is full.
+    fn reserve(&self) -> bool {
+        let mut cur = self.len.load(Ordering::Acquire);
+        loop {
+            if cur >= self.capacity {
+                return false;
+            }
+            match self
+                .len
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.len.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Purges expired buckets in every shard, one lock at a time.
+    fn expire_all(&self, first_live: u64) -> Result<(), ReplayStoreError> {
+        for shard in &self.shards {
+            let dropped = shard.lock().map_err(poisoned)?.expire(first_live);
+            self.release(dropped);
+        }
+        Ok(())
+    }
+
+    fn try_insert(
+        &self,
+        shard: &Mutex<Shard>,
+        f: u64,
+        until_ix: u64,
+        first_live: u64,
+    ) -> Result<Option<ReplayVerdict>, ReplayStoreError> {
+        let mut shard = shard.lock().map_err(poisoned)?;
+        let dropped = shard.expire(first_live);
+        self.release(dropped);
+        if shard.index.contains(&f) {
+            return Ok(Some(ReplayVerdict::Replayed));
+        }
+        if !self.reserve() {
+            return Ok(None);
+        }
+        shard.index.insert(f);
+        shard.buckets.entry(until_ix).or_default().push(f);
+        Ok(Some(ReplayVerdict::Fresh))
+    }
 }
 
 impl fmt::Debug for InMemoryReplayLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryReplayLog")
             .field("len", &self.len())
-            .field("capacity", &(self.capacity_per_shard * SHARDS))
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -287,25 +363,21 @@ impl ReplayLog for InMemoryReplayLog {
         if until.secs_since(now) > self.horizon_secs {
             return Ok(ReplayVerdict::AtCapacity);
         }
-        let shard_ix = usize::from(key.0[31]) % SHARDS;
-        let mut shard = self.shards[shard_ix]
-            .lock()
-            .map_err(|_| ReplayStoreError("in-memory replay log poisoned".into()))?;
-        // Drop every bucket whose last instant is before now (an entry lives through
-        // `until`).
-        shard.expire(now.as_secs() / self.bucket_secs);
-        if shard.index.contains_key(&key.0) {
-            return Ok(ReplayVerdict::Replayed);
+        let shard = &self.shards[usize::from(key.0[31]) % SHARDS];
+        let f = fingerprint(key);
+        // A bucket covers [ix*w, (ix+1)*w) and is dropped only once `now` has passed its
+        // end, i.e. strictly after every `until` it holds.
+        let first_live = now.as_secs() / self.bucket_secs;
+        let until_ix = until.as_secs() / self.bucket_secs;
+        if let Some(v) = self.try_insert(shard, f, until_ix, first_live)? {
+            return Ok(v);
         }
-        if shard.index.len() >= self.capacity_per_shard {
-            return Ok(ReplayVerdict::AtCapacity);
-        }
-        // The bucket covers [ix*w, (ix+1)*w); it is dropped only once now passes its end,
-        // i.e. strictly after `until`.
-        let ix = until.as_secs() / self.bucket_secs;
-        shard.index.insert(key.0, ix);
-        shard.buckets.entry(ix).or_default().push(key.0);
-        Ok(ReplayVerdict::Fresh)
+        // Full: expired entries may sit in other shards. Purge them all, then try once
+        // more; still full means fail closed.
+        self.expire_all(first_live)?;
+        Ok(self
+            .try_insert(shard, f, until_ix, first_live)?
+            .unwrap_or(ReplayVerdict::AtCapacity))
     }
 }
 
@@ -444,7 +516,7 @@ mod tests {
 
     #[test]
     fn full_log_fails_closed_and_never_evicts() {
-        let log = InMemoryReplayLog::new(SHARDS); // one per shard
+        let log = InMemoryReplayLog::new(SHARDS); // a total capacity of 16
         let mut fresh = Vec::new();
         let mut at_capacity = 0;
         for i in 0u32..200 {

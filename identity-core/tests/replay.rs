@@ -80,7 +80,7 @@ fn a_full_log_fails_closed_and_recovers_as_entries_expire() {
             ReplayVerdict::Replayed => panic!("distinct keys"),
         }
     }
-    assert_eq!(fresh.len(), 160, "16 shards of 10");
+    assert_eq!(fresh.len(), 160, "the capacity is global and exact");
     assert_eq!(full, 2_000 - 160);
     assert_eq!(log.len(), 160);
     // no live entry was evicted

@@ -30,7 +30,9 @@ impl Default for PoolConfig {
 impl PoolConfig {
     pub(crate) fn check(&self) -> Result<(), StoresError> {
         if !(1..=1024).contains(&self.max_size) {
-            return Err(StoresError::Config("pool max_size must lie between 1 and 1024"));
+            return Err(StoresError::Config(
+                "pool max_size must lie between 1 and 1024",
+            ));
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
             return Err(StoresError::Config(
@@ -211,7 +213,11 @@ mod tests {
         a.discard();
         assert_eq!(p.open_connections(), 0);
         let mut b = p.get().unwrap();
-        assert_eq!(*b.conn().unwrap(), 1, "a new connection replaces the discarded one");
+        assert_eq!(
+            *b.conn().unwrap(),
+            1,
+            "a new connection replaces the discarded one"
+        );
     }
 
     #[test]

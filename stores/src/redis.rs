@@ -106,8 +106,9 @@ impl RedisReplayLogBuilder {
                 "horizon must lie between 1 second and 30 days",
             ));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| StoresError::Config("redis url does not parse; use redis://host:port/db"))?;
+        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
+            StoresError::Config("redis url does not parse; use redis://host:port/db")
+        })?;
         let timeout = self.pool.timeout;
         let pool = Pool::new(
             self.pool,
@@ -270,9 +271,7 @@ impl RedisReplayLog {
             .pool
             .get()
             .map_err(|e| ReplayStoreError(e.to_string()))?;
-        let conn = pooled
-            .conn()
-            .map_err(|e| ReplayStoreError(e.to_string()))?;
+        let conn = pooled.conn().map_err(|e| ReplayStoreError(e.to_string()))?;
         let res: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(&cmd.key)
             .arg("1")
@@ -335,7 +334,10 @@ mod tests {
             .command(&key, UnixTime::from_secs(1_000), UnixTime::from_secs(900))
             .unwrap();
         assert_eq!(cmd.key, format!("t:replay:{}", "ab".repeat(32)));
-        assert_eq!(cmd.to_string(), format!("SET {} 1 NX PXAT 1001000", cmd.key));
+        assert_eq!(
+            cmd.to_string(),
+            format!("SET {} 1 NX PXAT 1001000", cmd.key)
+        );
         let rel = log(Expiry::Relative)
             .command(&key, UnixTime::from_secs(1_000), UnixTime::from_secs(900))
             .unwrap();

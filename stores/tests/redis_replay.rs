@@ -95,7 +95,11 @@ fn hundred_thousand_checks_eight_connections_ten_percent_duplicates() {
         );
         checks += f + r;
         assert_eq!(f, 1, "key {k} must be accepted exactly once");
-        assert_eq!(r, u32::from(k < DUPLICATED), "key {k}: every duplicate refused");
+        assert_eq!(
+            r,
+            u32::from(k < DUPLICATED),
+            "key {k}: every duplicate refused"
+        );
     }
     assert_eq!(checks as usize, TOTAL);
 
@@ -105,10 +109,14 @@ fn hundred_thousand_checks_eight_connections_ten_percent_duplicates() {
     for chunk in keys.chunks(1_000) {
         let mut pipe = redis::pipe();
         for k in chunk {
-            pipe.cmd("PEXPIRETIME").arg(format!("{prefix}{}", k.to_hex()));
+            pipe.cmd("PEXPIRETIME")
+                .arg(format!("{prefix}{}", k.to_hex()));
         }
         let got: Vec<i64> = pipe.query(&mut conn).unwrap();
-        assert!(got.iter().all(|&ms| ms == want), "an entry has another expiry");
+        assert!(
+            got.iter().all(|&ms| ms == want),
+            "an entry has another expiry"
+        );
     }
     // A duplicate presented later by a new connection is still refused.
     let late = self::log(&url, &prefix, 1);
@@ -129,15 +137,24 @@ fn entries_are_gone_after_until() {
     let now = UnixTime::from_secs(common::wall_secs());
     let until = now; // accepted through the current second only
     let key = ReplayKey::derive("stores/test", &[b"expiry"]);
-    assert_eq!(log.check_and_insert(&key, until, now), Ok(ReplayVerdict::Fresh));
-    assert_eq!(log.check_and_insert(&key, until, now), Ok(ReplayVerdict::Replayed));
+    assert_eq!(
+        log.check_and_insert(&key, until, now),
+        Ok(ReplayVerdict::Fresh)
+    );
+    assert_eq!(
+        log.check_and_insert(&key, until, now),
+        Ok(ReplayVerdict::Replayed)
+    );
     let redis_key = format!("{prefix}{}", key.to_hex());
     let mut conn = raw(&url);
     // Wait for the server to drop it (bounded: it expires at the start of the next second).
     let mut gone = false;
     for _ in 0..40 {
         std::thread::sleep(Duration::from_millis(100));
-        let exists: i64 = redis::cmd("EXISTS").arg(&redis_key).query(&mut conn).unwrap();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&redis_key)
+            .query(&mut conn)
+            .unwrap();
         if exists == 0 {
             gone = true;
             break;
@@ -223,7 +240,10 @@ fn dropped_connection_fails_closed() {
     assert!(killed >= 1, "no pooled connection found to kill ({name})");
     let second = ReplayKey::derive("stores/test", &[b"second"]);
     let res = log.check_and_insert(&second, now.saturating_add(30), now);
-    assert!(res.is_err(), "a broken connection must be an error, got {res:?}");
+    assert!(
+        res.is_err(),
+        "a broken connection must be an error, got {res:?}"
+    );
     // The broken connection was discarded: the next call reconnects and works.
     assert_eq!(
         log.check_and_insert(&second, now.saturating_add(30), now),

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use identity_core::jws::{self, SignHeader};
-use identity_core::{Jwks, SigningKey, b64};
+use identity_core::{Jwks, b64};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(target);
@@ -95,7 +95,7 @@ fn main() {
         );
         let t = jws::sign(k, &SignHeader { typ: Some("dpop+jwt"), kid: None, jwk: Some(&jwk) }, claims.as_bytes(), &mut rng).unwrap();
         write("dpop_verify", &format!("resource-{}", k.algorithm()), t.as_bytes());
-        write("dpop_verify", &format!("method-uri-{}", k.algorithm()), format!("GET https://rs.example/resource?x=1#f").as_bytes());
+        write("dpop_verify", &format!("method-uri-{}", k.algorithm()), b"GET https://rs.example/resource?x=1#f");
     }
 
     // Device handshake: dvh1.<device>.<key>.<ts>.<nonce>.<body hash>.<mac>.
@@ -124,7 +124,7 @@ fn main() {
 
 /// A deterministic stand-in RNG: RS256 signing blinds with it, nothing else reads it.
 mod rand_free {
-    pub struct Counter(pub u64);
+    pub(crate) struct Counter(pub(crate) u64);
     impl rand_core::TryRng for Counter {
         type Error = core::convert::Infallible;
         fn try_next_u32(&mut self) -> Result<u32, Self::Error> {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Generated inputs per target unless `--iterations` says otherwise.
-const DEFAULT_ITERATIONS: u64 = 20_000;
+const DEFAULT_ITERATIONS: u64 = 200_000;
 /// Default RNG seed (same seed, same inputs).
 const DEFAULT_SEED: u64 = 0x1d3a_7117_5eed_0001;
 /// Per-target wall-clock cap, so that the whole run stays well under two minutes.
@@ -370,13 +370,25 @@ fn run_target(
     last_panic: &Arc<Mutex<String>>,
 ) -> Result<Outcome, String> {
     let seeds = load_seeds(name)?;
+    Ok(run_entry(name, entry, &seeds, args, last_panic))
+}
+
+/// Runs `entry` over the seeds, then over generated inputs until the iteration or time
+/// budget is spent (or five panics were found).
+fn run_entry(
+    name: &str,
+    entry: fn(&[u8]),
+    seeds: &[Vec<u8>],
+    args: &Args,
+    last_panic: &Arc<Mutex<String>>,
+) -> Outcome {
     let mut rng = Rng(args.seed ^ fnv1a(name.as_bytes()));
     let mut out = Outcome {
         seeds: seeds.len(),
         generated: 0,
         crashes: Vec::new(),
     };
-    let mut run_one = |input: &[u8], out: &mut Outcome| {
+    let run_one = |input: &[u8], out: &mut Outcome| {
         if catch_unwind(AssertUnwindSafe(|| entry(input))).is_err() {
             let msg = last_panic.lock().map(|m| m.clone()).unwrap_or_default();
             let path = save_crash(name, input);
@@ -384,7 +396,7 @@ fn run_target(
             out.crashes.push((path, msg));
         }
     };
-    for s in &seeds {
+    for s in seeds {
         run_one(s, &mut out);
     }
     let started = Instant::now();
@@ -392,10 +404,10 @@ fn run_target(
     while out.generated < args.iterations && started.elapsed() < args.time_limit {
         // Start from a seed most of the time, keep mutating the last input otherwise.
         if input.is_empty() || rng.chance(4) {
-            input = rng.pick(&seeds).clone();
+            input = rng.pick(seeds).clone();
         }
         for _ in 0..1 + rng.below(4) {
-            mutate(&mut rng, &mut input, &seeds);
+            mutate(&mut rng, &mut input, seeds);
         }
         run_one(&input, &mut out);
         out.generated += 1;
@@ -403,7 +415,16 @@ fn run_target(
             break;
         }
     }
-    Ok(out)
+    out
+}
+
+/// Records the panic message instead of printing it for every input.
+fn install_quiet_panic_hook(slot: Arc<Mutex<String>>) {
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut s) = slot.lock() {
+            *s = info.to_string();
+        }
+    }));
 }
 
 fn main() -> ExitCode {
@@ -416,11 +437,7 @@ fn main() -> ExitCode {
     };
     let last_panic = Arc::new(Mutex::new(String::new()));
     let hook_slot = Arc::clone(&last_panic);
-    std::panic::set_hook(Box::new(move |info| {
-        if let Ok(mut slot) = hook_slot.lock() {
-            *slot = info.to_string();
-        }
-    }));
+    install_quiet_panic_hook(hook_slot);
     println!(
         "fuzz smoke run: seed {:#x}, up to {} generated inputs or {} s per target",
         args.seed,
@@ -470,6 +487,44 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn panics_on_b(data: &[u8]) {
+        assert!(!data.contains(&b'B'), "found a B");
+    }
+
+    fn never_panics(data: &[u8]) {
+        std::hint::black_box(data);
+    }
+
+    #[test]
+    fn a_panicking_entry_point_is_caught_and_saved() {
+        let last = Arc::new(Mutex::new(String::new()));
+        install_quiet_panic_hook(Arc::clone(&last));
+        let args = Args {
+            iterations: 2_000,
+            seed: 1,
+            time_limit: Duration::from_secs(10),
+        };
+        let seeds = vec![b"aaaa.aaaa".to_vec()];
+        let out = run_entry("selftest", panics_on_b, &seeds, &args, &last);
+        let _ = std::panic::take_hook();
+        assert!(!out.crashes.is_empty(), "mutations never produced a 'B'");
+        assert!(out.crashes[0].1.contains("found a B"), "{}", out.crashes[0].1);
+        let saved = std::fs::read(&out.crashes[0].0).unwrap();
+        assert!(saved.contains(&b'B'));
+        let _ = std::fs::remove_dir_all(fuzz_dir().join("corpus-generated/selftest"));
+        let clean = run_entry("selftest-clean", never_panics, &seeds, &args, &last);
+        assert!(clean.crashes.is_empty());
+        assert_eq!(clean.generated, 2_000);
+    }
+
+    #[test]
+    fn every_target_has_seeds() {
+        for (name, _) in fuzz_entries::TARGETS {
+            assert!(!load_seeds(name).unwrap().is_empty(), "{name}");
+        }
+        assert!(load_seeds("no-such-target").unwrap_err().contains("cannot read"));
+    }
 
     #[test]
     fn base64url_round_trips() {

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The url in `var`, or `None` after a loud skip notice. Panics when `CI` is set: in CI
 /// these tests never skip (`.ci/services.sh` starts the servers).
-pub fn server_url(var: &str, what: &str, test: &str) -> Option<String> {
+pub(crate) fn server_url(var: &str, what: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -21,7 +21,7 @@ pub fn server_url(var: &str, what: &str, test: &str) -> Option<String> {
 }
 
 /// Wall-clock seconds (tests against a real server share its clock).
-pub fn wall_secs() -> u64 {
+pub(crate) fn wall_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -29,7 +29,7 @@ pub fn wall_secs() -> u64 {
 }
 
 /// A name unique to this test run, for key prefixes and schema names.
-pub fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

@@ -1,0 +1,362 @@
+//! [`DeviceRegistry`] on PostgreSQL (tables `devices` and `device_keys`).
+
+use core::fmt;
+use std::sync::Arc;
+
+use identity_core::UnixTime;
+use postgres::Row;
+use session_verify::device::{
+    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, KeyId, KeyStatus,
+    MAX_KEYS_PER_DEVICE, OperatorId,
+};
+
+use super::seal::SecretSealer;
+use super::{Failure, Shared, classify, to_i64, to_u64};
+
+struct Sql {
+    load: String,
+    insert_device: String,
+    insert_key: String,
+    cas_device: String,
+    delete_keys: String,
+}
+
+/// A [`DeviceRegistry`] on PostgreSQL. Key secrets are stored only as sealed by the
+/// [`SecretSealer`] (an [`super::AeadSealer`] under a key-encryption key the database
+/// does not hold, or [`super::DerivedSecrets`], which stores none).
+///
+/// `insert` is `INSERT ... ON CONFLICT DO NOTHING` (one row, else
+/// [`DeviceError::AlreadyRegistered`]); `compare_and_set` is `UPDATE devices ... WHERE
+/// device_id = $1 AND version = $expected` (one row, else [`DeviceError::VersionConflict`])
+/// followed by replacing the key rows, in one transaction. Store failures are
+/// [`DeviceError::RegistryUnavailable`], never an empty answer.
+pub struct PgDeviceRegistry<S> {
+    shared: Arc<Shared>,
+    sql: Sql,
+    sealer: S,
+}
+
+impl<S> fmt::Debug for PgDeviceRegistry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgDeviceRegistry")
+            .field("schema", &self.shared.schema.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl fmt::Display) -> DeviceError {
+    DeviceError::RegistryUnavailable(e.to_string())
+}
+
+fn corrupt(what: &str) -> DeviceError {
+    DeviceError::RegistryUnavailable(format!(
+        "stored device row does not decode: {what}; check what else writes to these tables"
+    ))
+}
+
+fn big(t: UnixTime) -> Result<i64, DeviceError> {
+    to_i64(t.as_secs()).ok_or_else(|| unavailable("a time beyond the bigint range"))
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, DeviceError> {
+    row.try_get(i)
+        .map_err(|_| corrupt("a column has an unexpected type or null"))
+}
+
+fn time_at(row: &Row, i: usize) -> Result<UnixTime, DeviceError> {
+    let v: i64 = get(row, i)?;
+    to_u64(v)
+        .map(UnixTime::from_secs)
+        .ok_or_else(|| corrupt("a negative time"))
+}
+
+fn operator_at(row: &Row, i: usize) -> Result<OperatorId, DeviceError> {
+    OperatorId::new(get::<String>(row, i)?).map_err(|_| corrupt("bad operator id"))
+}
+
+/// The columns of a state: (state, by, at, expires_at).
+type StateCols<'a> = (&'static str, Option<&'a str>, Option<i64>, Option<i64>);
+
+fn state_cols(s: &DeviceState) -> Result<StateCols<'_>, DeviceError> {
+    Ok(match s {
+        DeviceState::Pending {
+            requested_at,
+            expires_at,
+        } => (
+            "pending",
+            None,
+            Some(big(*requested_at)?),
+            Some(big(*expires_at)?),
+        ),
+        DeviceState::Approved { by, at } => ("approved", Some(by.as_str()), Some(big(*at)?), None),
+        DeviceState::Suspended { by, at } => {
+            ("suspended", Some(by.as_str()), Some(big(*at)?), None)
+        }
+        DeviceState::Revoked { by, at } => ("revoked", Some(by.as_str()), Some(big(*at)?), None),
+        DeviceState::Denied { by, at } => ("denied", Some(by.as_str()), Some(big(*at)?), None),
+        DeviceState::Expired { at } => ("expired", None, Some(big(*at)?), None),
+        _ => {
+            return Err(unavailable(
+                "a device state this adapter does not know; upgrade the stores crate",
+            ));
+        }
+    })
+}
+
+fn state_from(row: &Row) -> Result<DeviceState, DeviceError> {
+    Ok(match get::<&str>(row, 0)? {
+        "pending" => DeviceState::Pending {
+            requested_at: time_at(row, 2)?,
+            expires_at: time_at(row, 3)?,
+        },
+        "approved" => DeviceState::Approved {
+            by: operator_at(row, 1)?,
+            at: time_at(row, 2)?,
+        },
+        "suspended" => DeviceState::Suspended {
+            by: operator_at(row, 1)?,
+            at: time_at(row, 2)?,
+        },
+        "revoked" => DeviceState::Revoked {
+            by: operator_at(row, 1)?,
+            at: time_at(row, 2)?,
+        },
+        "denied" => DeviceState::Denied {
+            by: operator_at(row, 1)?,
+            at: time_at(row, 2)?,
+        },
+        "expired" => DeviceState::Expired {
+            at: time_at(row, 2)?,
+        },
+        _ => return Err(corrupt("unknown device state")),
+    })
+}
+
+enum Abort {
+    Sql(postgres::Error),
+    Device(DeviceError),
+}
+
+impl From<postgres::Error> for Abort {
+    fn from(e: postgres::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<DeviceError> for Abort {
+    fn from(e: DeviceError) -> Self {
+        Self::Device(e)
+    }
+}
+
+impl<S: SecretSealer> PgDeviceRegistry<S> {
+    pub(crate) fn new(shared: Arc<Shared>, sealer: S) -> Self {
+        let s = |q: &str| shared.schema.sql(q);
+        let sql = Sql {
+            load: s(
+                "SELECT d.state, d.state_by, d.state_at, d.expires_at, d.version, \
+                 k.key_id, k.status, k.retiring_until, k.sealed_secret \
+                 FROM {s}.devices d LEFT JOIN {s}.device_keys k ON k.device_id = d.device_id \
+                 WHERE d.device_id = $1 ORDER BY k.position LIMIT 5",
+            ),
+            insert_device: s("INSERT INTO {s}.devices \
+                 (device_id, state, state_by, state_at, expires_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING"),
+            insert_key: s("INSERT INTO {s}.device_keys \
+                 (device_id, key_id, position, status, retiring_until, sealed_secret) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"),
+            cas_device: s("UPDATE {s}.devices \
+                 SET state = $2, state_by = $3, state_at = $4, expires_at = $5, version = $6 \
+                 WHERE device_id = $1 AND version = $7"),
+            delete_keys: s("DELETE FROM {s}.device_keys WHERE device_id = $1"),
+        };
+        Self {
+            shared,
+            sql,
+            sealer,
+        }
+    }
+
+    /// Seals every key before the transaction starts (no crypto while holding locks).
+    fn sealed_keys(&self, record: &DeviceRecord) -> Result<Vec<(i16, SealedKey)>, DeviceError> {
+        let mut out = Vec::with_capacity(record.keys().len());
+        for (pos, k) in (0i16..).zip(record.keys()) {
+            let sealed = self
+                .sealer
+                .seal(record.device_id(), k.key_id(), k.secret())
+                .map_err(|e| match e {
+                    crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
+                    other => unavailable(other),
+                })?;
+            let (status, until) = match k.status() {
+                KeyStatus::Active => ("active", None),
+                KeyStatus::Retiring { until } => ("retiring", Some(big(until)?)),
+                _ => return Err(unavailable("a key status this adapter does not know")),
+            };
+            out.push((
+                pos,
+                SealedKey {
+                    key_id: k.key_id().as_str().to_owned(),
+                    status,
+                    until,
+                    sealed,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn insert_keys(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        device: &str,
+        keys: &[(i16, SealedKey)],
+    ) -> Result<(), postgres::Error> {
+        for (pos, k) in keys {
+            tx.execute(
+                self.sql.insert_key.as_str(),
+                &[&device, &k.key_id, pos, &k.status, &k.until, &k.sealed],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        res: Result<Result<Result<(), DeviceError>, postgres::Error>, crate::StoresError>,
+        conflict: DeviceError,
+    ) -> Result<(), DeviceError> {
+        match res.map_err(unavailable)? {
+            Ok(inner) => inner,
+            Err(e) => match classify(&e) {
+                Failure::Conflict => Err(conflict),
+                Failure::Error(msg) => Err(unavailable(msg)),
+            },
+        }
+    }
+
+    fn insert_in(
+        &self,
+        c: &mut postgres::Client,
+        record: &DeviceRecord,
+        keys: &[(i16, SealedKey)],
+    ) -> Result<(), Abort> {
+        let (state, by, at, expires) = state_cols(record.state())?;
+        let version = to_i64(record.version()).ok_or_else(|| unavailable("version too large"))?;
+        let device = record.device_id().as_str();
+        let mut tx = c.transaction()?;
+        let n = tx.execute(
+            self.sql.insert_device.as_str(),
+            &[&device, &state, &by, &at, &expires, &version],
+        )?;
+        if n != 1 {
+            tx.rollback()?;
+            return Err(Abort::Device(DeviceError::AlreadyRegistered));
+        }
+        self.insert_keys(&mut tx, device, keys)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn cas_in(
+        &self,
+        c: &mut postgres::Client,
+        expected: i64,
+        record: &DeviceRecord,
+        keys: &[(i16, SealedKey)],
+    ) -> Result<(), Abort> {
+        let (state, by, at, expires) = state_cols(record.state())?;
+        let version = to_i64(record.version()).ok_or_else(|| unavailable("version too large"))?;
+        let device = record.device_id().as_str();
+        let mut tx = c.transaction()?;
+        let n = tx.execute(
+            self.sql.cas_device.as_str(),
+            &[&device, &state, &by, &at, &expires, &version, &expected],
+        )?;
+        if n != 1 {
+            tx.rollback()?;
+            return Err(Abort::Device(DeviceError::VersionConflict));
+        }
+        tx.execute(self.sql.delete_keys.as_str(), &[&device])?;
+        self.insert_keys(&mut tx, device, keys)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+struct SealedKey {
+    key_id: String,
+    status: &'static str,
+    until: Option<i64>,
+    sealed: Vec<u8>,
+}
+
+impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
+    fn load(&self, device_id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
+        let rows = self
+            .shared
+            .with_client(|c| c.query(self.sql.load.as_str(), &[&device_id.as_str()]))
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        if rows.len() > MAX_KEYS_PER_DEVICE {
+            return Err(corrupt("more than 4 keys"));
+        }
+        let state = state_from(first)?;
+        let version = to_u64(get::<i64>(first, 4)?).ok_or_else(|| corrupt("negative version"))?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(key_id) = get::<Option<String>>(row, 5)? else {
+                continue; // a device without key rows: refused by from_parts below
+            };
+            let key_id = KeyId::new(key_id).map_err(|_| corrupt("bad key id"))?;
+            let status = match get::<&str>(row, 6)? {
+                "active" => KeyStatus::Active,
+                "retiring" => KeyStatus::Retiring {
+                    until: time_at(row, 7)?,
+                },
+                _ => return Err(corrupt("unknown key status")),
+            };
+            let sealed: Vec<u8> = get(row, 8)?;
+            let secret = self.sealer.open(device_id, &key_id, &sealed).map_err(|_| {
+                unavailable("a sealed device secret did not open; check the key-encryption key")
+            })?;
+            keys.push(DeviceKey::new(key_id, status, secret));
+        }
+        DeviceRecord::from_parts(device_id.clone(), state, keys, version).map(Some)
+    }
+
+    fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
+        let keys = self.sealed_keys(record)?;
+        let res = self
+            .shared
+            .with_client(|c| lift(self.insert_in(c, record, &keys)));
+        self.finish(res, DeviceError::AlreadyRegistered)
+    }
+
+    fn compare_and_set(
+        &self,
+        expected_version: u64,
+        record: &DeviceRecord,
+    ) -> Result<(), DeviceError> {
+        let keys = self.sealed_keys(record)?;
+        let Some(expected) = to_i64(expected_version) else {
+            return Err(DeviceError::VersionConflict);
+        };
+        let res = self
+            .shared
+            .with_client(|c| lift(self.cas_in(c, expected, record, &keys)));
+        self.finish(res, DeviceError::VersionConflict)
+    }
+}
+
+/// Statement errors go out (so a broken connection is discarded), decisions stay inside.
+fn lift(r: Result<(), Abort>) -> Result<Result<(), DeviceError>, postgres::Error> {
+    match r {
+        Ok(()) => Ok(Ok(())),
+        Err(Abort::Sql(e)) => Err(e),
+        Err(Abort::Device(d)) => Ok(Err(d)),
+    }
+}

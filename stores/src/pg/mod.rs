@@ -1,0 +1,278 @@
+//! PostgreSQL adapters: refresh families ([`PgFamilyStore`]) and the device registry
+//! ([`PgDeviceRegistry`]), with the schema shipped in this crate ([`SCHEMA_SQL`]) and
+//! applied by [`PgStore::migrate`].
+//!
+//! Every statement takes the application's clock as a parameter; the database clock is
+//! never read (mixing the two clocks causes false reuse). The adapters are synchronous,
+//! like the traits they implement; an async counterpart would mirror them statement for
+//! statement on `tokio-postgres`.
+//!
+//! Connections are plain TCP (`NoTls`): run the database on loopback or a private network,
+//! or put a TLS tunnel in front of it.
+
+mod device;
+mod family;
+mod seal;
+
+use std::sync::Arc;
+
+use postgres::error::SqlState;
+
+use crate::StoresError;
+use crate::pool::{Pool, PoolConfig, Pooled};
+
+pub use device::PgDeviceRegistry;
+pub use family::PgFamilyStore;
+pub use seal::{AeadSealer, DerivedSecrets, MAX_SEALED_BYTES, SecretSealer};
+
+/// The schema, version [`SCHEMA_VERSION`], with `{schema}` standing for the schema name.
+pub const SCHEMA_SQL: &str = include_str!("schema.sql");
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Longest schema name accepted, in bytes (PostgreSQL's identifier limit).
+pub const MAX_SCHEMA_BYTES: usize = 63;
+
+/// A validated schema name: `[a-z_][a-z0-9_]{0,62}`, so it can be spliced into SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaName(String);
+
+impl SchemaName {
+    /// Validates a schema name.
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] unless it is 1 to 63 bytes of lower-case ASCII letters,
+    /// digits and `_`, not starting with a digit, and not a `pg_` system name.
+    pub fn new(name: &str) -> Result<Self, StoresError> {
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let first_ok = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        if name.len() > MAX_SCHEMA_BYTES || !ok_chars || !first_ok {
+            return Err(StoresError::Config(
+                "schema name must be 1 to 63 bytes of a-z 0-9 _ not starting with a digit",
+            ));
+        }
+        if name.starts_with("pg_") || name == "information_schema" {
+            return Err(StoresError::Config("schema name is reserved by postgresql"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The schema SQL for this name: what [`PgStore::migrate`] runs.
+    #[must_use]
+    pub fn schema_sql(&self) -> String {
+        SCHEMA_SQL.replace("{schema}", &self.0)
+    }
+
+    /// `sql` with every `{s}` replaced by the schema name.
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        sql.replace("{s}", &self.0)
+    }
+}
+
+pub(crate) struct Shared {
+    pool: Pool<postgres::Client>,
+    pub(crate) schema: SchemaName,
+}
+
+/// A connection pool to one database and one schema, from which the adapters are made.
+///
+/// ```no_run
+/// use stores::PoolConfig;
+/// use stores::pg::PgStore;
+///
+/// let pg = PgStore::connect("postgres://gw@127.0.0.1/identity", "identity", PoolConfig::default())?;
+/// pg.migrate()?; // idempotent; safe to call from every instance at start-up
+/// let families = pg.family_store();
+/// # Ok::<(), stores::StoresError>(())
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.shared.schema.as_str())
+            .field("open_connections", &self.shared.pool.open_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// A pool for `url` (a `postgres://` url or a `key=value` string) using `schema`.
+    /// Connections are opened lazily; each gets `statement_timeout` and `lock_timeout`
+    /// set to the pool timeout.
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] for a url that does not parse, a bad schema name or pool
+    /// bound.
+    pub fn connect(url: &str, schema: &str, pool: PoolConfig) -> Result<Self, StoresError> {
+        let schema = SchemaName::new(schema)?;
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|_| StoresError::Config("postgres url does not parse"))?;
+        config.connect_timeout(pool.timeout);
+        let ms = pool.timeout.as_millis();
+        let setup = format!("SET statement_timeout = {ms}; SET lock_timeout = {ms};");
+        let pool = Pool::new(
+            pool,
+            Box::new(move || {
+                let mut client = config
+                    .connect(postgres::NoTls)
+                    .map_err(|e| StoresError::Connect(e.to_string()))?;
+                client
+                    .batch_execute(&setup)
+                    .map_err(|e| StoresError::Connect(e.to_string()))?;
+                Ok(client)
+            }),
+        )?;
+        Ok(Self {
+            shared: Arc::new(Shared { pool, schema }),
+        })
+    }
+
+    /// The schema name.
+    #[must_use]
+    pub fn schema(&self) -> &SchemaName {
+        &self.shared.schema
+    }
+
+    /// Creates the schema and its tables if missing (idempotent, serialized between
+    /// concurrent callers by an advisory lock) and returns the schema version.
+    ///
+    /// # Errors
+    /// [`StoresError::Migration`] when the statements fail or the database holds a newer
+    /// schema version than this crate knows.
+    pub fn migrate(&self) -> Result<i32, StoresError> {
+        let sql = self.shared.schema.schema_sql();
+        let lock_key = format!("stores/migrate/{}", self.shared.schema.as_str());
+        let version_sql = self
+            .shared
+            .schema
+            .sql("SELECT max(version) FROM {s}.schema_version");
+        let res = self.shared.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])?;
+            tx.batch_execute(&sql)?;
+            let v: Option<i32> = tx.query_one(version_sql.as_str(), &[])?.get(0);
+            tx.commit()?;
+            Ok(v)
+        })?;
+        match res {
+            Ok(Some(v)) if v == SCHEMA_VERSION => Ok(v),
+            Ok(v) => Err(StoresError::Migration(format!(
+                "the database holds schema version {v:?}; this crate knows only {SCHEMA_VERSION}"
+            ))),
+            Err(e) => Err(StoresError::Migration(e.to_string())),
+        }
+    }
+
+    /// The refresh-family store on this pool.
+    #[must_use]
+    pub fn family_store(&self) -> PgFamilyStore {
+        PgFamilyStore::new(Arc::clone(&self.shared))
+    }
+
+    /// The device registry on this pool; key secrets go through `sealer` (never stored
+    /// in plain text).
+    #[must_use]
+    pub fn device_registry<S: SecretSealer>(&self, sealer: S) -> PgDeviceRegistry<S> {
+        PgDeviceRegistry::new(Arc::clone(&self.shared), sealer)
+    }
+}
+
+/// How a failed statement is to be read.
+pub(crate) enum Failure {
+    /// A concurrent write won (unique or foreign-key violation, serialization failure,
+    /// deadlock): roll back and report a conflict.
+    Conflict,
+    /// Anything else: an error.
+    Error(String),
+}
+
+pub(crate) fn classify(e: &postgres::Error) -> Failure {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::FOREIGN_KEY_VIOLATION
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            Failure::Conflict
+        }
+        _ => Failure::Error(e.to_string()),
+    }
+}
+
+impl Shared {
+    /// Runs `f` on a pooled connection. The outer error is the pool's (no connection);
+    /// the inner one the statement's. A connection that broke is closed, never reused.
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+    ) -> Result<Result<T, postgres::Error>, StoresError> {
+        let mut pooled: Pooled<'_, postgres::Client> = self.pool.get()?;
+        let client = pooled.conn()?;
+        let res = f(client);
+        if res.is_err() && client.is_closed() {
+            pooled.discard();
+        }
+        Ok(res)
+    }
+}
+
+/// `u64` to `bigint`, refusing values beyond its range.
+pub(crate) fn to_i64(v: u64) -> Option<i64> {
+    i64::try_from(v).ok()
+}
+
+/// `bigint` to `u64`, refusing negative values.
+pub(crate) fn to_u64(v: i64) -> Option<u64> {
+    u64::try_from(v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated_before_splicing() {
+        for bad in [
+            "",
+            "Upper",
+            "1abc",
+            "a-b",
+            "a;drop table x",
+            "pg_catalog",
+            "information_schema",
+            &"a".repeat(64),
+        ] {
+            assert!(SchemaName::new(bad).is_err(), "{bad:?} must be refused");
+        }
+        let s = SchemaName::new("identity_test_1").unwrap();
+        let sql = s.schema_sql();
+        assert!(sql.contains("CREATE TABLE IF NOT EXISTS identity_test_1.refresh_families"));
+        assert!(!sql.contains("{schema}"));
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors() {
+        assert!(matches!(
+            PgStore::connect("postgres://[::1", "identity", PoolConfig::default()),
+            Err(StoresError::Config(_))
+        ));
+    }
+}

@@ -1,0 +1,404 @@
+//! Refresh families against a real PostgreSQL (`STORES_PG_URL`).
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use identity_core::{HmacSecret, UnixTime};
+use refresh_family::{
+    ApplyOutcome, FamilyStatus, FamilyStore, Guard, Outcome, Policy, RefreshError, RefreshFamilies,
+    RevocationReason, TokenState, WritePlan, rotate, start,
+};
+use stores::PoolConfig;
+use stores::pg::PgStore;
+
+struct Db {
+    url: String,
+    pg: PgStore,
+}
+
+impl Db {
+    fn new(test: &str) -> Option<Self> {
+        let url = common::server_url("STORES_PG_URL", "postgres", test)?;
+        let schema = common::unique("stores_family");
+        let pg = PgStore::connect(&url, &schema, PoolConfig::default()).unwrap();
+        assert_eq!(pg.migrate().unwrap(), 1);
+        assert_eq!(pg.migrate().unwrap(), 1, "migration is idempotent");
+        Some(Self { url, pg })
+    }
+
+    fn raw(&self) -> postgres::Client {
+        self.url
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        let sql = sql.replace("{s}", self.pg.schema().as_str());
+        self.raw().query_one(sql.as_str(), &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self
+            .url
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+        {
+            let _ = c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                self.pg.schema().as_str()
+            ));
+        }
+    }
+}
+
+fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+fn engine(master: &HmacSecret, grace: u64) -> RefreshFamilies {
+    let mut b = Policy::builder().attempts(10);
+    if grace > 0 {
+        b = b.grace_window(grace).grace_max_uses(100);
+    }
+    RefreshFamilies::new(master, b.build().unwrap())
+}
+
+/// The crate's main path against PostgreSQL: login, rotation, in-grace replay, reuse
+/// after grace revokes the family, then nothing of it is accepted.
+#[test]
+fn rotation_grace_and_reuse_on_postgres() {
+    let Some(db) = Db::new("rotation_grace_and_reuse_on_postgres") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 10);
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let login = start(&store, &engine, "user-42", "web-app", t0, &mut rng()).unwrap();
+    let t1 = t0.saturating_add(3_600);
+    let Outcome::Issued(second) =
+        rotate(&store, &engine, login.token.expose_secret(), t1, &mut rng()).unwrap()
+    else {
+        panic!("the head rotates")
+    };
+    assert!(!second.grace);
+    let Outcome::Issued(again) = rotate(
+        &store,
+        &engine,
+        login.token.expose_secret(),
+        t1.saturating_add(2),
+        &mut rng(),
+    )
+    .unwrap() else {
+        panic!("in grace")
+    };
+    assert!(again.grace);
+    assert_eq!(again.token.expose_secret(), second.token.expose_secret());
+
+    let t2 = t1.saturating_add(60);
+    let Outcome::Refused(refused) =
+        rotate(&store, &engine, login.token.expose_secret(), t2, &mut rng()).unwrap()
+    else {
+        panic!("reuse is refused")
+    };
+    assert_eq!(refused.error, RefreshError::ReuseDetected);
+    assert_eq!(refused.revoke_access_tokens, vec![login.family]);
+    let Outcome::Refused(after) = rotate(
+        &store,
+        &engine,
+        second.token.expose_secret(),
+        t2,
+        &mut rng(),
+    )
+    .unwrap() else {
+        panic!("the family is revoked")
+    };
+    assert_eq!(after.error.reason(), "family_revoked");
+    let fam = store.load_family(login.family).unwrap().unwrap();
+    assert!(matches!(
+        fam.status,
+        FamilyStatus::Revoked {
+            reason: RevocationReason::ReuseDetected,
+            ..
+        }
+    ));
+    // Revoked families are not live; the tombstone stays until the absolute expiry.
+    assert!(
+        store
+            .live_families_of_subject("user-42", t2, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A plan whose guard fails writes nothing, even when its first writes would succeed.
+#[test]
+fn failed_guard_writes_nothing() {
+    let Some(db) = Db::new("failed_guard_writes_nothing") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let login = start(&store, &engine, "u", "c", t0, &mut rng()).unwrap();
+    // A second family whose plan also claims a stale version of the first: nothing of
+    // it may be written.
+    let other = engine.start_family("u2", "c", t0, &mut rng()).unwrap();
+    let mut plan: WritePlan = other.plan.clone();
+    plan.guards.push(Guard::FamilyVersion {
+        family: login.family,
+        version: 7,
+    });
+    assert_eq!(store.apply(&plan).unwrap(), ApplyOutcome::Conflict);
+    assert!(store.load_family(other.family.id).unwrap().is_none());
+    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_families"), 1);
+    // The same plan without the stale guard applies; applying it twice conflicts.
+    assert_eq!(store.apply(&other.plan).unwrap(), ApplyOutcome::Applied);
+    assert_eq!(store.apply(&other.plan).unwrap(), ApplyOutcome::Conflict);
+    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_tokens"), 2);
+}
+
+/// GC deletes only families past their absolute expiry, in bounded batches, with their
+/// tokens; live families keep every row.
+#[test]
+fn gc_is_a_bounded_batch_delete_of_dead_families_only() {
+    let Some(db) = Db::new("gc_is_a_bounded_batch_delete") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = RefreshFamilies::new(
+        &master,
+        Policy::builder()
+            .idle_lifetime(600)
+            .absolute_lifetime(3_600)
+            .build()
+            .unwrap(),
+    );
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    for i in 0..5 {
+        let _ = start(&store, &engine, &format!("old-{i}"), "c", t0, &mut rng()).unwrap();
+    }
+    let late = t0.saturating_add(3_000);
+    let live = start(&store, &engine, "live", "c", late, &mut rng()).unwrap();
+    let Outcome::Issued(_) = rotate(
+        &store,
+        &engine,
+        live.token.expose_secret(),
+        late.saturating_add(10),
+        &mut rng(),
+    )
+    .unwrap() else {
+        panic!("rotates")
+    };
+    let gc_at = t0.saturating_add(3_600);
+    let first = store.gc(gc_at, 2).unwrap();
+    assert_eq!((first.families, first.tokens), (2, 2));
+    let rest = store.gc(gc_at, 100).unwrap();
+    assert_eq!((rest.families, rest.tokens), (3, 3));
+    let none = store.gc(gc_at, 100).unwrap();
+    assert_eq!((none.families, none.tokens), (0, 0));
+    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_families"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_tokens"), 2);
+    assert!(store.load_family(live.family).unwrap().is_some());
+}
+
+/// A store that cannot be reached is an error, never an empty answer.
+#[test]
+fn unreachable_database_is_an_error() {
+    let pg = PgStore::connect(
+        "postgres://nobody@127.0.0.1:1/none",
+        "identity",
+        PoolConfig::default(),
+    )
+    .unwrap();
+    let store = pg.family_store();
+    let id = refresh_family::FamilyId::from_bytes([1; 16]);
+    assert!(matches!(
+        store.load_family(id),
+        Err(RefreshError::StoreUnavailable(_))
+    ));
+    assert!(matches!(
+        store.apply(&WritePlan {
+            guards: vec![Guard::FamilyAbsent { family: id }],
+            ..WritePlan::default()
+        }),
+        Err(RefreshError::StoreUnavailable(_))
+    ));
+}
+
+const PROCESSES: usize = 4;
+const THREADS: usize = 8;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Runs `processes` race workers presenting `token` at `now`; returns every output line.
+fn fleet(
+    db: &Db,
+    master: &HmacSecret,
+    token: &str,
+    now: UnixTime,
+    processes: usize,
+) -> Vec<String> {
+    let start_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1_500;
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_stores-race-worker"))
+                .env("STORES_PG_URL", &db.url)
+                .env("STORES_RACE_SCHEMA", db.pg.schema().as_str())
+                .env("STORES_RACE_MASTER", hex(master.expose_secret()))
+                .env("STORES_RACE_TOKEN", token)
+                .env("STORES_RACE_NOW", now.as_secs().to_string())
+                .env("STORES_RACE_START_MS", start_ms.to_string())
+                .env("STORES_RACE_THREADS", THREADS.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a worker process failed");
+        lines.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(lines.len(), processes * THREADS);
+    lines
+}
+
+/// 4 processes x 8 threads present the same refresh token at once: exactly one rotation,
+/// every other presenter gets the same successor in grace (or a retry that wrote
+/// nothing), and the family is never half-written. Then a reuse after grace revokes the
+/// family, and every process sees it revoked.
+#[test]
+fn four_processes_eight_threads_one_rotation() {
+    let Some(db) = Db::new("four_processes_eight_threads_one_rotation") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 30); // the workers' policy
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let login = start(&store, &engine, "racer", "app", t0, &mut rng()).unwrap();
+    let first_id = login.token.id();
+    let now = t0.saturating_add(60);
+
+    let lines = fleet(&db, &master, login.token.expose_secret(), now, PROCESSES);
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut issued_ids = Vec::new();
+    let mut successor = String::new();
+    for l in &lines {
+        let mut parts = l.split_whitespace();
+        let kind = format!(
+            "{} {}",
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("")
+        );
+        if kind.starts_with("issued") {
+            issued_ids.push(parts.next().unwrap().to_owned());
+            successor = parts.next().unwrap().to_owned();
+        }
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!("race outcomes: {kinds:?}");
+    assert_eq!(
+        kinds.get("issued rotation"),
+        Some(&1),
+        "exactly one rotation: {kinds:?}"
+    );
+    let grace = kinds.get("issued grace").copied().unwrap_or(0);
+    let retry = kinds.get("error retry").copied().unwrap_or(0);
+    assert_eq!(
+        1 + grace + retry,
+        PROCESSES * THREADS,
+        "only rotation, grace or retry: {kinds:?}"
+    );
+    assert!(
+        issued_ids.windows(2).all(|w| w[0] == w[1]),
+        "one successor for everyone"
+    );
+
+    // The family in the database: one rotation, consistent head, no half-written row.
+    let fam = store.load_family(login.family).unwrap().unwrap();
+    assert_eq!(fam.status, FamilyStatus::Active);
+    assert_eq!((fam.version, fam.head_generation), (1, 1));
+    assert_eq!(fam.head_parent, Some(first_id));
+    assert_eq!(fam.head.to_base64url(), issued_ids[0]);
+    let loaded = store.load(login.family, first_id).unwrap();
+    match loaded.token.unwrap().state {
+        TokenState::Rotated {
+            successor,
+            grace_uses,
+            ..
+        } => {
+            assert_eq!(successor, fam.head);
+            assert_eq!(
+                grace_uses as usize, grace,
+                "every grace answer was counted once"
+            );
+        }
+        other => panic!("the presented token must be rotated, is {other:?}"),
+    }
+    let head_row = store.load(login.family, fam.head).unwrap().token.unwrap();
+    assert_eq!(head_row.state, TokenState::Active);
+    assert_eq!((head_row.parent, head_row.generation), (Some(first_id), 1));
+    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_tokens"), 2);
+
+    // Reuse after grace, from one process: the family is revoked.
+    let after_grace = now.saturating_add(120);
+    let reuse = fleet(&db, &master, login.token.expose_secret(), after_grace, 1);
+    assert!(
+        reuse
+            .iter()
+            .all(|l| l == "refused reuse_detected" || l == "refused family_revoked"),
+        "{reuse:?}"
+    );
+    assert!(reuse.iter().any(|l| l == "refused reuse_detected"));
+    let fam = store.load_family(login.family).unwrap().unwrap();
+    assert!(matches!(
+        fam.status,
+        FamilyStatus::Revoked {
+            reason: RevocationReason::ReuseDetected,
+            ..
+        }
+    ));
+    // Every process now sees the family revoked, even with the legitimate successor.
+    let revoked = fleet(
+        &db,
+        &master,
+        &successor,
+        after_grace.saturating_add(1),
+        PROCESSES,
+    );
+    assert!(
+        revoked.iter().all(|l| l == "refused family_revoked"),
+        "{revoked:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.refresh_tokens"),
+        2,
+        "no write after revocation"
+    );
+}
