@@ -26,9 +26,9 @@ use identity_core::replay::InMemoryReplayLog;
 use identity_core::{HmacSecret, UnixTime, b64};
 use session_verify::device::{
     AuditEvent, DeviceCredentials, DeviceError, DeviceId, DeviceRecord, DeviceRegistry,
-    FailureReason, Gateway, GatewayId, HeartbeatDecision, InMemoryDeviceRegistry, KeyId,
-    OperatorId, PresentedToken, SessionId, SessionPolicy, SessionToken, SessionUpdate,
-    DeviceSession, body_hash,
+    DeviceSession, FailureReason, Gateway, GatewayId, HeartbeatDecision, InMemoryDeviceRegistry,
+    KeyId, OperatorId, PresentedToken, SessionId, SessionPolicy, SessionToken, SessionUpdate,
+    body_hash,
 };
 
 const USAGE: &str = "\
@@ -94,11 +94,14 @@ impl Sessions {
     }
 
     fn load(&self, id: SessionId, step: &str) -> Result<DeviceSession, ExampleError> {
-        self.0.get(&id).cloned().ok_or_else(|| ExampleError::Unexpected {
-            step: step.into(),
-            expected: "a stored session".into(),
-            got: "no session with that id".into(),
-        })
+        self.0
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ExampleError::Unexpected {
+                step: step.into(),
+                expected: "a stored session".into(),
+                got: "no session with that id".into(),
+            })
     }
 
     /// `UPDATE device_sessions SET ... WHERE session_id = $1 AND version = $2`.
@@ -125,7 +128,11 @@ struct Audit {
 }
 
 impl Audit {
-    fn write<W: Write>(&mut self, event: &AuditEvent, out: &mut Narrator<W>) -> Result<(), ExampleError> {
+    fn write<W: Write>(
+        &mut self,
+        event: &AuditEvent,
+        out: &mut Narrator<W>,
+    ) -> Result<(), ExampleError> {
         let line = self.lines.write(event)?;
         out.info(format!("audit> {line}"));
         self.echo.push(line);
@@ -166,9 +173,15 @@ fn unexpected(step: &str, expected: &str, got: impl core::fmt::Debug) -> Example
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, ExampleError> {
     let mut rng = system_rng();
-    let mut out = Narrator::new(out, "device_gateway: pairing, HMAC handshake, heartbeats, rotation, replay, revocation");
+    let mut out = Narrator::new(
+        out,
+        "device_gateway: pairing, HMAC handshake, heartbeats, rotation, replay, revocation",
+    );
     out.info("(simulated clock: read once from the system, then advanced by hand)");
-    out.info(format!("audit log: {} (JSON lines, overwritten)", audit_path.display()));
+    out.info(format!(
+        "audit log: {} (JSON lines, overwritten)",
+        audit_path.display()
+    ));
     let file = File::create(audit_path).map_err(|e| {
         ExampleError::Io(std::io::Error::new(
             e.kind(),
@@ -205,16 +218,24 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     let device_id = DeviceId::new("sensor-42").during("device id")?;
     let key_id = KeyId::new("k1").during("key id")?;
     let secret = HmacSecret::generate(&mut rng);
-    let forbidden_secret = [b64::encode(secret.expose_secret()), hex(secret.expose_secret())];
+    let forbidden_secret = [
+        b64::encode(secret.expose_secret()),
+        hex(secret.expose_secret()),
+    ];
     let creds = DeviceCredentials::new(device_id.clone(), key_id.clone(), secret.clone());
     let body = br#"{"firmware":"1.4.2"}"#;
 
     let mut step = "ask to pair";
     out.step("device", format!("{step} ({})", clock.label()));
-    let request = DeviceRecord::request_pairing(device_id.clone(), key_id, secret, clock.now(), 600);
+    let request =
+        DeviceRecord::request_pairing(device_id.clone(), key_id, secret, clock.now(), 600);
     registry.insert(&request.record).during(step)?;
     audit.write(&request.audit, &mut out)?;
-    expect(request.record.state().name() == "pending", step, "a pending record")?;
+    expect(
+        request.record.state().name() == "pending",
+        step,
+        "a pending record",
+    )?;
     out.ok("sensor-42 is pending; an operator has 600 s to decide");
 
     clock.advance(10);
@@ -222,22 +243,45 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     out.step("device", format!("{step} ({})", clock.label()));
     let early = creds.handshake(gateway.gateway_id(), clock.now(), body_hash(body), &mut rng);
     let rejection = expect_refused(
-        gateway.handshake(early.to_wire().as_bytes(), body, &registry, &nonces, clock.now(), &mut rng),
+        gateway.handshake(
+            early.to_wire().as_bytes(),
+            body,
+            &registry,
+            &nonces,
+            clock.now(),
+            &mut rng,
+        ),
         step,
     )?;
     audit.write(&rejection.audit, &mut out)?;
-    expect(rejection.error == DeviceError::Unauthorized, step, "a uniform unauthorized")?;
     expect(
-        matches!(*rejection.audit, AuditEvent::HandshakeFailed { reason: FailureReason::NotApproved, .. }),
+        rejection.error == DeviceError::Unauthorized,
+        step,
+        "a uniform unauthorized",
+    )?;
+    expect(
+        matches!(
+            *rejection.audit,
+            AuditEvent::HandshakeFailed {
+                reason: FailureReason::NotApproved,
+                ..
+            }
+        ),
         step,
         "not_approved in the audit event",
     )?;
-    out.refused("the device only learns \"unauthorized\"; the audit says not_approved", &rejection.error);
+    out.refused(
+        "the device only learns \"unauthorized\"; the audit says not_approved",
+        &rejection.error,
+    );
 
     clock.advance(20);
     step = "approve the pending device";
     out.step("operator alice", format!("{step} ({})", clock.label()));
-    let record = registry.load(&device_id).during(step)?.ok_or_else(|| unexpected(step, "the record", "none"))?;
+    let record = registry
+        .load(&device_id)
+        .during(step)?
+        .ok_or_else(|| unexpected(step, "the record", "none"))?;
     let approved = record.approve(&alice, clock.now()).during(step)?;
     audit.write(&approved.commit(&registry).during(step)?, &mut out)?;
     out.ok("sensor-42 approved (written with compare-and-set on the record version)");
@@ -252,7 +296,14 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
         captured.len()
     ));
     let issued = gateway
-        .handshake(captured.as_bytes(), body, &registry, &nonces, clock.now(), &mut rng)
+        .handshake(
+            captured.as_bytes(),
+            body,
+            &registry,
+            &nonces,
+            clock.now(),
+            &mut rng,
+        )
         .map_err(|r| unexpected(step, "a session", r.error))?;
     for event in &issued.audit {
         audit.write(event, &mut out)?;
@@ -286,14 +337,19 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     out.step("device", format!("{step} ({})", clock.label()));
     let previous = token.clone();
     match heartbeat(&gateway, &registry, &sessions, &token, clock.now(), step)? {
-        HeartbeatDecision::Rotated { update, token: next } => {
+        HeartbeatDecision::Rotated {
+            update,
+            token: next,
+        } => {
             sessions.compare_and_set(&update, step)?;
             audit.write(&update.audit, &mut out)?;
             expect(next != previous, step, "a new token")?;
             expect(update.session.generation == 1, step, "generation 1")?;
             token = next;
             forbidden.push(token.expose().to_owned());
-            out.ok("the token rotated (generation 1); the previous one stays good for a 10 s overlap");
+            out.ok(
+                "the token rotated (generation 1); the previous one stays good for a 10 s overlap",
+            );
         }
         other => return Err(unexpected(step, "a rotated token", other)),
     }
@@ -302,7 +358,10 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     step = "retry with the previous token (the rotation response was lost)";
     out.step("device", format!("{step} ({})", clock.label()));
     match heartbeat(&gateway, &registry, &sessions, &previous, clock.now(), step)? {
-        HeartbeatDecision::Rotated { update, token: again } => {
+        HeartbeatDecision::Rotated {
+            update,
+            token: again,
+        } => {
             sessions.compare_and_set(&update, step)?;
             audit.write(&update.audit, &mut out)?;
             expect(again == token, step, "the very same successor")?;
@@ -315,17 +374,34 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     step = "replay the captured handshake (same nonce)";
     out.step("attacker", format!("{step} ({})", clock.label()));
     let rejection = expect_refused(
-        gateway.handshake(captured.as_bytes(), body, &registry, &nonces, clock.now(), &mut rng),
+        gateway.handshake(
+            captured.as_bytes(),
+            body,
+            &registry,
+            &nonces,
+            clock.now(),
+            &mut rng,
+        ),
         step,
     )?;
     audit.write(&rejection.audit, &mut out)?;
-    expect(rejection.error == DeviceError::Replayed, step, "the nonce already used")?;
-    out.refused("MAC and timestamp are still valid, but the nonce was reserved at first use", &rejection.error);
+    expect(
+        rejection.error == DeviceError::Replayed,
+        step,
+        "the nonce already used",
+    )?;
+    out.refused(
+        "MAC and timestamp are still valid, but the nonce was reserved at first use",
+        &rejection.error,
+    );
 
     clock.advance(20);
     step = "revoke the device";
     out.step("operator alice", format!("{step} ({})", clock.label()));
-    let record = registry.load(&device_id).during(step)?.ok_or_else(|| unexpected(step, "the record", "none"))?;
+    let record = registry
+        .load(&device_id)
+        .during(step)?
+        .ok_or_else(|| unexpected(step, "the record", "none"))?;
     let revoked = record.revoke(&alice, clock.now()).during(step)?;
     audit.write(&revoked.commit(&registry).during(step)?, &mut out)?;
     out.ok("sensor-42 revoked (terminal)");
@@ -334,21 +410,46 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     step = "heartbeat after revocation";
     out.step("device", format!("{step} ({})", clock.label()));
     match heartbeat(&gateway, &registry, &sessions, &token, clock.now(), step)? {
-        HeartbeatDecision::Refused { error, update: Some(update), audit: event } => {
+        HeartbeatDecision::Refused {
+            error,
+            update: Some(update),
+            audit: event,
+        } => {
             sessions.compare_and_set(&update, step)?;
             audit.write(&event, &mut out)?;
-            expect(update.session.revoked_at.is_some(), step, "the session revoked")?;
+            expect(
+                update.session.revoked_at.is_some(),
+                step,
+                "the session revoked",
+            )?;
             out.refused("the session ends with the device", &error);
         }
-        other => return Err(unexpected(step, "a refusal that revokes the session", other)),
+        other => {
+            return Err(unexpected(
+                step,
+                "a refusal that revokes the session",
+                other,
+            ));
+        }
     }
     let retry = creds.handshake(gateway.gateway_id(), clock.now(), body_hash(body), &mut rng);
     let rejection = expect_refused(
-        gateway.handshake(retry.to_wire().as_bytes(), body, &registry, &nonces, clock.now(), &mut rng),
+        gateway.handshake(
+            retry.to_wire().as_bytes(),
+            body,
+            &registry,
+            &nonces,
+            clock.now(),
+            &mut rng,
+        ),
         step,
     )?;
     audit.write(&rejection.audit, &mut out)?;
-    expect(rejection.error == DeviceError::Unauthorized, step, "unauthorized")?;
+    expect(
+        rejection.error == DeviceError::Unauthorized,
+        step,
+        "unauthorized",
+    )?;
     out.refused("a new handshake from the revoked device", &rejection.error);
 
     step = "read the audit log back";
@@ -360,7 +461,11 @@ fn run<W: Write>(out: W, mut clock: SimClock, audit_path: &Path) -> Result<W, Ex
     forbidden.extend(forbidden_secret);
     let forbidden_refs: Vec<&str> = forbidden.iter().map(String::as_str).collect();
     let events = check_json_lines(&text, &forbidden_refs)?;
-    expect(events.len() == written && text.lines().eq(audit.echo.iter().map(String::as_str)), step, "every event written once, in order")?;
+    expect(
+        events.len() == written && text.lines().eq(audit.echo.iter().map(String::as_str)),
+        step,
+        "every event written once, in order",
+    )?;
     let expected = [
         "pairing_requested",
         "handshake_failed",
@@ -394,7 +499,8 @@ mod tests {
 
     #[test]
     fn the_device_story_runs_and_the_audit_log_checks_out() {
-        let path = std::env::temp_dir().join(format!("device_gateway-test-{}.jsonl", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("device_gateway-test-{}.jsonl", std::process::id()));
         let clock = SimClock::starting_at(UnixTime::from_secs(1_800_000_000));
         let out = String::from_utf8(run(Vec::new(), clock, &path).unwrap()).unwrap();
         let log = std::fs::read_to_string(&path).unwrap();
@@ -403,7 +509,10 @@ mod tests {
         assert!(log.contains("\"reason\":\"not_approved\""), "{log}");
         assert!(log.contains("\"reason\":\"replay\""), "{log}");
         assert!(!log.contains("dvs1."), "{log}");
-        assert!(out.contains("refused, as expected: MAC and timestamp are still valid"), "{out}");
+        assert!(
+            out.contains("refused, as expected: MAC and timestamp are still valid"),
+            "{out}"
+        );
         assert!(out.contains("== done: 11 steps"), "{out}");
     }
 

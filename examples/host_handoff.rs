@@ -151,12 +151,16 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     // ---------------------------------------------------------------- host
     let mut step = "generate the host key and publish the JWKS";
     out.step("host", step);
-    let host_key = HostIssuerKeys::generate(Algorithm::EdDSA, Some("host-2026-01"), &mut rng)
-        .during(step)?;
+    let host_key =
+        HostIssuerKeys::generate(Algorithm::EdDSA, Some("host-2026-01"), &mut rng).during(step)?;
     let keyring = Keyring::new(host_key, clock.now());
     let published = keyring.jwks_response(clock.now());
     let document = String::from_utf8_lossy(published.body()).into_owned();
-    expect(!document.contains("\"d\""), step, "public members only in the JWKS")?;
+    expect(
+        !document.contains("\"d\""),
+        step,
+        "public members only in the JWKS",
+    )?;
     out.info(format!(
         "GET {HOST}/.well-known/jwks.json -> {} bytes, Content-Type {}, Cache-Control {}",
         published.body().len(),
@@ -229,10 +233,17 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     let host = loop {
         match service
             .host_verifier
-            .verify_with_cache::<NoCustomClaims>(host_jwt.token(), &mut service.host_jwks, clock.now())
+            .verify_with_cache::<NoCustomClaims>(
+                host_jwt.token(),
+                &mut service.host_jwks,
+                clock.now(),
+            )
             .during(step)?
         {
-            Outcome::Verified(unconfirmed) | Outcome::VerifiedRefresh { value: unconfirmed, .. } => {
+            Outcome::Verified(unconfirmed)
+            | Outcome::VerifiedRefresh {
+                value: unconfirmed, ..
+            } => {
                 // The host JWT is one-time: its jti is consumed before anything is read.
                 break unconfirmed
                     .confirm(&service.host_jtis, clock.now())
@@ -240,7 +251,10 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
             }
             Outcome::Fetch(request) if fetches == 0 => {
                 fetches += 1;
-                out.info(format!("cold cache: the cache asks for GET {}", request.url));
+                out.info(format!(
+                    "cold cache: the cache asks for GET {}",
+                    request.url
+                ));
                 // In production: your HTTP client. Here: the document the host published.
                 let response = FetchResponse {
                     status: 200,
@@ -248,9 +262,19 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
                     cache_control: Some(published.cache_control()),
                     etag: None,
                 };
-                let report = service.host_jwks.on_fetch_complete(clock.now(), request.id, response);
-                let kids: Vec<&str> = report.added.iter().filter_map(|k| k.kid.as_deref()).collect();
-                expect(kids == [keyring.active().kid()], step, "the host's key added to the cache")?;
+                let report = service
+                    .host_jwks
+                    .on_fetch_complete(clock.now(), request.id, response);
+                let kids: Vec<&str> = report
+                    .added
+                    .iter()
+                    .filter_map(|k| k.kid.as_deref())
+                    .collect();
+                expect(
+                    kids == [keyring.active().kid()],
+                    step,
+                    "the host's key added to the cache",
+                )?;
                 out.info(format!(
                     "fetched: keys added {kids:?}, skipped {}, fresh until {}",
                     report.skipped.len(),
@@ -280,10 +304,22 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     let headers = [handoff_proof.as_str()];
     let proof = service
         .dpop
-        .verify_and_confirm(&DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT), clock.now(), &service.dpop_jtis)
+        .verify_and_confirm(
+            &DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT),
+            clock.now(),
+            &service.dpop_jtis,
+        )
         .during(step)?;
-    expect(proof.thumbprint() == browser_key.thumbprint(), step, "the browser's key")?;
-    out.info(format!("proof ok: htm POST, htu {}, jkt {}", proof.htu(), proof.jkt()));
+    expect(
+        proof.thumbprint() == browser_key.thumbprint(),
+        step,
+        "the browser's key",
+    )?;
+    out.info(format!(
+        "proof ok: htm POST, htu {}, jkt {}",
+        proof.htu(),
+        proof.jkt()
+    ));
     let access = mint_access_token(
         &AccessClaims::new(SERVICE, host.subject(), API, CLIENT_ID)
             .with_scope("orders:read")
@@ -339,15 +375,25 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         }
     };
     let e = expect_refused(replayed_host, step)?;
-    expect(e == ReplayRefused::Replayed, step, "the host JWT's jti already used")?;
+    expect(
+        e == ReplayRefused::Replayed,
+        step,
+        "the host JWT's jti already used",
+    )?;
     out.refused("the host JWT is one-time", &e);
     let e = expect_refused(
-        service
-            .dpop
-            .verify_and_confirm(&DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT), clock.now(), &service.dpop_jtis),
+        service.dpop.verify_and_confirm(
+            &DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT),
+            clock.now(),
+            &service.dpop_jtis,
+        ),
         step,
     )?;
-    expect(e == dpop::Error::Replayed, step, "the proof's jti already used")?;
+    expect(
+        e == dpop::Error::Replayed,
+        step,
+        "the proof's jti already used",
+    )?;
     out.refused("the DPoP proof is one-time", &e);
 
     // ---------------------------------------------------------------- API
@@ -370,10 +416,23 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     step = "call the API with the access token and a fresh proof carrying ath";
     out.step("browser", format!("{step} ({})", clock.label()));
     let api_proof = browser_key
-        .proof("GET", ORDERS_URL, clock.now(), &mut rng, None, Some(access.as_str()))
+        .proof(
+            "GET",
+            ORDERS_URL,
+            clock.now(),
+            &mut rng,
+            None,
+            Some(access.as_str()),
+        )
         .during(step)?;
     let (sub, verified) = api
-        .get(access.as_str(), &api_proof, ORDERS_URL, &service.revoked_access, clock.now())
+        .get(
+            access.as_str(),
+            &api_proof,
+            ORDERS_URL,
+            &service.revoked_access,
+            clock.now(),
+        )
         .map_err(|e| ExampleError::Unexpected {
             step: step.into(),
             expected: "200 OK".into(),
@@ -390,17 +449,42 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     step = "use the access token without its key";
     out.step("attacker", step);
     let e = expect_refused(
-        api.verifier.verify(access.as_str(), &api.session_public, &Presented::Bearer, clock.now()),
+        api.verifier.verify(
+            access.as_str(),
+            &api.session_public,
+            &Presented::Bearer,
+            clock.now(),
+        ),
         step,
     )?;
-    expect(e == VerifyError::BoundTokenAsBearer, step, "a bound token refused as bearer")?;
-    out.refused("Authorization: Bearer with a DPoP-bound token (downgrade)", &e);
+    expect(
+        e == VerifyError::BoundTokenAsBearer,
+        step,
+        "a bound token refused as bearer",
+    )?;
+    out.refused(
+        "Authorization: Bearer with a DPoP-bound token (downgrade)",
+        &e,
+    );
     let attacker_key = DpopKey::generate(Algorithm::ES256, &mut rng).during(step)?;
     let attacker_proof = attacker_key
-        .proof("GET", ORDERS_URL, clock.now(), &mut rng, None, Some(access.as_str()))
+        .proof(
+            "GET",
+            ORDERS_URL,
+            clock.now(),
+            &mut rng,
+            None,
+            Some(access.as_str()),
+        )
         .during(step)?;
     let e = expect_refused(
-        api.get(access.as_str(), &attacker_proof, ORDERS_URL, &service.revoked_access, clock.now()),
+        api.get(
+            access.as_str(),
+            &attacker_proof,
+            ORDERS_URL,
+            &service.revoked_access,
+            clock.now(),
+        ),
         step,
     )?;
     expect(
@@ -410,10 +494,20 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     )?;
     out.refused("a proof signed by the attacker's own key", &e);
     let e = expect_refused(
-        api.get(access.as_str(), &api_proof, ORDERS_URL, &service.revoked_access, clock.now()),
+        api.get(
+            access.as_str(),
+            &api_proof,
+            ORDERS_URL,
+            &service.revoked_access,
+            clock.now(),
+        ),
         step,
     )?;
-    expect(matches!(e, ApiRefusal::Proof(dpop::Error::Replayed)), step, "a replayed proof refused")?;
+    expect(
+        matches!(e, ApiRefusal::Proof(dpop::Error::Replayed)),
+        step,
+        "a replayed proof refused",
+    )?;
     out.refused("the browser's proof replayed", &e);
 
     // ---------------------------------------------------------------- refresh
@@ -427,10 +521,20 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     let headers = [refresh_proof.as_str()];
     let proof = service
         .dpop
-        .verify_and_confirm(&DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT), clock.now(), &service.dpop_jtis)
+        .verify_and_confirm(
+            &DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT),
+            clock.now(),
+            &service.dpop_jtis,
+        )
         .during(step)?;
-    let issued = match refresh_family::rotate(&service.store, &service.families, &old_refresh, clock.now(), &mut rng)
-        .during(step)?
+    let issued = match refresh_family::rotate(
+        &service.store,
+        &service.families,
+        &old_refresh,
+        clock.now(),
+        &mut rng,
+    )
+    .during(step)?
     {
         Refresh::Issued(i) => i,
         other => {
@@ -442,7 +546,11 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         }
     };
     expect(!issued.grace, step, "a real rotation, not a grace replay")?;
-    expect(issued.token.expose_secret() != old_refresh, step, "a new refresh token")?;
+    expect(
+        issued.token.expose_secret() != old_refresh,
+        step,
+        "a new refresh token",
+    )?;
     let access2 = mint_access_token(
         &AccessClaims::new(SERVICE, &issued.subject, API, &issued.client_id)
             .with_scope("orders:read")
@@ -476,10 +584,20 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     // family's reuse detection stands in the way.
     let _attacker = service
         .dpop
-        .verify_and_confirm(&DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT), clock.now(), &service.dpop_jtis)
+        .verify_and_confirm(
+            &DpopRequest::new(&headers, "POST", TOKEN_ENDPOINT),
+            clock.now(),
+            &service.dpop_jtis,
+        )
         .during(step)?;
-    let refused = match refresh_family::rotate(&service.store, &service.families, &old_refresh, clock.now(), &mut rng)
-        .during(step)?
+    let refused = match refresh_family::rotate(
+        &service.store,
+        &service.families,
+        &old_refresh,
+        clock.now(),
+        &mut rng,
+    )
+    .during(step)?
     {
         Refresh::Refused(r) => r,
         other => {
@@ -490,14 +608,26 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
             });
         }
     };
-    expect(refused.error == RefreshError::ReuseDetected, step, "reuse detected")?;
-    expect(refused.revoke_access_tokens == [login.family], step, "the family to revoke")?;
+    expect(
+        refused.error == RefreshError::ReuseDetected,
+        step,
+        "reuse detected",
+    )?;
+    expect(
+        refused.revoke_access_tokens == [login.family],
+        step,
+        "the family to revoke",
+    )?;
     out.refused(
         format!("400 {} (reuse detected)", refused.error.oauth_error()),
         &refused.error,
     );
     for family in &refused.revoke_access_tokens {
-        let jtis = service.access_by_family.get(family).cloned().unwrap_or_default();
+        let jtis = service
+            .access_by_family
+            .get(family)
+            .cloned()
+            .unwrap_or_default();
         out.info(format!(
             "family {} revoked; revoking its {} access tokens",
             family.to_base64url(),
@@ -527,16 +657,40 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
             });
         }
     };
-    expect(after.error.reason() == "family_revoked", step, "family_revoked")?;
-    out.refused("its current refresh token (the family is revoked)", &after.error);
+    expect(
+        after.error.reason() == "family_revoked",
+        step,
+        "family_revoked",
+    )?;
+    out.refused(
+        "its current refresh token (the family is revoked)",
+        &after.error,
+    );
     let api_proof = browser_key
-        .proof("GET", ORDERS_URL, clock.now(), &mut rng, None, Some(access2.as_str()))
+        .proof(
+            "GET",
+            ORDERS_URL,
+            clock.now(),
+            &mut rng,
+            None,
+            Some(access2.as_str()),
+        )
         .during(step)?;
     let e = expect_refused(
-        api.get(access2.as_str(), &api_proof, ORDERS_URL, &service.revoked_access, clock.now()),
+        api.get(
+            access2.as_str(),
+            &api_proof,
+            ORDERS_URL,
+            &service.revoked_access,
+            clock.now(),
+        ),
         step,
     )?;
-    expect(matches!(e, ApiRefusal::Revoked), step, "the access token revoked")?;
+    expect(
+        matches!(e, ApiRefusal::Revoked),
+        step,
+        "the access token revoked",
+    )?;
     out.refused("its newest access token (revoked with the family)", &e);
     out.info("the user logs in at the host again to start a new family");
 
@@ -551,11 +705,25 @@ mod tests {
     fn the_whole_handoff_runs_and_ends_in_revocation() {
         let clock = SimClock::starting_at(UnixTime::from_secs(1_800_000_000));
         let out = String::from_utf8(run(Vec::new(), clock).unwrap()).unwrap();
-        assert!(out.contains("cold cache: the cache asks for GET https://host.example/.well-known/jwks.json"), "{out}");
+        assert!(
+            out.contains(
+                "cold cache: the cache asks for GET https://host.example/.well-known/jwks.json"
+            ),
+            "{out}"
+        );
         assert!(out.contains("ok: 200 OK for user-42"), "{out}");
-        assert!(out.contains("refused, as expected: the host JWT is one-time"), "{out}");
-        assert!(out.contains("refused, as expected: 400 invalid_grant (reuse detected)"), "{out}");
-        assert!(out.contains("its newest access token (revoked with the family)"), "{out}");
+        assert!(
+            out.contains("refused, as expected: the host JWT is one-time"),
+            "{out}"
+        );
+        assert!(
+            out.contains("refused, as expected: 400 invalid_grant (reuse detected)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("its newest access token (revoked with the family)"),
+            "{out}"
+        );
         assert!(out.contains("== done: 11 steps"), "{out}");
     }
 

@@ -61,7 +61,11 @@ fn refused(outcome: Outcome, step: &str) -> Result<Refused, ExampleError> {
     }
 }
 
-fn family_status(store: &InMemoryFamilyStore, family: FamilyId, step: &str) -> Result<FamilyStatus, ExampleError> {
+fn family_status(
+    store: &InMemoryFamilyStore,
+    family: FamilyId,
+    step: &str,
+) -> Result<FamilyStatus, ExampleError> {
     store
         .snapshot(family)
         .map(|(f, _)| f.status)
@@ -75,7 +79,10 @@ fn family_status(store: &InMemoryFamilyStore, family: FamilyId, step: &str) -> R
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     let mut rng = system_rng();
-    let mut out = Narrator::new(out, "refresh_rotation: rotation, grace, reuse detection, logout");
+    let mut out = Narrator::new(
+        out,
+        "refresh_rotation: rotation, grace, reuse detection, logout",
+    );
     out.info("(simulated clock: read once from the system, then advanced by hand)");
 
     // One master key for every server instance; grace on: 10 s, same successor.
@@ -104,8 +111,15 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     clock.advance(3_600);
     step = "refresh an hour later";
     out.step("client", format!("{step} ({})", clock.label()));
-    let second = issued(rotate(&store, &engine, t1.expose_secret(), clock.now(), &mut rng).during(step)?, step)?;
-    expect(!second.grace && second.token != t1, step, "a real rotation to a new token")?;
+    let second = issued(
+        rotate(&store, &engine, t1.expose_secret(), clock.now(), &mut rng).during(step)?,
+        step,
+    )?;
+    expect(
+        !second.grace && second.token != t1,
+        step,
+        "a real rotation to a new token",
+    )?;
     let t2 = second.token;
     out.info(format!("events: {:?}", second.events));
     out.ok(format!("head rotated: {} -> {}", short(&t1), short(&t2)));
@@ -134,12 +148,26 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         }
     };
     let (a, b) = (issued(a, step)?, issued(b, step)?);
-    expect(a.token == b.token, step, "the very same successor for both tabs")?;
-    expect(a.grace != b.grace, step, "one rotation and one in-grace replay")?;
+    expect(
+        a.token == b.token,
+        step,
+        "the very same successor for both tabs",
+    )?;
+    expect(
+        a.grace != b.grace,
+        step,
+        "one rotation and one in-grace replay",
+    )?;
     let (winner, loser) = if a.grace { (b, a) } else { (a, b) };
     let t3 = winner.token;
-    out.info(format!("tab that won the compare-and-set: {:?}", winner.events));
-    out.info(format!("tab that lost it, decided again on fresh rows: {:?}", loser.events));
+    out.info(format!(
+        "tab that won the compare-and-set: {:?}",
+        winner.events
+    ));
+    out.info(format!(
+        "tab that lost it, decided again on fresh rows: {:?}",
+        loser.events
+    ));
     out.ok(format!(
         "both tabs hold {}; no false reuse, the family lives on",
         short(&t3)
@@ -148,24 +176,61 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     clock.advance(60);
     step = "the token of two refreshes ago is presented after grace";
     out.step("attacker", format!("{step} ({})", clock.label()));
-    let reuse = refused(rotate(&store, &engine, t2.expose_secret(), clock.now(), &mut rng).during(step)?, step)?;
-    expect(reuse.error == RefreshError::ReuseDetected, step, "reuse detected")?;
-    expect(reuse.revoke_access_tokens == [family], step, "the family's access tokens to revoke")?;
+    let reuse = refused(
+        rotate(&store, &engine, t2.expose_secret(), clock.now(), &mut rng).during(step)?,
+        step,
+    )?;
     expect(
-        matches!(family_status(&store, family, step)?, FamilyStatus::Revoked { reason: RevocationReason::ReuseDetected, .. }),
+        reuse.error == RefreshError::ReuseDetected,
+        step,
+        "reuse detected",
+    )?;
+    expect(
+        reuse.revoke_access_tokens == [family],
+        step,
+        "the family's access tokens to revoke",
+    )?;
+    expect(
+        matches!(
+            family_status(&store, family, step)?,
+            FamilyStatus::Revoked {
+                reason: RevocationReason::ReuseDetected,
+                ..
+            }
+        ),
         step,
         "the family revoked in the store",
     )?;
-    out.refused(format!("400 {} (reuse)", reuse.error.oauth_error()), &reuse.error);
+    out.refused(
+        format!("400 {} (reuse)", reuse.error.oauth_error()),
+        &reuse.error,
+    );
     out.info(format!("events: {:?}", reuse.events));
-    out.info(format!("the service must now revoke the access tokens of family {}", family.to_base64url()));
+    out.info(format!(
+        "the service must now revoke the access tokens of family {}",
+        family.to_base64url()
+    ));
 
     step = "the legitimate head is refused too";
     out.step("client", step);
-    let dead = refused(rotate(&store, &engine, t3.expose_secret(), clock.now(), &mut rng).during(step)?, step)?;
-    expect(dead.error.reason() == "family_revoked", step, "family_revoked")?;
-    expect(dead.revoke_access_tokens.is_empty(), step, "no new revocation")?;
-    out.refused("every token of a revoked family; the user must log in again", &dead.error);
+    let dead = refused(
+        rotate(&store, &engine, t3.expose_secret(), clock.now(), &mut rng).during(step)?,
+        step,
+    )?;
+    expect(
+        dead.error.reason() == "family_revoked",
+        step,
+        "family_revoked",
+    )?;
+    expect(
+        dead.revoke_access_tokens.is_empty(),
+        step,
+        "no new revocation",
+    )?;
+    out.refused(
+        "every token of a revoked family; the user must log in again",
+        &dead.error,
+    );
 
     clock.advance(300);
     step = "log in again, refresh once, log out";
@@ -173,24 +238,69 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
     let again = start(&store, &engine, "user-42", CLIENT_ID, clock.now(), &mut rng).during(step)?;
     expect(again.family != family, step, "a new family")?;
     clock.advance(600);
-    let next = issued(rotate(&store, &engine, again.token.expose_secret(), clock.now(), &mut rng).during(step)?, step)?;
+    let next = issued(
+        rotate(
+            &store,
+            &engine,
+            again.token.expose_secret(),
+            clock.now(),
+            &mut rng,
+        )
+        .during(step)?,
+        step,
+    )?;
     let revoked = logout(&store, &engine, next.token.expose_secret(), clock.now()).during(step)?;
-    expect(revoked.families == [again.family], step, "the new family revoked")?;
     expect(
-        matches!(family_status(&store, again.family, step)?, FamilyStatus::Revoked { reason: RevocationReason::Logout, .. }),
+        revoked.families == [again.family],
+        step,
+        "the new family revoked",
+    )?;
+    expect(
+        matches!(
+            family_status(&store, again.family, step)?,
+            FamilyStatus::Revoked {
+                reason: RevocationReason::Logout,
+                ..
+            }
+        ),
         step,
         "revoked for logout",
     )?;
     out.info(format!("events: {:?}", revoked.events));
-    out.ok(format!("family {} revoked at logout ({})", again.family.to_base64url(), clock.label()));
+    out.ok(format!(
+        "family {} revoked at logout ({})",
+        again.family.to_base64url(),
+        clock.label()
+    ));
 
     step = "the logged-out token is refused";
     out.step("client", step);
-    let after = refused(rotate(&store, &engine, next.token.expose_secret(), clock.now(), &mut rng).during(step)?, step)?;
-    expect(after.error.reason() == "family_revoked", step, "family_revoked")?;
+    let after = refused(
+        rotate(
+            &store,
+            &engine,
+            next.token.expose_secret(),
+            clock.now(),
+            &mut rng,
+        )
+        .during(step)?,
+        step,
+    )?;
+    expect(
+        after.error.reason() == "family_revoked",
+        step,
+        "family_revoked",
+    )?;
     out.refused("refresh after logout", &after.error);
-    let bogus = refused(rotate(&store, &engine, "rf1.not-a-token", clock.now(), &mut rng).during(step)?, step)?;
-    expect(matches!(bogus.error, RefreshError::Malformed(_)), step, "a malformed token")?;
+    let bogus = refused(
+        rotate(&store, &engine, "rf1.not-a-token", clock.now(), &mut rng).during(step)?,
+        step,
+    )?;
+    expect(
+        matches!(bogus.error, RefreshError::Malformed(_)),
+        step,
+        "a malformed token",
+    )?;
     out.refused("a malformed token (no store access)", &bogus.error);
 
     out.finish("every outcome as expected")
@@ -206,7 +316,10 @@ mod tests {
         let clock = SimClock::starting_at(UnixTime::from_secs(1_800_000_000));
         let out = String::from_utf8(run(Vec::new(), clock).unwrap()).unwrap();
         assert!(out.contains("no false reuse, the family lives on"), "{out}");
-        assert!(out.contains("refused, as expected: 400 invalid_grant (reuse)"), "{out}");
+        assert!(
+            out.contains("refused, as expected: 400 invalid_grant (reuse)"),
+            "{out}"
+        );
         assert!(out.contains("== done: 7 steps"), "{out}");
     }
 

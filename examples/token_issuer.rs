@@ -54,7 +54,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ExampleErr
                     .next()
                     .ok_or_else(|| ExampleError::Usage("--port needs a value".into()))?;
                 parsed.port = value.parse().map_err(|_| {
-                    ExampleError::Usage(format!("--port {value:?} is not a port number (0 to 65535)"))
+                    ExampleError::Usage(format!(
+                        "--port {value:?} is not a port number (0 to 65535)"
+                    ))
                 })?;
             }
             other => {
@@ -133,7 +135,10 @@ fn expect_status(response: &http::Response, status: u16, step: &str) -> Result<(
         got: format!(
             "HTTP {} {}",
             response.status,
-            String::from_utf8_lossy(&response.body).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(&response.body)
+                .chars()
+                .take(200)
+                .collect::<String>()
         ),
     })
 }
@@ -142,7 +147,10 @@ fn expect_status(response: &http::Response, status: u16, step: &str) -> Result<(
 fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError> {
     let addr = server.addr();
     let base = server.base_url();
-    let mut out = Narrator::new(out, "token_issuer: the dev token-issuer simulator, checked over loopback");
+    let mut out = Narrator::new(
+        out,
+        "token_issuer: the dev token-issuer simulator, checked over loopback",
+    );
     out.info("(DEVELOPMENT ONLY: POST /token authenticates nobody; see the banner on stderr)");
 
     let mut step = "the server is up with fresh RS256 keys";
@@ -159,12 +167,28 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     let request = json!({ "sub": "user-42", "tenant": "tenant-7", "ttl": 120 }).to_string();
     let minted = http::post(addr, TOKEN_PATH, "application/json", request.as_bytes())?;
     expect_status(&minted, 200, step)?;
-    expect(minted.header("cache-control") == Some("no-store"), step, "Cache-Control: no-store")?;
+    expect(
+        minted.header("cache-control") == Some("no-store"),
+        step,
+        "Cache-Control: no-store",
+    )?;
     let minted = json_body(&minted, step)?;
     let token = minted["token"].as_str().unwrap_or_default().to_owned();
-    expect(minted["token_type"] == "host+jwt", step, "token_type host+jwt")?;
-    expect(minted["kid"] == kid.as_str(), step, "signed by the active key")?;
-    expect(minted["iss"] == base.as_str(), step, "iss = the server's base URL")?;
+    expect(
+        minted["token_type"] == "host+jwt",
+        step,
+        "token_type host+jwt",
+    )?;
+    expect(
+        minted["kid"] == kid.as_str(),
+        step,
+        "signed by the active key",
+    )?;
+    expect(
+        minted["iss"] == base.as_str(),
+        step,
+        "iss = the server's base URL",
+    )?;
     out.info(format!("request: {request}"));
     out.ok(format!(
         "token_type {}, kid {}, iss {}, aud {}, expires_in {}",
@@ -173,9 +197,17 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
 
     step = "mint with a form-encoded body";
     out.step("client", step);
-    let form = http::post(addr, TOKEN_PATH, "application/x-www-form-urlencoded", b"sub=user%2043&ttl=60")?;
+    let form = http::post(
+        addr,
+        TOKEN_PATH,
+        "application/x-www-form-urlencoded",
+        b"sub=user%2043&ttl=60",
+    )?;
     expect_status(&form, 200, step)?;
-    let form_token = json_body(&form, step)?["token"].as_str().unwrap_or_default().to_owned();
+    let form_token = json_body(&form, step)?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     out.ok("sub=user%2043&ttl=60 accepted");
 
     step = "fetch the JWKS from /.well-known/jwks.json and /certs";
@@ -184,17 +216,32 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     expect_status(&jwks, 200, step)?;
     let certs = http::get(addr, CERTS_PATH)?;
     expect_status(&certs, 200, step)?;
-    expect(jwks.body == certs.body, step, "the same document on both paths")?;
+    expect(
+        jwks.body == certs.body,
+        step,
+        "the same document on both paths",
+    )?;
     let parsed = Jwks::parse(&jwks.body, &JwksLimits::default()).during(step)?;
-    expect(parsed.skipped.is_empty() && parsed.jwks.len() == 1, step, "one usable key")?;
+    expect(
+        parsed.skipped.is_empty() && parsed.jwks.len() == 1,
+        step,
+        "one usable key",
+    )?;
     let text = jwks.text()?;
-    expect(!text.contains("\"d\"") && !text.contains("\"p\""), step, "public members only")?;
+    expect(
+        !text.contains("\"d\"") && !text.contains("\"p\""),
+        step,
+        "public members only",
+    )?;
     out.info(format!(
         "Content-Type {}, Cache-Control {}",
         jwks.header("content-type").unwrap_or("-"),
         jwks.header("cache-control").unwrap_or("-")
     ));
-    out.ok(format!("{} key(s): kid {kid}, RS256, no private members; /certs is identical", parsed.jwks.len()));
+    out.ok(format!(
+        "{} key(s): kid {kid}, RS256, no private members; /certs is identical",
+        parsed.jwks.len()
+    ));
 
     step = "verify the minted tokens against the fetched JWKS";
     out.step("verifier", step);
@@ -207,13 +254,25 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
         .during(step)?;
     let now = server::system_now().during(step)?;
     let verified = verify::<Value, _>(&token, &parsed.jwks, &policy, now).during(step)?;
-    expect(verified.registered().sub.as_deref() == Some("user-42"), step, "sub user-42")?;
-    expect(verified.custom()["host_tenant_id"] == "tenant-7", step, "host_tenant_id tenant-7")?;
+    expect(
+        verified.registered().sub.as_deref() == Some("user-42"),
+        step,
+        "sub user-42",
+    )?;
+    expect(
+        verified.custom()["host_tenant_id"] == "tenant-7",
+        step,
+        "host_tenant_id tenant-7",
+    )?;
     let exp = verified.registered().exp.map_or(0, |e| e.0);
     let iat = verified.registered().iat.map_or(0, |e| e.0);
     expect(exp.saturating_sub(iat) == 120, step, "a 120 s lifetime")?;
     let form_verified = verify::<Value, _>(&form_token, &parsed.jwks, &policy, now).during(step)?;
-    expect(form_verified.registered().sub.as_deref() == Some("user 43"), step, "sub \"user 43\"")?;
+    expect(
+        form_verified.registered().sub.as_deref() == Some("user 43"),
+        step,
+        "sub \"user 43\"",
+    )?;
     out.ok(format!(
         "RS256 signature, iss, aud, typ host+jwt, exp ok: sub user-42, host_tenant_id tenant-7, jti {}",
         verified.registered().jti.as_deref().unwrap_or("-")
@@ -229,16 +288,29 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
             .as_bytes(),
     );
     let forged = format!("{head}.{forged_claims}.{signature}");
-    let e = expect_refused(verify::<Value, _>(&forged, &parsed.jwks, &policy, now), step)?;
-    expect(e == CoreError::InvalidSignature, step, "an opaque invalid signature")?;
-    out.refused("claims swapped under the original signature (sub admin)", &e);
+    let e = expect_refused(
+        verify::<Value, _>(&forged, &parsed.jwks, &policy, now),
+        step,
+    )?;
+    expect(
+        e == CoreError::InvalidSignature,
+        step,
+        "an opaque invalid signature",
+    )?;
+    out.refused(
+        "claims swapped under the original signature (sub admin)",
+        &e,
+    );
     let other_aud = Validation::builder()
         .issuer(base.as_str())
         .audience("https://other.example")
         .typ(host_issuer::HOST_TOKEN_TYP)
         .build()
         .during(step)?;
-    let e = expect_refused(verify::<Value, _>(&token, &parsed.jwks, &other_aud, now), step)?;
+    let e = expect_refused(
+        verify::<Value, _>(&token, &parsed.jwks, &other_aud, now),
+        step,
+    )?;
     out.refused("a verifier for another audience", &e);
 
     let no_sub = http::post(addr, TOKEN_PATH, "application/json", br#"{"aud":"x"}"#)?;
@@ -250,9 +322,15 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     );
     let get_token = http::get(addr, TOKEN_PATH)?;
     expect_status(&get_token, 405, step)?;
-    out.refused("GET /token", format!("405, Allow: {}", get_token.header("allow").unwrap_or("-")));
+    out.refused(
+        "GET /token",
+        format!("405, Allow: {}", get_token.header("allow").unwrap_or("-")),
+    );
     let wide = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
-    let e = expect_refused(server::check_dev_bind(wide, &DevTokenConfig::default()), step)?;
+    let e = expect_refused(
+        server::check_dev_bind(wide, &DevTokenConfig::default()),
+        step,
+    )?;
     out.refused(format!("binding the dev endpoint to {wide}"), &e);
 
     out.finish("the dev token endpoint works and stays on loopback")
@@ -284,8 +362,14 @@ mod tests {
         assert!(server.addr().ip().is_loopback());
         let out = String::from_utf8(self_check(Vec::new(), &server).unwrap()).unwrap();
         server.shutdown();
-        assert!(out.contains("RS256 signature, iss, aud, typ host+jwt, exp ok"), "{out}");
-        assert!(out.contains("refused, as expected: binding the dev endpoint to 0.0.0.0"), "{out}");
+        assert!(
+            out.contains("RS256 signature, iss, aud, typ host+jwt, exp ok"),
+            "{out}"
+        );
+        assert!(
+            out.contains("refused, as expected: binding the dev endpoint to 0.0.0.0"),
+            "{out}"
+        );
         assert!(out.contains("== done: 6 steps"), "{out}");
     }
 }

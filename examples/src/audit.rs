@@ -105,7 +105,9 @@ mod tests {
     #[test]
     fn writes_one_object_per_line_and_reads_it_back() {
         let mut log = JsonLines::new(Vec::new());
-        let l1 = log.write(&json!({"event": "approved", "by": "alice"})).unwrap();
+        let l1 = log
+            .write(&json!({"event": "approved", "by": "alice"}))
+            .unwrap();
         log.write(&json!({"event": "revoked"})).unwrap();
         assert_eq!(log.lines(), 2);
         assert_eq!(l1, r#"{"by":"alice","event":"approved"}"#);

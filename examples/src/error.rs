@@ -79,7 +79,10 @@ pub fn expect(holds: bool, step: &str, expected: &str) -> Result<(), ExampleErro
 ///
 /// # Errors
 /// [`ExampleError::Unexpected`] when `result` is `Ok`.
-pub fn expect_refused<T: fmt::Debug, E>(result: Result<T, E>, step: &str) -> Result<E, ExampleError> {
+pub fn expect_refused<T: fmt::Debug, E>(
+    result: Result<T, E>,
+    step: &str,
+) -> Result<E, ExampleError> {
     match result {
         Err(e) => Ok(e),
         Ok(v) => Err(ExampleError::Unexpected {
@@ -129,7 +132,11 @@ mod tests {
     fn during_names_the_step() {
         let r: Result<(), std::io::Error> = Err(std::io::Error::other("disk on fire"));
         let e = r.during("write the audit log").unwrap_err();
-        assert!(e.to_string().starts_with("step \"write the audit log\" failed"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("step \"write the audit log\" failed"),
+            "{e}"
+        );
         assert!(e.to_string().contains("disk on fire"), "{e}");
     }
 

@@ -123,7 +123,9 @@ pub fn request(
             || content_type.len() > 128
             || !content_type.bytes().all(|b| (0x20..=0x7e).contains(&b))
         {
-            return Err(http("the content type must be 1 to 128 printable ASCII characters"));
+            return Err(http(
+                "the content type must be 1 to 128 printable ASCII characters",
+            ));
         }
         if bytes.len() > MAX_REQUEST_BODY_BYTES {
             return Err(http(format!(
@@ -174,13 +176,16 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, ExampleError> {
             http("truncated response: no blank line after the headers")
         });
     };
-    let head = core::str::from_utf8(&raw[..end])
-        .map_err(|_| http("the response head is not UTF-8"))?;
+    let head =
+        core::str::from_utf8(&raw[..end]).map_err(|_| http("the response head is not UTF-8"))?;
     let body = &raw[end + 4..];
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
-    let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (version, code) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     if !matches!(version, "HTTP/1.1" | "HTTP/1.0")
         || code.len() != 3
         || !code.bytes().all(|b| b.is_ascii_digit())
@@ -270,13 +275,22 @@ mod tests {
     #[test]
     fn refuses_malformed_responses() {
         for (raw, why) in [
-            (&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"[..], "truncated"),
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"[..],
+                "truncated",
+            ),
             (b"HTTP/2 200 OK\r\n\r\n", "status line"),
             (b"HTTP/1.1 20x OK\r\n\r\n", "status line"),
             (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "header line"),
             (b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n", "header name"),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}", "Content-Length says"),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "malformed Content-Length"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}",
+                "Content-Length says",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                "malformed Content-Length",
+            ),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n",
                 "several",

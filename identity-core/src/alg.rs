@@ -52,11 +52,22 @@ impl Algorithm {
     }
 
     /// Parses a JWA name, case-sensitively (`"es256"` is not `ES256`).
+    ///
+    /// The fully-specified name `Ed25519` (RFC 9864, which deprecates the polymorphic
+    /// `EdDSA`) is accepted as [`Algorithm::EdDSA`]: this family's EdDSA is Ed25519 only,
+    /// so both names select exactly the same verification. `Ed448` is not implemented.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == ED25519_NAME {
+            return Some(Self::EdDSA);
+        }
         Self::ALL.into_iter().find(|a| a.as_str() == name)
     }
 }
+
+/// The RFC 9864 fully-specified name of Ed25519 signatures (what panva's `dpop` v2 and
+/// `jose` v6 may write), an alias of [`Algorithm::EdDSA`] on input.
+pub const ED25519_NAME: &str = "Ed25519";
 
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,6 +111,9 @@ mod tests {
             assert_eq!(a.as_str().parse::<Algorithm>().unwrap(), a);
         }
         assert!("es256".parse::<Algorithm>().is_err());
+        assert_eq!("Ed25519".parse::<Algorithm>().unwrap(), Algorithm::EdDSA);
+        assert!("Ed448".parse::<Algorithm>().is_err());
+        assert!("ed25519".parse::<Algorithm>().is_err());
         assert!("none".parse::<Algorithm>().is_err());
         assert!(!Algorithm::HS256.is_asymmetric());
         assert!(Algorithm::EdDSA.is_asymmetric());

@@ -182,6 +182,14 @@ impl Jwks {
                 });
                 continue;
             }
+            let mut value = value;
+            // RFC 9864 "Ed25519" is not in jose-jwa's vocabulary: map it to the
+            // equivalent "EdDSA" (this family's EdDSA is Ed25519 only).
+            if let Some(alg) = value.get_mut("alg")
+                && alg.as_str() == Some(crate::alg::ED25519_NAME)
+            {
+                *alg = serde_json::Value::String(Algorithm::EdDSA.as_str().to_owned());
+            }
             let result = serde_json::from_value::<Jwk>(value)
                 .map_err(|e| {
                     format!(
