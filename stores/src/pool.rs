@@ -233,11 +233,15 @@ mod tests {
 
     #[test]
     fn config_bounds_are_checked() {
-        let mut c = PoolConfig::default();
-        c.max_size = 0;
+        let c = PoolConfig {
+            max_size: 0,
+            ..PoolConfig::default()
+        };
         assert!(matches!(c.check(), Err(StoresError::Config(_))));
-        c.max_size = 4;
-        c.timeout = Duration::ZERO;
+        let c = PoolConfig {
+            timeout: Duration::ZERO,
+            ..PoolConfig::default()
+        };
         assert!(matches!(c.check(), Err(StoresError::Config(_))));
     }
 }
