@@ -105,9 +105,10 @@ impl core::fmt::Display for ApiRefusal {
 }
 
 impl Api {
-    /// `GET url` with `Authorization: DPoP <token>` and one `DPoP` header: the token first
-    /// (its `cnf.jkt` names the key), then the proof with `ath` and the binding, and the
-    /// proof's `jti` recorded last.
+    /// `GET url` with `Authorization: DPoP <token>` and one `DPoP` header: the proof is
+    /// checked (signature, `htm`, `htu`, `iat`, `ath`) but not yet recorded, the access
+    /// token is verified bound to the proof's key, and the proof's `jti` is recorded last,
+    /// so a refused request never burns an honest proof.
     fn get(
         &self,
         access_token: &str,
@@ -116,29 +117,28 @@ impl Api {
         revoked: &HashSet<String>,
         now: UnixTime,
     ) -> Result<(String, dpop::DpopProof), ApiRefusal> {
+        let headers = [dpop_header];
+        // The URI is the configured external origin plus the path, never the Host header.
+        let request = DpopRequest::new(&headers, "GET", url).with_access_token(access_token);
+        let unconfirmed = self.dpop.verify(&request, now).map_err(ApiRefusal::Proof)?;
         let token = self
             .verifier
-            .profile()
-            .verify::<NoCustomClaims, _>(access_token, &self.session_public, now)
+            .verify(
+                access_token,
+                &self.session_public,
+                &Presented::dpop_unconfirmed(&unconfirmed),
+                now,
+            )
             .map_err(ApiRefusal::Token)?;
-        let jti = token.registered().jti.clone().unwrap_or_default();
+        let jti = token.jti().to_owned();
         if revoked.contains(&jti) {
             return Err(ApiRefusal::Revoked);
         }
-        let Some(jkt) = token.jkt() else {
-            return Err(ApiRefusal::Token(VerifyError::NotDpopBound));
-        };
-        let headers = [dpop_header];
-        // The URI is the configured external origin plus the path, never the Host header.
-        let request = DpopRequest::new(&headers, "GET", url)
-            .with_access_token(access_token)
-            .bound_to(jkt);
-        let unconfirmed = self.dpop.verify(&request, now).map_err(ApiRefusal::Proof)?;
         let proof = self
             .dpop
             .confirm(unconfirmed, &self.dpop_jtis, now)
             .map_err(ApiRefusal::Proof)?;
-        let sub = token.registered().sub.clone().unwrap_or_default();
+        let sub = token.subject().to_owned();
         Ok((sub, proof))
     }
 }
@@ -488,7 +488,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         step,
     )?;
     expect(
-        matches!(e, ApiRefusal::Proof(dpop::Error::JktMismatch)),
+        matches!(e, ApiRefusal::Token(VerifyError::KeyBindingMismatch)),
         step,
         "a proof by another key refused",
     )?;

@@ -18,7 +18,11 @@ fn jwks_lookup(c: &mut Criterion) {
         // Look up the last key: the worst position for a linear scan.
         let want = kid(n - 1);
         let found = set
-            .find(Some(&want), Algorithm::EdDSA, KidlessTokens::RefuseIfAmbiguous)
+            .find(
+                Some(&want),
+                Algorithm::EdDSA,
+                KidlessTokens::RefuseIfAmbiguous,
+            )
             .unwrap();
         assert_eq!(found.kid(), Some(want.as_str()));
         g.bench_with_input(BenchmarkId::new("keys", n), &want, |b, want| {

@@ -19,11 +19,19 @@ const ACCESS_TOKEN: &str = "bench-access-token";
 
 fn dpop_verify(c: &mut Criterion) {
     let now = UnixTime::from_secs(1_700_000_000);
-    let key = dpop::DpopKey::from_signing_key(SigningKey::from_pem(P256_PEM, Algorithm::ES256).unwrap())
-        .unwrap();
+    let key =
+        dpop::DpopKey::from_signing_key(SigningKey::from_pem(P256_PEM, Algorithm::ES256).unwrap())
+            .unwrap();
     let jkt = key.jkt();
     let proof = key
-        .proof("GET", URI, now, &mut common::rng(), None, Some(ACCESS_TOKEN))
+        .proof(
+            "GET",
+            URI,
+            now,
+            &mut common::rng(),
+            None,
+            Some(ACCESS_TOKEN),
+        )
         .unwrap();
     let verifier = dpop::DpopVerifier::default();
     let headers = [proof.as_str()];
@@ -49,7 +57,10 @@ fn dpop_verify(c: &mut Criterion) {
     });
     g.bench_function(RAW, |b| {
         use p256::ecdsa::signature::Verifier;
-        b.iter(|| vk.verify(black_box(input.as_bytes()), black_box(&sig)).unwrap())
+        b.iter(|| {
+            vk.verify(black_box(input.as_bytes()), black_box(&sig))
+                .unwrap()
+        })
     });
 }
 
@@ -86,7 +97,10 @@ fn refresh_rotate(c: &mut Criterion) {
             let a = master.mac(black_box(b"refresh-family/v1/id-tag"));
             let m = master.mac(black_box(&a));
             let s = master.mac(black_box(&m));
-            (Sha256::digest(black_box(secret)), Sha256::digest(black_box(s)))
+            (
+                Sha256::digest(black_box(secret)),
+                Sha256::digest(black_box(s)),
+            )
         });
     });
 }

@@ -14,7 +14,9 @@ use benches::fixtures::{
     P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, SUBJECT, policy, sign_claims, verify_ours,
 };
 use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, RAW};
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
 use identity_core::Algorithm;
 
 fn group<'a>(c: &'a mut Criterion, op: &str, alg: Algorithm) -> BenchmarkGroup<'a, WallTime> {
@@ -37,7 +39,8 @@ fn raw_verify(c: &mut Criterion, f: &Fixture) {
             use ed25519_dalek::pkcs8::DecodePublicKey;
             let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(ED25519_PUB_PEM).unwrap();
             let s = ed25519_dalek::Signature::from_slice(&sig).unwrap();
-            vk.verify_strict(&msg, &s).expect("raw EdDSA accepts the token");
+            vk.verify_strict(&msg, &s)
+                .expect("raw EdDSA accepts the token");
             g.bench_function(RAW, |b| {
                 b.iter(|| vk.verify_strict(black_box(&msg), black_box(&s)).unwrap())
             });
@@ -89,7 +92,10 @@ fn raw_sign(c: &mut Criterion, f: &Fixture) {
             use ed25519_dalek::Signer;
             use ed25519_dalek::pkcs8::DecodePrivateKey;
             let sk = ed25519_dalek::SigningKey::from_pkcs8_pem(ED25519_PEM).unwrap();
-            assert_eq!(sk.sign(&msg).to_bytes().as_slice(), f.signature().as_slice());
+            assert_eq!(
+                sk.sign(&msg).to_bytes().as_slice(),
+                f.signature().as_slice()
+            );
             g.bench_function(RAW, |b| b.iter(|| sk.sign(black_box(&msg))));
         }
         Algorithm::ES256 => {
@@ -151,7 +157,9 @@ fn jwt_simple_options() -> jwt_simple::prelude::VerificationOptions {
     }
 }
 
-fn jwt_simple_claims(f: &Fixture) -> jwt_simple::prelude::JWTClaims<jwt_simple::prelude::NoCustomClaims> {
+fn jwt_simple_claims(
+    f: &Fixture,
+) -> jwt_simple::prelude::JWTClaims<jwt_simple::prelude::NoCustomClaims> {
     use jwt_simple::prelude::*;
     // The same six claims as the others (no `nbf`, which `Claims::create` would add).
     let mut claims = Claims::create(Duration::from_secs(1));

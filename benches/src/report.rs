@@ -139,7 +139,11 @@ pub fn collect(dir: &Path) -> Result<Vec<Measurement>, Error> {
     if out.is_empty() {
         return Err(Error::NoResults(dir.display().to_string()));
     }
-    out.sort_by(|a, b| (&a.group, a.id()).cmp(&(&b.group, b.id())));
+    // Numeric parameters in numeric order (1, 16, 1024), the rest by name.
+    out.sort_by(|a, b| {
+        let num = |m: &Measurement| m.value.as_deref().and_then(|v| v.parse::<u64>().ok());
+        (&a.group, &a.function, num(a), a.id()).cmp(&(&b.group, &b.function, num(b), b.id()))
+    });
     Ok(out)
 }
 
@@ -175,7 +179,10 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Measurement>) -> Result<(), Erro
                     mean_ns: e.mean.point_estimate,
                 });
             }
-        } else if path.file_name().is_some_and(|n| n != "base" && n != "report") {
+        } else if path
+            .file_name()
+            .is_some_and(|n| n != "base" && n != "report")
+        {
             walk(&path, depth + 1, out)?;
         }
     }
@@ -254,7 +261,9 @@ impl TargetCheck {
     pub fn verdict(&self) -> String {
         match self.actual {
             None => "not measured".to_owned(),
-            Some(a) if a <= self.limit => format!("met ({a:.2}{} <= {}{})", self.unit, self.limit, self.unit),
+            Some(a) if a <= self.limit => {
+                format!("met ({a:.2}{} <= {}{})", self.unit, self.limit, self.unit)
+            }
             Some(a) => format!(
                 "MISSED by {:.0}% ({a:.2}{} > {}{})",
                 (a / self.limit - 1.0) * 100.0,
@@ -484,25 +493,39 @@ mod tests {
         let by = |n: &str| t.iter().find(|t| t.name == n).unwrap().clone();
         let eddsa = by("verify/EdDSA ours/raw");
         assert_eq!(eddsa.met(), Some(false));
-        assert!(eddsa.verdict().starts_with("MISSED by 14%"), "{}", eddsa.verdict());
+        assert!(
+            eddsa.verdict().starts_with("MISSED by 14%"),
+            "{}",
+            eddsa.verdict()
+        );
         assert_eq!(by("verify/ES256 ours/raw").met(), Some(true));
         assert_eq!(by("verify/RS256 ours/raw").met(), None);
         assert_eq!(by("verify/RS256 ours/raw").verdict(), "not measured");
         assert_eq!(by("verify/HS256 ours/jsonwebtoken").met(), Some(true));
-        assert_eq!(by("verify/EdDSA ours/jsonwebtoken-aws-lc").met(), Some(true));
+        assert_eq!(
+            by("verify/EdDSA ours/jsonwebtoken-aws-lc").met(),
+            Some(true)
+        );
         assert_eq!(
             by("replay log bytes per live entry (1M entries)").met(),
             Some(true)
         );
         let jwks = by("jwks/lookup 1024 keys / 1 key");
         assert_eq!(jwks.met(), Some(false));
-        assert!(jwks.verdict().contains("MISSED by 25%"), "{}", jwks.verdict());
+        assert!(
+            jwks.verdict().contains("MISSED by 25%"),
+            "{}",
+            jwks.verdict()
+        );
 
         let text = render(&ms, Some(&replay));
         assert!(text.contains("| EdDSA | 40.0 us | 50.0 us |"), "{text}");
         assert!(text.contains("1.25x"), "{text}");
         assert!(text.contains("80.0 bytes per live entry"), "{text}");
-        assert!(text.contains("| jwks/lookup | keys/1024 | 30 ns | 1.50x of 1 key |"), "{text}");
+        assert!(
+            text.contains("| jwks/lookup | keys/1024 | 30 ns | 1.50x of 1 key |"),
+            "{text}"
+        );
     }
 
     #[test]

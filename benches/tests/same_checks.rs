@@ -2,17 +2,21 @@
 //! benchmark token and refuses the same bad ones: signature, `exp`, `iss` and `aud`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use benches::fixtures::{
-    AUDIENCE, BenchClaims, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, LEEWAY_SECS,
-    policy, sign_claims, signing_key, verify_ours,
+    AUDIENCE, BenchClaims, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, LEEWAY_SECS, policy,
+    sign_claims, signing_key, verify_ours,
 };
 use identity_core::{Algorithm, UnixTime};
 
 fn now() -> UnixTime {
-    UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs())
+    UnixTime::from_secs(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
 }
 
 fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -127,7 +131,11 @@ fn every_implementation_refuses_the_same_bad_tokens() {
         let mut sig = f.signature();
         sig[0] ^= 1;
         let tampered = format!("{}.{}", f.signing_input(), identity_core::b64::encode(&sig));
-        assert_eq!(all_agree(alg, &tampered, now), [false; 3], "{alg}: bad signature");
+        assert_eq!(
+            all_agree(alg, &tampered, now),
+            [false; 3],
+            "{alg}: bad signature"
+        );
     }
 }
 
@@ -151,13 +159,21 @@ fn jwks_fixture_finds_every_kid_and_refuses_unknown_ones() {
     for i in 0..16 {
         let kid = benches::fixtures::kid(i);
         let k = set
-            .find(Some(&kid), Algorithm::EdDSA, KidlessTokens::RefuseIfAmbiguous)
+            .find(
+                Some(&kid),
+                Algorithm::EdDSA,
+                KidlessTokens::RefuseIfAmbiguous,
+            )
             .unwrap();
         assert_eq!(k.kid(), Some(kid.as_str()));
     }
     assert!(
-        set.find(Some("nope"), Algorithm::EdDSA, KidlessTokens::RefuseIfAmbiguous)
-            .is_err()
+        set.find(
+            Some("nope"),
+            Algorithm::EdDSA,
+            KidlessTokens::RefuseIfAmbiguous
+        )
+        .is_err()
     );
     assert!(
         set.find(None, Algorithm::EdDSA, KidlessTokens::RefuseIfAmbiguous)
@@ -171,9 +187,15 @@ fn prefill_inserts_live_entries_only_once() {
     let now = UnixTime::from_secs(1_700_000_000);
     let log = InMemoryReplayLog::new(10_000);
     let first = now.saturating_add(60);
-    assert_eq!(benches::fixtures::prefill(&log, 5_000, first, now).unwrap(), 5_000);
+    assert_eq!(
+        benches::fixtures::prefill(&log, 5_000, first, now).unwrap(),
+        5_000
+    );
     assert_eq!(log.len(), 5_000);
     // The same keys again are replays, not new entries.
-    assert_eq!(benches::fixtures::prefill(&log, 5_000, first, now).unwrap(), 0);
+    assert_eq!(
+        benches::fixtures::prefill(&log, 5_000, first, now).unwrap(),
+        0
+    );
     assert_eq!(log.len(), 5_000);
 }

@@ -437,6 +437,31 @@ impl<T> Unconfirmed<T> {
         }
     }
 
+    /// Reads the verified value **before** its one-time identifier is recorded.
+    ///
+    /// The value passed every cryptographic and policy check; only the replay record is
+    /// missing. Use this for checks that must run before the record is written, so that a
+    /// refused request never burns an honest one-time value: for example binding a DPoP
+    /// proof's key thumbprint to an access token's `cnf.jkt`. Never act on the value (grant
+    /// access, mint tokens) until [`Self::confirm`] has returned it.
+    #[must_use]
+    pub fn get_unconfirmed(&self) -> &T {
+        &self.value
+    }
+
+    /// Maps the wrapped value with a check that may fail, keeping the replay obligation
+    /// (nothing is recorded when `f` fails).
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Unconfirmed<U>, E> {
+        Ok(Unconfirmed {
+            value: f(self.value)?,
+            key: self.key,
+            until: self.until,
+        })
+    }
+
     /// Maps the wrapped value, keeping the replay obligation.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Unconfirmed<U> {
         Unconfirmed {

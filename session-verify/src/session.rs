@@ -297,6 +297,16 @@ impl Presented {
     }
 }
 
+impl Presented {
+    /// The presentation of a DPoP proof that is verified but not yet recorded in the
+    /// replay log: bind the access token first, confirm the proof last (RFC 9449 section
+    /// 4.3 step 12), so a refused request never burns the proof's `jti`.
+    #[must_use]
+    pub fn dpop_unconfirmed(proof: &identity_core::replay::Unconfirmed<dpop::DpopProof>) -> Self {
+        Self::dpop(proof.get_unconfirmed())
+    }
+}
+
 impl From<&dpop::DpopProof> for Presented {
     fn from(proof: &dpop::DpopProof) -> Self {
         Self::dpop(proof)

@@ -524,15 +524,9 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<Unconfirmed<VerifiedToken<T>>, VerifyError> {
         let u = identity_core::verify_once::<Claims<T>, K>(token, keys, &self.validation, now)?;
-        let key = *u.replay_key();
-        let until = u.until();
-        // Confirming with a "fresh" verdict only unwraps: the obligation is re-created
-        // below with the same key and expiry, after the kind's own checks.
-        let v = u
-            .confirm_with(identity_core::replay::ReplayVerdict::Fresh)
-            .map_err(VerifyError::Replay)?;
-        let token = self.finish(v)?;
-        Ok(Unconfirmed::new(token, key, until))
+        // The kind's own checks run on the still-unconfirmed value; nothing is recorded
+        // when they fail.
+        u.try_map(|v| self.finish(v))
     }
 
     /// Reads the header far enough to pick a key, refusing early what the profile would

@@ -197,6 +197,8 @@ fn relative_expiry_follows_the_callers_clock() {
     assert!((55_000..=61_000).contains(&pttl), "pttl {pttl}");
 }
 
+const DROP_DB: u8 = 9;
+
 /// A server that goes away is an error (fail closed), never `Fresh`.
 #[test]
 fn dropped_connection_fails_closed() {
@@ -204,7 +206,9 @@ fn dropped_connection_fails_closed() {
         return;
     };
     let prefix = format!("{}:", common::unique("stores-drop"));
-    let name = prefix.replace(':', "");
+    // A database of its own (9), so that only this test's connections are killed.
+    let base = url.trim_end_matches(|c: char| c.is_ascii_digit());
+    let url = format!("{}{DROP_DB}", base.trim_end_matches('/').to_owned() + "/");
     let log = log(&url, &prefix, 1);
     let now = UnixTime::from_secs(common::wall_secs());
     // Name the pooled connection so that it can be killed from outside.
@@ -223,10 +227,10 @@ fn dropped_connection_fails_closed() {
             .split_whitespace()
             .find_map(|f| f.strip_prefix("id="))
             .and_then(|v| v.parse::<i64>().ok());
-        let cmd_set = line.contains("cmd=set");
+        let ours = line.contains("cmd=set") && line.contains(&format!(" db={DROP_DB} "));
         if let Some(id) = id
             && id != me
-            && cmd_set
+            && ours
         {
             let _: i64 = redis::cmd("CLIENT")
                 .arg("KILL")
@@ -237,7 +241,7 @@ fn dropped_connection_fails_closed() {
             killed += 1;
         }
     }
-    assert!(killed >= 1, "no pooled connection found to kill ({name})");
+    assert!(killed >= 1, "no pooled connection found to kill");
     let second = ReplayKey::derive("stores/test", &[b"second"]);
     let res = log.check_and_insert(&second, now.saturating_add(30), now);
     assert!(

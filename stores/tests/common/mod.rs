@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: server urls from the environment, loud skips.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The url in `var`, or `None` after a loud skip notice. Panics when `CI` is set: in CI
@@ -12,8 +13,10 @@ pub(crate) fn server_url(var: &str, what: &str, test: &str) -> Option<String> {
             if std::env::var_os("CI").is_some() {
                 panic!("{var} is not set but CI is: run `source .ci/services.sh` before the tests");
             }
-            eprintln!(
-                "\n!!!!!!!!\nSKIPPED (no {what}): {test}: set {var} (run `source .ci/services.sh`)\n!!!!!!!!\n"
+            // Straight to the process's stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED (no {what}): {test}: set {var} (run `source .ci/services.sh`)"
             );
             None
         }
