@@ -124,7 +124,10 @@ fn proofs_from_panva_dpop_verify_here() {
             Err(Error::UriMismatch { .. })
         ));
     }
-    assert_eq!(verified, 8, "ES256, Ed25519, RS256 and PS256, two proofs each");
+    assert_eq!(
+        verified, 8,
+        "ES256, Ed25519, RS256 and PS256, two proofs each"
+    );
     assert_eq!(with_query_and_fragment, 4);
 }
 
