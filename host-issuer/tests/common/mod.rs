@@ -151,3 +151,18 @@ pub fn node_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Whether connections to `addr` are refused within 5 s (the server's listener is closed
+/// by its accept thread shortly after shutdown).
+#[allow(dead_code)]
+pub fn port_closes(addr: std::net::SocketAddr) -> bool {
+    for _ in 0..250 {
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+            .is_err()
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
