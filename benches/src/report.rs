@@ -265,7 +265,7 @@ impl TargetCheck {
                 format!("met ({a:.2}{} <= {}{})", self.unit, self.limit, self.unit)
             }
             Some(a) => format!(
-                "MISSED by {:.0}% ({a:.2}{} > {}{})",
+                "MISSED by {:.1}% ({a:.3}{} > {}{})",
                 (a / self.limit - 1.0) * 100.0,
                 self.unit,
                 self.limit,
@@ -494,7 +494,7 @@ mod tests {
         let eddsa = by("verify/EdDSA ours/raw");
         assert_eq!(eddsa.met(), Some(false));
         assert!(
-            eddsa.verdict().starts_with("MISSED by 14%"),
+            eddsa.verdict().starts_with("MISSED by 13.6%"),
             "{}",
             eddsa.verdict()
         );
@@ -513,7 +513,7 @@ mod tests {
         let jwks = by("jwks/lookup 1024 keys / 1 key");
         assert_eq!(jwks.met(), Some(false));
         assert!(
-            jwks.verdict().contains("MISSED by 25%"),
+            jwks.verdict().contains("MISSED by 25.0%"),
             "{}",
             jwks.verdict()
         );

@@ -12,7 +12,9 @@ use identity_core::jws::{self, SignHeader};
 use identity_core::{Jwks, b64};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus")
+        .join(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), bytes).unwrap();
 }
@@ -29,9 +31,29 @@ fn main() {
             r#"{{"iss":"https://issuer.example","sub":"user-1","aud":"api","exp":{},"iat":{now},"jti":"j-{alg}"}}"#,
             now + 3600
         );
-        let t = jws::sign(k, &SignHeader { typ: Some("JWT"), kid: None, jwk: None }, claims.as_bytes(), &mut rng).unwrap();
+        let t = jws::sign(
+            k,
+            &SignHeader {
+                typ: Some("JWT"),
+                kid: None,
+                jwk: None,
+            },
+            claims.as_bytes(),
+            &mut rng,
+        )
+        .unwrap();
         write("jws_decode_verify", &format!("valid-{alg}"), t.as_bytes());
-        let t = jws::sign(k, &SignHeader { typ: Some("at+jwt"), kid: Some("k-1"), jwk: None }, b"{}", &mut rng).unwrap();
+        let t = jws::sign(
+            k,
+            &SignHeader {
+                typ: Some("at+jwt"),
+                kid: Some("k-1"),
+                jwk: None,
+            },
+            b"{}",
+            &mut rng,
+        )
+        .unwrap();
         write("jws_decode_verify", &format!("kid-{alg}"), t.as_bytes());
     }
     let h = |json: &str| b64::encode(json.as_bytes());
@@ -40,9 +62,16 @@ fn main() {
         ("none", r#"{"alg":"none"}"#),
         ("crit", r#"{"alg":"EdDSA","crit":["exp"],"exp":1}"#),
         ("dup-alg", r#"{"alg":"EdDSA","alg":"HS256"}"#),
-        ("jku", r#"{"alg":"ES256","jku":"https://attacker.example/jwks"}"#),
+        (
+            "jku",
+            r#"{"alg":"ES256","jku":"https://attacker.example/jwks"}"#,
+        ),
     ] {
-        write("jws_decode_verify", name, format!("{}.{p}.c2ln", h(header)).as_bytes());
+        write(
+            "jws_decode_verify",
+            name,
+            format!("{}.{p}.c2ln", h(header)).as_bytes(),
+        );
     }
 
     // JWKS: the public keys, a set with skipped members, and near-misses.
@@ -72,7 +101,11 @@ fn main() {
         .as_bytes(),
     );
     write("jwks_parse", "empty", br#"{"keys":[]}"#);
-    write("jwks_parse", "not-a-set", br#"{"kty":"OKP","crv":"Ed25519","x":"AA"}"#);
+    write(
+        "jwks_parse",
+        "not-a-set",
+        br#"{"kty":"OKP","crv":"Ed25519","x":"AA"}"#,
+    );
 
     // DPoP: the RFC 9449 examples, plus proofs for the request fuzz_verify builds.
     let rfc: serde_json::Value = serde_json::from_str(include_str!(
@@ -93,9 +126,27 @@ fn main() {
             alg = k.algorithm(),
             ath = dpop::ath("token")
         );
-        let t = jws::sign(k, &SignHeader { typ: Some("dpop+jwt"), kid: None, jwk: Some(&jwk) }, claims.as_bytes(), &mut rng).unwrap();
-        write("dpop_verify", &format!("resource-{}", k.algorithm()), t.as_bytes());
-        write("dpop_verify", &format!("method-uri-{}", k.algorithm()), b"GET https://rs.example/resource?x=1#f");
+        let t = jws::sign(
+            k,
+            &SignHeader {
+                typ: Some("dpop+jwt"),
+                kid: None,
+                jwk: Some(&jwk),
+            },
+            claims.as_bytes(),
+            &mut rng,
+        )
+        .unwrap();
+        write(
+            "dpop_verify",
+            &format!("resource-{}", k.algorithm()),
+            t.as_bytes(),
+        );
+        write(
+            "dpop_verify",
+            &format!("method-uri-{}", k.algorithm()),
+            b"GET https://rs.example/resource?x=1#f",
+        );
     }
 
     // Device handshake: dvh1.<device>.<key>.<ts>.<nonce>.<body hash>.<mac>.
@@ -112,12 +163,24 @@ fn main() {
         "long-ids",
         format!("dvh1.{}.k:2_x.0.{nonce}.{body}.{mac}", "d".repeat(64)).as_bytes(),
     );
-    write("device_handshake_parse", "session-token-like", b"dvs1.AAAAAAAAAAAAAAAAAAAAAA.BBBBBBBBBBBBBBBBBBBBBB");
+    write(
+        "device_handshake_parse",
+        "session-token-like",
+        b"dvs1.AAAAAAAAAAAAAAAAAAAAAA.BBBBBBBBBBBBBBBBBBBBBB",
+    );
 
     // Refresh tokens: rf1.<base64url of 80 bytes>.
     let payload: Vec<u8> = (0u8..80).collect();
-    write("refresh_token_parse", "valid-shape", format!("rf1.{}", b64::encode(&payload)).as_bytes());
-    write("refresh_token_parse", "zeros", format!("rf1.{}", b64::encode(&[0u8; 80])).as_bytes());
+    write(
+        "refresh_token_parse",
+        "valid-shape",
+        format!("rf1.{}", b64::encode(&payload)).as_bytes(),
+    );
+    write(
+        "refresh_token_parse",
+        "zeros",
+        format!("rf1.{}", b64::encode(&[0u8; 80])).as_bytes(),
+    );
     write("refresh_token_parse", "short", b"rf1.AAAA");
     println!("seed corpus written");
 }
@@ -128,7 +191,10 @@ mod rand_free {
     impl rand_core::TryRng for Counter {
         type Error = core::convert::Infallible;
         fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             Ok((self.0 >> 32) as u32)
         }
         fn try_next_u64(&mut self) -> Result<u64, Self::Error> {

@@ -31,8 +31,12 @@ pub fn signing_keys() -> Vec<SigningKey> {
 
 /// One verifying key per algorithm: the JWS target tries each, so a token of any
 /// algorithm reaches the signature check with a key made for it.
-pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> =
-    LazyLock::new(|| signing_keys().iter().map(SigningKey::verifying_key).collect());
+pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> = LazyLock::new(|| {
+    signing_keys()
+        .iter()
+        .map(SigningKey::verifying_key)
+        .collect()
+});
 
 /// Compact JWS decoding and signature verification.
 pub fn jws_decode_verify(data: &[u8]) {
@@ -61,8 +65,11 @@ pub fn refresh_token_parse(data: &[u8]) {
     refresh_family::fuzz_parse(data);
 }
 
+/// A fuzz entry point: takes any bytes, must never panic.
+pub type Entry = fn(&[u8]);
+
 /// Every target: its name (also its corpus directory) and entry point.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Entry); 5] = [
     ("jws_decode_verify", jws_decode_verify),
     ("jwks_parse", jwks_parse),
     ("dpop_verify", dpop_verify),

@@ -352,7 +352,10 @@ fn save_crash(target: &str, input: &[u8]) -> PathBuf {
     let dir = fuzz_dir().join("corpus-generated").join(target);
     let path = dir.join(format!("crash-{:016x}", fnv1a(input)));
     if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, input)) {
-        eprintln!("  cannot save the crashing input to {}: {e}", path.display());
+        eprintln!(
+            "  cannot save the crashing input to {}: {e}",
+            path.display()
+        );
     }
     path
 }
@@ -392,7 +395,10 @@ fn run_entry(
         if catch_unwind(AssertUnwindSafe(|| entry(input))).is_err() {
             let msg = last_panic.lock().map(|m| m.clone()).unwrap_or_default();
             let path = save_crash(name, input);
-            eprintln!("  PANIC in {name}: {msg}\n  input saved to {}", path.display());
+            eprintln!(
+                "  PANIC in {name}: {msg}\n  input saved to {}",
+                path.display()
+            );
             out.crashes.push((path, msg));
         }
     };
@@ -485,6 +491,7 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -509,7 +516,11 @@ mod tests {
         let out = run_entry("selftest", panics_on_b, &seeds, &args, &last);
         let _ = std::panic::take_hook();
         assert!(!out.crashes.is_empty(), "mutations never produced a 'B'");
-        assert!(out.crashes[0].1.contains("found a B"), "{}", out.crashes[0].1);
+        assert!(
+            out.crashes[0].1.contains("found a B"),
+            "{}",
+            out.crashes[0].1
+        );
         let saved = std::fs::read(&out.crashes[0].0).unwrap();
         assert!(saved.contains(&b'B'));
         let _ = std::fs::remove_dir_all(fuzz_dir().join("corpus-generated/selftest"));
@@ -523,14 +534,21 @@ mod tests {
         for (name, _) in fuzz_entries::TARGETS {
             assert!(!load_seeds(name).unwrap().is_empty(), "{name}");
         }
-        assert!(load_seeds("no-such-target").unwrap_err().contains("cannot read"));
+        assert!(
+            load_seeds("no-such-target")
+                .unwrap_err()
+                .contains("cannot read")
+        );
     }
 
     #[test]
     fn base64url_round_trips() {
         for n in 0..40 {
             let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(b64url_decode(&b64url_encode(&bytes)).as_deref(), Some(&bytes[..]));
+            assert_eq!(
+                b64url_decode(&b64url_encode(&bytes)).as_deref(),
+                Some(&bytes[..])
+            );
         }
         assert_eq!(b64url_decode(b"a"), None);
         assert_eq!(b64url_decode(b"ab+/"), None);
