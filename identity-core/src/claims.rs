@@ -1,12 +1,15 @@
 //! JWT claims (RFC 7519) and the validation policy applied to them.
 
+use core::cell::Cell;
 use core::fmt;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::jwks::KeySource;
-use crate::jws::{self, DecodeOptions, Header};
+use crate::jws::{self, DecodeOptions, Header, Name};
 use crate::replay::{ReplayKey, Unconfirmed};
 use crate::{Algorithm, Error, UnixTime};
 
@@ -197,9 +200,9 @@ impl Claim {
 
 /// The claims of a verified token: the registered ones and the caller's own type.
 ///
-/// The payload is parsed once, strictly (duplicate members refused at every depth, depth
-/// bounded), into a tree from which the registered claims are read and checked and the
-/// caller's `T` is then deserialized. `T` sees the whole claims object, registered claims
+/// The payload is read strictly (duplicate members refused at every depth, depth
+/// bounded) in one pass that types the registered claims, then the caller's `T` is
+/// deserialized from the same bytes. `T` sees the whole claims object, registered claims
 /// included, so it may also name `sub` or `aud` (do not use `deny_unknown_fields`).
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
@@ -552,45 +555,350 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     })
 }
 
-/// Parses a claims payload once: a strict JSON object, the registered claims typed from
-/// it, then the caller's `T` from the same tree.
+/// Parses a claims payload: one strict pass over the bytes reads and types the registered
+/// claims and refuses duplicate members at every depth (depth bounded by `serde_json`'s
+/// recursion limit, size by the token cap), then the caller's `T` is deserialized from
+/// the same, now known duplicate-free, bytes.
 fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<(RegisteredClaims, T), Error> {
-    let map = crate::strict::parse_object(payload, "claims")?;
-    let registered = registered_from(&map)?;
-    let custom = T::deserialize(serde_json::Value::Object(map)).map_err(|e| Error::Json {
+    let registered = parse_registered(payload)?;
+    let custom = serde_json::from_slice::<T>(payload).map_err(|e| Error::Json {
         part: "claims",
         detail: crate::error::clip(&e.to_string()),
     })?;
     Ok((registered, custom))
 }
 
-fn registered_from(
-    map: &serde_json::Map<String, serde_json::Value>,
-) -> Result<RegisteredClaims, Error> {
-    fn typed<'a, X: Deserialize<'a>>(
-        map: &'a serde_json::Map<String, serde_json::Value>,
-        claim: &'static str,
-        reason: &'static str,
-    ) -> Result<Option<X>, Error> {
-        match map.get(claim) {
-            None => Ok(None),
-            Some(v) => X::deserialize(v)
-                .map(Some)
-                .map_err(|_| Error::InvalidClaim { claim, reason }),
+const DATE: &str =
+    "must be a NumericDate: a non-negative JSON number of seconds, not a string or null";
+const STRING: &str = "must be a JSON string";
+
+/// Registered claims in the order their type errors are reported, with the reason.
+const REGISTERED_NAMES: [(&str, &str); 7] = [
+    ("iss", STRING),
+    ("sub", STRING),
+    ("aud", "must be a string or an array of strings"),
+    ("exp", DATE),
+    ("nbf", DATE),
+    ("iat", DATE),
+    ("jti", STRING),
+];
+
+fn parse_registered(payload: &[u8]) -> Result<RegisteredClaims, Error> {
+    let duplicate = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let parsed = de::DeserializeSeed::deserialize(
+        ClaimsSeed {
+            duplicate: &duplicate,
+        },
+        &mut de,
+    )
+    .and_then(|v| de.end().map(|()| v));
+    let (registered, wrong_type) = parsed.map_err(|e| match duplicate.take() {
+        Some(name) => Error::DuplicateMember {
+            part: "claims",
+            name,
+        },
+        None => Error::Json {
+            part: "claims",
+            detail: crate::error::clip(&e.to_string()),
+        },
+    })?;
+    for (bit, (claim, reason)) in REGISTERED_NAMES.iter().enumerate() {
+        if wrong_type & (1 << bit) != 0 {
+            return Err(Error::InvalidClaim { claim, reason });
         }
     }
-    const DATE: &str =
-        "must be a NumericDate: a non-negative JSON number of seconds, not a string or null";
-    const STRING: &str = "must be a JSON string";
-    Ok(RegisteredClaims {
-        iss: typed(map, "iss", STRING)?,
-        sub: typed(map, "sub", STRING)?,
-        aud: typed(map, "aud", "must be a string or an array of strings")?,
-        exp: typed(map, "exp", DATE)?,
-        nbf: typed(map, "nbf", DATE)?,
-        iat: typed(map, "iat", DATE)?,
-        jti: typed(map, "jti", STRING)?,
-    })
+    Ok(registered)
+}
+
+/// Records the first duplicate member name and fails the parse.
+fn duplicate_error<E: de::Error>(dup: &Cell<Option<String>>, name: &str) -> E {
+    let name = crate::error::clip(name);
+    let msg = format!("duplicate member {name:?}");
+    dup.set(Some(name));
+    E::custom(msg)
+}
+
+/// Member names of one object, for duplicate detection without a tree: a short list,
+/// then an ordered set once the object is large (bounded work per member).
+struct Names<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: BTreeSet<Cow<'de, str>>,
+}
+
+impl<'de> Names<'de> {
+    const FEW: usize = 16;
+
+    fn new() -> Self {
+        Self {
+            few: Vec::new(),
+            many: BTreeSet::new(),
+        }
+    }
+
+    /// Inserts `name`; gives it back if the object already had it.
+    fn insert(&mut self, name: Cow<'de, str>) -> Result<(), Cow<'de, str>> {
+        if self.many.is_empty() {
+            if self.few.contains(&name) {
+                return Err(name);
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push(name);
+                return Ok(());
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        if self.many.contains(&name) {
+            return Err(name);
+        }
+        self.many.insert(name);
+        Ok(())
+    }
+}
+
+/// Walks any JSON value, keeping nothing, refusing duplicate members at every depth.
+#[derive(Clone, Copy)]
+struct DupCheck<'a> {
+    duplicate: &'a Cell<Option<String>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for DupCheck<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DupCheck<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut names = Names::new();
+        while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
+            if let Err(k) = names.insert(k) {
+                return Err(duplicate_error(self.duplicate, &k));
+            }
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one registered claim's value: `Some` with the typed value, `None` when the value
+/// has another JSON type (consumed, and checked for duplicate members all the same).
+struct Typed<'a, X> {
+    duplicate: &'a Cell<Option<String>>,
+    kind: core::marker::PhantomData<X>,
+}
+
+impl<'a, X> Typed<'a, X> {
+    fn new(duplicate: &'a Cell<Option<String>>) -> Self {
+        Self {
+            duplicate,
+            kind: core::marker::PhantomData,
+        }
+    }
+    fn check(&self) -> DupCheck<'a> {
+        DupCheck {
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+/// How a value of each JSON type maps to a registered claim type.
+trait FromJson: Sized {
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    /// Reads an array; `None` (after consuming it) when this type is no array.
+    fn from_seq<'de, A: de::SeqAccess<'de>>(
+        mut seq: A,
+        check: DupCheck<'_>,
+    ) -> Result<Option<Self>, A::Error> {
+        while seq.next_element_seed(check)?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl FromJson for String {
+    fn from_str(v: &str) -> Option<Self> {
+        Some(v.to_owned())
+    }
+}
+
+impl FromJson for NumericDate {
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(Self(v))
+    }
+    fn from_i64(v: i64) -> Option<Self> {
+        u64::try_from(v).ok().map(Self)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        // Fractional seconds are allowed by RFC 7519; truncate toward zero.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (0.0..1.8e19).contains(&v).then_some(Self(v as u64))
+    }
+}
+
+impl FromJson for Audience {
+    fn from_str(v: &str) -> Option<Self> {
+        Some(Self::One(v.to_owned()))
+    }
+    fn from_seq<'de, A: de::SeqAccess<'de>>(
+        mut seq: A,
+        check: DupCheck<'_>,
+    ) -> Result<Option<Self>, A::Error> {
+        let mut all = Some(Vec::new());
+        while let Some(item) = seq.next_element_seed(Typed::<String>::new(check.duplicate))? {
+            match (item, &mut all) {
+                (Some(s), Some(v)) => v.push(s),
+                _ => all = None,
+            }
+        }
+        Ok(all.map(Self::Many))
+    }
+}
+
+impl<'de, X: FromJson> de::DeserializeSeed<'de> for Typed<'_, X> {
+    type Value = Option<X>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<X>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, X: FromJson> Visitor<'de> for Typed<'_, X> {
+    type Value = Option<X>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<X>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<X>, E> {
+        Ok(X::from_i64(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<X>, E> {
+        Ok(X::from_u64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<X>, E> {
+        Ok(X::from_f64(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<X>, E> {
+        Ok(X::from_str(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<X>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<X>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Option<X>, A::Error> {
+        X::from_seq(seq, self.check())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<X>, A::Error> {
+        self.check().visit_map(map).map(|()| None)
+    }
+}
+
+/// The top-level claims object: registered claims typed (a bit set per claim of the wrong
+/// JSON type), every other member checked for duplicates at every depth and skipped.
+struct ClaimsSeed<'a> {
+    duplicate: &'a Cell<Option<String>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = (RegisteredClaims, u8);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = (RegisteredClaims, u8);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn set<X>(slot: &mut Option<X>, v: Option<X>, wrong: &mut u8, bit: u8) {
+            match v {
+                Some(v) => *slot = Some(v),
+                None => *wrong |= 1 << bit,
+            }
+        }
+        let dup = self.duplicate;
+        let mut r = RegisteredClaims::default();
+        let (mut seen, mut wrong) = (0u8, 0u8);
+        let mut others = Names::new();
+        while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
+            let bit = match &*k {
+                "iss" => 0,
+                "sub" => 1,
+                "aud" => 2,
+                "exp" => 3,
+                "nbf" => 4,
+                "iat" => 5,
+                "jti" => 6,
+                _ => {
+                    if let Err(k) = others.insert(k) {
+                        return Err(duplicate_error(dup, &k));
+                    }
+                    map.next_value_seed(DupCheck { duplicate: dup })?;
+                    continue;
+                }
+            };
+            if seen & (1 << bit) != 0 {
+                return Err(duplicate_error(dup, &k));
+            }
+            seen |= 1 << bit;
+            let w = &mut wrong;
+            match bit {
+                0 => set(&mut r.iss, map.next_value_seed(Typed::new(dup))?, w, bit),
+                1 => set(&mut r.sub, map.next_value_seed(Typed::new(dup))?, w, bit),
+                2 => set(&mut r.aud, map.next_value_seed(Typed::new(dup))?, w, bit),
+                3 => set(&mut r.exp, map.next_value_seed(Typed::new(dup))?, w, bit),
+                4 => set(&mut r.nbf, map.next_value_seed(Typed::new(dup))?, w, bit),
+                5 => set(&mut r.iat, map.next_value_seed(Typed::new(dup))?, w, bit),
+                _ => set(&mut r.jti, map.next_value_seed(Typed::new(dup))?, w, bit),
+            }
+        }
+        Ok((r, wrong))
+    }
 }
 
 /// Fuzzing entry point: parses arbitrary bytes as a claims payload and validates them
@@ -635,4 +943,126 @@ pub fn verify_once<T: DeserializeOwned, K: KeySource + ?Sized>(
     let key = ReplayKey::derive(purpose, &[iss.as_bytes(), jti.as_bytes()]);
     let until = UnixTime::from_secs(exp.0.saturating_add(v.leeway));
     Ok(Unconfirmed::new(verified, key, until))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn dup(payload: &str) -> String {
+        match parse_claims::<Value>(payload.as_bytes()).unwrap_err() {
+            Error::DuplicateMember { part, name } => {
+                assert_eq!(part, "claims");
+                name
+            }
+            other => panic!("{payload}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicates_are_refused_at_every_depth_and_in_every_position() {
+        // top level, registered and not, escaped spelling
+        assert_eq!(dup(r#"{"exp":1,"exp":2}"#), "exp");
+        assert_eq!(dup(r#"{"exp":1,"\u0065xp":2}"#), "exp");
+        assert_eq!(dup(r#"{"r":1,"x":0,"r":2}"#), "r");
+        assert_eq!(dup(r#"{"r":1,"\u0072":2}"#), "r");
+        // nested in custom claims, objects in arrays
+        assert_eq!(dup(r#"{"x":{"a":[{"b":1,"b":2}]}}"#), "b");
+        // inside registered claims of the wrong type: still a duplicate, not a type error
+        assert_eq!(dup(r#"{"exp":{"a":1,"a":2}}"#), "a");
+        assert_eq!(dup(r#"{"aud":["a",{"k":1,"k":1}]}"#), "k");
+        assert_eq!(dup(r#"{"iss":[{"k":1,"k":1}],"exp":1}"#), "k");
+        // a duplicate after a wrong-typed claim is still reported as the duplicate
+        assert_eq!(dup(r#"{"exp":"1","q":1,"q":1}"#), "q");
+        // past the short list: the ordered set finds it too, at the top and nested
+        let many: String = (0..40).map(|i| format!(r#""m{i}":{i},"#)).collect();
+        assert_eq!(dup(&format!(r#"{{{many}"m3":0}}"#)), "m3");
+        assert_eq!(dup(&format!(r#"{{"x":{{{many}"m39":0}}}}"#)), "m39");
+        let ok = format!(r#"{{{many}"x":{{{many}"end":1}}}}"#);
+        let (_, v) = parse_claims::<Value>(ok.as_bytes()).unwrap();
+        assert_eq!(v["x"]["end"], 1);
+    }
+
+    #[test]
+    fn registered_claims_of_the_wrong_type_are_precise_errors() {
+        for (payload, claim) in [
+            (r#"{"exp":"1"}"#, "exp"),
+            (r#"{"exp":null}"#, "exp"),
+            (r#"{"exp":-1}"#, "exp"),
+            (r#"{"exp":1e300}"#, "exp"),
+            (r#"{"nbf":true}"#, "nbf"),
+            (r#"{"iat":[1]}"#, "iat"),
+            (r#"{"iss":1}"#, "iss"),
+            (r#"{"sub":null}"#, "sub"),
+            (r#"{"jti":{}}"#, "jti"),
+            (r#"{"aud":42}"#, "aud"),
+            (r#"{"aud":["a",1]}"#, "aud"),
+            (r#"{"aud":null}"#, "aud"),
+            // several: reported in the fixed order iss, sub, aud, exp, nbf, iat, jti
+            (r#"{"jti":1,"exp":"x","sub":2}"#, "sub"),
+        ] {
+            match parse_claims::<Value>(payload.as_bytes()).unwrap_err() {
+                Error::InvalidClaim { claim: c, .. } => assert_eq!(c, claim, "{payload}"),
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn registered_claims_are_typed_and_custom_claims_see_the_whole_object() {
+        #[derive(Deserialize)]
+        struct Mine {
+            sub: String,
+            aud: Value,
+            role: String,
+        }
+        let payload = r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10.9,"nbf":0,"iat":5,"jti":"j","role":"r","x":{"y":[1,{"z":null}]}}"#;
+        let (r, mine) = parse_claims::<Mine>(payload.as_bytes()).unwrap();
+        assert_eq!(
+            r,
+            RegisteredClaims {
+                iss: Some("i".into()),
+                sub: Some("s".into()),
+                aud: Some(Audience::Many(vec!["a".into(), "b".into()])),
+                exp: Some(NumericDate(10)),
+                nbf: Some(NumericDate(0)),
+                iat: Some(NumericDate(5)),
+                jti: Some("j".into()),
+            }
+        );
+        assert_eq!((mine.sub.as_str(), mine.role.as_str()), ("s", "r"));
+        assert_eq!(mine.aud, serde_json::json!(["a", "b"]));
+        // escaped strings are decoded
+        let (r, _) = parse_claims::<Value>(br#"{"iss":"\u0069\n","aud":"\u00e9"}"#).unwrap();
+        assert_eq!(r.iss.as_deref(), Some("i\n"));
+        assert_eq!(r.aud, Some(Audience::One("\u{e9}".into())));
+        // T's own type errors are JSON errors about the claims
+        assert!(matches!(
+            parse_claims::<Mine>(br#"{"sub":"s","aud":"a"}"#),
+            Err(Error::Json { part: "claims", .. })
+        ));
+    }
+
+    #[test]
+    fn non_objects_trailing_data_bad_json_and_deep_nesting_are_refused() {
+        for payload in [
+            "[1,2]".to_owned(),
+            "1".to_owned(),
+            "{} {}".to_owned(),
+            r#"{"exp":"#.to_owned(),
+            r#"{"exp":1,}"#.to_owned(),
+            format!(r#"{{"a":{}{}}}"#, "[".repeat(5000), "]".repeat(5000)),
+            format!(r#"{{"aud":{}{}}}"#, "[".repeat(5000), "]".repeat(5000)),
+        ] {
+            assert!(
+                matches!(
+                    parse_claims::<Value>(payload.as_bytes()),
+                    Err(Error::Json { part: "claims", .. })
+                ),
+                "{}",
+                &payload[..payload.len().min(40)]
+            );
+        }
+    }
 }

@@ -128,7 +128,8 @@ impl fmt::Debug for Header {
 /// What the strict visitor saw; turned into a [`Header`] or a precise error.
 #[derive(Default)]
 struct RawHeader {
-    alg: Option<String>,
+    /// `Ok` for a supported algorithm, else the (clipped) name it gave.
+    alg: Option<Result<Algorithm, String>>,
     kid: Option<String>,
     typ: Option<String>,
     cty: Option<String>,
@@ -137,6 +138,50 @@ struct RawHeader {
     remote_key_refs: bool,
     other: Vec<String>,
     duplicate: Option<String>,
+}
+
+/// Index of a registered header name in [`REGISTERED`] (a bit of the `seen` set).
+fn registered_index(name: &str) -> Option<u32> {
+    Some(match name {
+        "alg" => 0,
+        "jku" => 1,
+        "jwk" => 2,
+        "kid" => 3,
+        "x5u" => 4,
+        "x5c" => 5,
+        "x5t" => 6,
+        "x5t#S256" => 7,
+        "typ" => 8,
+        "cty" => 9,
+        "crit" => 10,
+        _ => return None,
+    })
+}
+
+/// A JSON string borrowed from the input when it has no escapes (object member names,
+/// `alg`), owned otherwise: no allocation on the common path.
+pub(crate) struct Name<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 impl<'de> de::Deserialize<'de> for RawHeader {
@@ -149,58 +194,44 @@ impl<'de> de::Deserialize<'de> for RawHeader {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
                 let mut h = RawHeader::default();
-                let mut seen: Vec<String> = Vec::new();
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    if seen.iter().any(|s| *s == k) {
+                // Registered names seen so far, one bit each; other names are in `h.other`.
+                let mut seen: u32 = 0;
+                while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
+                    let registered = registered_index(&k);
+                    let repeated = match registered {
+                        Some(bit) => seen & (1 << bit) != 0,
+                        None => h.other.iter().any(|o| *o == k),
+                    };
+                    if repeated {
                         if h.duplicate.is_none() {
                             h.duplicate = Some(clip(&k));
                         }
                         map.next_value::<IgnoredAny>()?;
                         continue;
                     }
-                    seen.push(k.to_string());
+                    let Some(bit) = registered else {
+                        map.next_value::<IgnoredAny>()?;
+                        h.other.push(k.into_owned());
+                        continue;
+                    };
+                    seen |= 1 << bit;
                     match &*k {
-                        "alg" => h.alg = Some(map.next_value()?),
+                        "alg" => {
+                            let Name(name) = map.next_value::<Name<'de>>()?;
+                            h.alg = Some(Algorithm::from_name(&name).ok_or_else(|| clip(&name)));
+                        }
                         "kid" => h.kid = Some(map.next_value()?),
                         "typ" => h.typ = Some(map.next_value()?),
                         "cty" => h.cty = Some(map.next_value()?),
                         "crit" => h.crit = Some(map.next_value()?),
-                        "jwk" => {
-                            // Strict: a duplicate member in the key that a signature
-                            // proves would mean different keys to different parsers.
-                            let duplicate = core::cell::Cell::new(None);
-                            let raw = match map.next_value_seed(crate::strict::StrictSeed {
-                                duplicate: &duplicate,
-                            })? {
-                                serde_json::Value::Object(m) => m,
-                                _ => {
-                                    return Err(de::Error::custom(
-                                        "the embedded jwk is not a JSON object",
-                                    ));
-                                }
-                            };
-                            if let Some(m) = raw
-                                .keys()
-                                .find(|k| PRIVATE_JWK_MEMBERS.contains(&k.as_str()))
-                            {
-                                return Err(de::Error::custom(format_args!(
-                                    "the embedded jwk carries the private member {m:?}; only public keys may be embedded"
-                                )));
-                            }
-                            let jwk: Jwk = serde_json::from_value(serde_json::Value::Object(raw))
-                                .map_err(de::Error::custom)?;
-                            h.jwk = Some(Box::new(jwk));
-                        }
+                        "jwk" => h.jwk = Some(map.next_value_seed(EmbeddedJwk)?),
                         "jku" | "x5u" | "x5c" => {
                             h.remote_key_refs = true;
                             map.next_value::<IgnoredAny>()?;
                         }
-                        "x5t" | "x5t#S256" => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+                        // x5t, x5t#S256
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            h.other.push(k.into_owned());
                         }
                     }
                 }
@@ -208,6 +239,40 @@ impl<'de> de::Deserialize<'de> for RawHeader {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Reads an embedded `jwk` strictly (kept out of line: it is large and rare).
+struct EmbeddedJwk;
+
+impl<'de> de::DeserializeSeed<'de> for EmbeddedJwk {
+    type Value = Box<Jwk>;
+    #[inline(never)]
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Box<Jwk>, D::Error> {
+        // Strict: a duplicate member in the key that a signature proves would mean
+        // different keys to different parsers.
+        let duplicate = core::cell::Cell::new(None);
+        let raw = match de::DeserializeSeed::deserialize(
+            crate::strict::StrictSeed {
+                duplicate: &duplicate,
+            },
+            d,
+        )? {
+            serde_json::Value::Object(m) => m,
+            _ => {
+                return Err(de::Error::custom("the embedded jwk is not a JSON object"));
+            }
+        };
+        if let Some(m) = raw
+            .keys()
+            .find(|k| PRIVATE_JWK_MEMBERS.contains(&k.as_str()))
+        {
+            return Err(de::Error::custom(format_args!(
+                "the embedded jwk carries the private member {m:?}; only public keys may be embedded"
+            )));
+        }
+        serde_json::from_value::<Box<Jwk>>(serde_json::Value::Object(raw))
+            .map_err(de::Error::custom)
     }
 }
 
@@ -227,11 +292,10 @@ pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
             name,
         });
     }
-    let alg_name = raw
+    let alg = raw
         .alg
-        .ok_or(Error::Malformed("the header has no alg member"))?;
-    let alg = Algorithm::from_name(&alg_name)
-        .ok_or_else(|| Error::UnsupportedAlgorithm(clip(&alg_name)))?;
+        .ok_or(Error::Malformed("the header has no alg member"))?
+        .map_err(Error::UnsupportedAlgorithm)?;
     if let Some(kid) = &raw.kid
         && (kid.is_empty() || kid.len() > crate::keys::MAX_KID_BYTES)
     {
@@ -258,7 +322,61 @@ pub struct Compact<'a> {
     header: Header,
     signing_input: &'a str,
     payload: Vec<u8>,
-    signature: Vec<u8>,
+    signature: Signature,
+}
+
+/// Bytes of a signature kept inline (Ed25519, ECDSA P-256, HMAC-SHA256); longer ones (RSA)
+/// go to the heap.
+const INLINE_SIGNATURE: usize = 64;
+
+/// The decoded signature, without an allocation for the fixed-size algorithms.
+enum Signature {
+    Inline([u8; INLINE_SIGNATURE], usize),
+    Heap(Vec<u8>),
+}
+
+impl Signature {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+/// Bytes of a header decoded on the stack; longer ones (embedded RSA `jwk`) go to the heap.
+const STACK_HEADER: usize = 512;
+
+/// Decodes one segment of a token (public data: the fast, data-dependent decoder).
+fn decode_segment(text: &str, part: &'static str) -> Result<Vec<u8>, Error> {
+    let len = b64::decoded_len(text.len()).ok_or(Error::Base64(part))?;
+    let mut out = vec![0; len];
+    b64::decode_public_into(text.as_bytes(), &mut out).map_err(|_| Error::Base64(part))?;
+    Ok(out)
+}
+
+fn decode_header(text: &str) -> Result<Header, Error> {
+    let len = b64::decoded_len(text.len()).ok_or(Error::Base64("header"))?;
+    if len <= STACK_HEADER {
+        let mut buf = [0; STACK_HEADER];
+        let out = buf.get_mut(..len).unwrap_or_default();
+        b64::decode_public_into(text.as_bytes(), out).map_err(|_| Error::Base64("header"))?;
+        parse_header(out)
+    } else {
+        parse_header(&decode_segment(text, "header")?)
+    }
+}
+
+fn decode_signature(text: &str) -> Result<Signature, Error> {
+    let len = b64::decoded_len(text.len()).ok_or(Error::Base64("signature"))?;
+    if len <= INLINE_SIGNATURE {
+        let mut buf = [0; INLINE_SIGNATURE];
+        let out = buf.get_mut(..len).unwrap_or_default();
+        b64::decode_public_into(text.as_bytes(), out).map_err(|_| Error::Base64("signature"))?;
+        Ok(Signature::Inline(buf, len))
+    } else {
+        decode_segment(text, "signature").map(Signature::Heap)
+    }
 }
 
 impl fmt::Debug for Compact<'_> {
@@ -317,11 +435,10 @@ pub fn decode<'a>(token: &'a str, opts: &DecodeOptions<'_>) -> Result<Compact<'a
             "the signature segment is empty (unsecured JWS are refused)",
         ));
     }
-    let header_bytes = b64::decode(h).map_err(|_| Error::Base64("header"))?;
-    let header = parse_header(&header_bytes)?;
+    let header = decode_header(h)?;
     header.check_crit(opts.understood_crit)?;
-    let payload = b64::decode(p).map_err(|_| Error::Base64("payload"))?;
-    let signature = b64::decode(s).map_err(|_| Error::Base64("signature"))?;
+    let payload = decode_segment(p, "payload")?;
+    let signature = decode_signature(s)?;
     Ok(Compact {
         header,
         signing_input: &token[..h.len() + 1 + p.len()],
@@ -352,7 +469,7 @@ impl<'a> Compact<'a> {
     /// The raw signature bytes.
     #[must_use]
     pub fn signature(&self) -> &[u8] {
-        &self.signature
+        self.signature.as_slice()
     }
 
     /// Verifies the signature with `key`. The header `alg` must equal the algorithm the
@@ -367,7 +484,7 @@ impl<'a> Compact<'a> {
                 key: key.algorithm(),
             });
         }
-        key.verify(self.signing_input.as_bytes(), &self.signature)
+        key.verify(self.signing_input.as_bytes(), self.signature.as_slice())
     }
 
     /// Consumes the decoded token, returning header and payload.
@@ -434,6 +551,30 @@ pub fn sign<R: CryptoRng + ?Sized>(
     Ok(token)
 }
 
+/// Fuzzing entry point: decodes arbitrary bytes as a compact JWS, no key involved; must
+/// never panic.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    if let Ok(s) = core::str::from_utf8(data)
+        && let Ok(c) = decode(
+            s,
+            &DecodeOptions {
+                max_bytes: DEFAULT_MAX_TOKEN_BYTES,
+                understood_crit: &["b64", "exp"],
+            },
+        )
+    {
+        let h = c.header();
+        let _ = (
+            h.alg(),
+            h.kid(),
+            h.typ(),
+            h.other_members(),
+            c.signature().len(),
+        );
+    }
+}
+
 /// Fuzzing entry point: decodes and verifies arbitrary bytes; must never panic.
 #[doc(hidden)]
 pub fn fuzz_decode_and_verify(data: &[u8], key: &VerifyingKey) {
@@ -441,5 +582,128 @@ pub fn fuzz_decode_and_verify(data: &[u8], key: &VerifyingKey) {
         && let Ok(c) = decode(s, &DecodeOptions::default())
     {
         let _ = c.verify(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dup(h: &str) -> Option<String> {
+        match parse_header(h.as_bytes()) {
+            Err(Error::DuplicateMember {
+                part: "header",
+                name,
+            }) => Some(name),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn header_duplicates_are_refused_for_registered_and_other_names() {
+        assert_eq!(
+            dup(r#"{"alg":"HS256","typ":"a","typ":"b"}"#).as_deref(),
+            Some("typ")
+        );
+        assert_eq!(
+            dup(r#"{"alg":"HS256","x5t":1,"x5t":1}"#).as_deref(),
+            Some("x5t")
+        );
+        assert_eq!(
+            dup(r#"{"alg":"HS256","\u006bid":"a","kid":"b"}"#).as_deref(),
+            Some("kid")
+        );
+        assert_eq!(
+            dup(r#"{"alg":"HS256","ext":1,"e\u0078t":2}"#).as_deref(),
+            Some("ext")
+        );
+        let h =
+            parse_header(br#"{"alg":"HS256","ext":1,"b64":true,"kid":"k","typ":"JWT"}"#).unwrap();
+        assert_eq!(h.other_members(), ["ext", "b64"]);
+        assert_eq!(
+            (h.alg(), h.kid(), h.typ()),
+            (Algorithm::HS256, Some("k"), Some("JWT"))
+        );
+    }
+
+    #[test]
+    fn header_alg_is_parsed_from_the_escaped_or_plain_name_and_refused_when_unknown() {
+        assert_eq!(
+            parse_header(br#"{"alg":"\u0048S256"}"#).unwrap().alg(),
+            Algorithm::HS256
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":"none"}"#).unwrap_err(),
+            Error::UnsupportedAlgorithm("none".into())
+        );
+        assert!(matches!(
+            parse_header(br#"{"alg":1}"#).unwrap_err(),
+            Error::Json { part: "header", .. }
+        ));
+        assert_eq!(
+            parse_header(br#"{"typ":"JWT"}"#).unwrap_err(),
+            Error::Malformed("the header has no alg member")
+        );
+    }
+
+    #[test]
+    fn signatures_of_every_size_round_trip_inline_or_on_the_heap() {
+        for len in [0usize, 1, 32, 63, 64, 65, 256, 512] {
+            let sig: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let token = format!(
+                "{}.e30.{}",
+                b64::encode(br#"{"alg":"HS256"}"#),
+                b64::encode(&sig)
+            );
+            match decode(&token, &DecodeOptions::default()) {
+                Ok(c) => assert_eq!(c.signature(), sig.as_slice()),
+                Err(e) => assert_eq!(
+                    (len, e),
+                    (
+                        0,
+                        Error::Malformed(
+                            "the signature segment is empty (unsecured JWS are refused)"
+                        )
+                    )
+                ),
+            }
+        }
+        // a header larger than the stack buffer decodes the same way
+        let long = format!(r#"{{"alg":"HS256","kid":"{}"}}"#, "k".repeat(250));
+        let big = format!(r#"{{"alg":"HS256","pad":"{}"}}"#, "p".repeat(600));
+        let token = format!("{}.e30.AAAA", b64::encode(big.as_bytes()));
+        let c = decode(&token, &DecodeOptions::default()).unwrap();
+        assert_eq!(c.header().other_members(), ["pad"]);
+        let token = format!("{}.e30.AAAA", b64::encode(long.as_bytes()));
+        assert_eq!(
+            decode(&token, &DecodeOptions::default())
+                .unwrap()
+                .header()
+                .kid()
+                .map(str::len),
+            Some(250)
+        );
+        // non-canonical trailing bits are refused in every segment
+        let h = b64::encode(br#"{"alg":"HS256"}"#);
+        for (token, part) in [
+            (format!("{h}.e30.AAB"), "signature"),
+            (format!("{h}.e31.AAAA"), "payload"),
+            (format!("{h}x.e30.AAAA"), "header"),
+            (format!("{h}.e30.AAAAA"), "signature"),
+        ] {
+            assert_eq!(
+                decode(&token, &DecodeOptions::default()).unwrap_err(),
+                Error::Base64(part),
+                "{token}"
+            );
+        }
+        fuzz_decode(token_bytes().as_bytes());
+    }
+
+    fn token_bytes() -> String {
+        format!(
+            "{}.e30.AAAA",
+            b64::encode(br#"{"alg":"HS256","crit":["b64"],"b64":false}"#)
+        )
     }
 }

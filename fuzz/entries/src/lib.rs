@@ -40,6 +40,7 @@ pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> = LazyLock::new(|| {
 
 /// Compact JWS decoding and signature verification.
 pub fn jws_decode_verify(data: &[u8]) {
+    identity_core::jws::fuzz_decode(data);
     for key in JWS_KEYS.iter() {
         identity_core::jws::fuzz_decode_and_verify(data, key);
     }
