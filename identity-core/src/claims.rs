@@ -201,9 +201,9 @@ impl Claim {
 /// The claims of a verified token: the registered ones and the caller's own type.
 ///
 /// The payload is read strictly (duplicate members refused at every depth, depth
-/// bounded) in one pass that types the registered claims, then the caller's `T` is
-/// deserialized from the same bytes. `T` sees the whole claims object, registered claims
-/// included, so it may also name `sub` or `aud` (do not use `deny_unknown_fields`).
+/// bounded) in one pass that types the registered claims while the caller's `T` reads
+/// the same object. `T` sees the whole claims object, registered claims included, so it
+/// may also name `sub` or `aud` (do not use `deny_unknown_fields`).
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
     header: Header,
@@ -555,17 +555,223 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     })
 }
 
-/// Parses a claims payload: one strict pass over the bytes reads and types the registered
-/// claims and refuses duplicate members at every depth (depth bounded by `serde_json`'s
-/// recursion limit, size by the token cap), then the caller's `T` is deserialized from
-/// the same, now known duplicate-free, bytes.
+/// Parses a claims payload in one strict pass: the caller's `T` reads the claims object
+/// through a forwarding view that types the registered claims and refuses duplicate
+/// members at every depth (depth bounded by `serde_json`'s recursion limit, size by the
+/// token cap) as they stream by. When that pass fails for any reason, the payload is read
+/// again the slow way (registered claims first, then `T`) so the error is exactly the
+/// precise one: a duplicate before a wrongly typed claim before `T`'s own complaint.
 fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<(RegisteredClaims, T), Error> {
+    // UTF-8 checked once for the whole payload, so no pass checks each string again.
+    let payload = core::str::from_utf8(payload).map_err(|e| Error::Json {
+        part: "claims",
+        detail: crate::error::clip(&format!("the claims are not UTF-8: {e}")),
+    })?;
+    if let Some(parsed) = one_pass::<T>(payload) {
+        return Ok(parsed);
+    }
     let registered = parse_registered(payload)?;
-    let custom = serde_json::from_slice::<T>(payload).map_err(|e| Error::Json {
+    let custom = serde_json::from_str::<T>(payload).map_err(|e| Error::Json {
         part: "claims",
         detail: crate::error::clip(&e.to_string()),
     })?;
     Ok((registered, custom))
+}
+
+/// The fast path of [`parse_claims`]: `None` whenever anything is wrong (the slow path
+/// then names it).
+fn one_pass<T: DeserializeOwned>(payload: &str) -> Option<(RegisteredClaims, T)> {
+    let duplicate = Cell::new(None);
+    let mut st = OnePass {
+        duplicate: &duplicate,
+        registered: RegisteredClaims::default(),
+        seen: 0,
+        others: Names::new(),
+    };
+    let mut de = serde_json::Deserializer::from_str(payload);
+    let custom = T::deserialize(Forward {
+        de: &mut de,
+        st: &mut st,
+    })
+    .ok()?;
+    de.end().ok()?;
+    Some((st.registered, custom))
+}
+
+/// What the one pass has read of the top-level claims object so far.
+struct OnePass<'a, 'de> {
+    duplicate: &'a Cell<Option<String>>,
+    registered: RegisteredClaims,
+    /// Registered claims seen, one bit each in [`REGISTERED_NAMES`] order.
+    seen: u8,
+    others: Names<'de>,
+}
+
+/// The claims object as `T` sees it: every request is answered with the object itself.
+struct Forward<'s, 'a, 'de, D> {
+    de: D,
+    st: &'s mut OnePass<'a, 'de>,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Forward<'_, '_, 'de, D> {
+    type Error = D::Error;
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_map(ForwardVisitor {
+            visitor,
+            st: self.st,
+        })
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        // As serde_json does for a value that is not null.
+        visitor.visit_some(self)
+    }
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct ForwardVisitor<'s, 'a, 'de, V> {
+    visitor: V,
+    st: &'s mut OnePass<'a, 'de>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for ForwardVisitor<'_, '_, 'de, V> {
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_map(ForwardMap {
+            map,
+            st: self.st,
+            pending: OTHER,
+        })
+    }
+}
+
+/// [`ForwardMap::pending`] for a member that is no registered claim.
+const OTHER: u8 = 7;
+
+/// The members of the claims object, checked and typed on their way to `T`.
+struct ForwardMap<'s, 'a, 'de, A> {
+    map: A,
+    st: &'s mut OnePass<'a, 'de>,
+    /// The bit of the registered claim whose value comes next, or [`OTHER`].
+    pending: u8,
+}
+
+/// Any failure in the one pass: the slow path finds out what it was.
+fn retry<E: de::Error>() -> E {
+    E::custom("claims need the precise pass")
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for ForwardMap<'_, '_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(Name(k)) = self.map.next_key::<Name<'de>>()? else {
+            return Ok(None);
+        };
+        let bit = match &*k {
+            "iss" => 0,
+            "sub" => 1,
+            "aud" => 2,
+            "exp" => 3,
+            "nbf" => 4,
+            "iat" => 5,
+            "jti" => 6,
+            _ => OTHER,
+        };
+        if bit == OTHER {
+            self.st.others.insert(k.clone()).map_err(|_| retry())?;
+        } else if self.st.seen & (1 << bit) != 0 {
+            return Err(retry());
+        } else {
+            self.st.seen |= 1 << bit;
+        }
+        self.pending = bit;
+        seed.deserialize(de::value::CowStrDeserializer::new(k))
+            .map(Some)
+    }
+
+    fn next_value_seed<S: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, A::Error> {
+        use de::value::{SeqDeserializer, StrDeserializer};
+        let dup = self.st.duplicate;
+        let r = &mut self.st.registered;
+        let string = |v: Option<String>| v.ok_or_else(retry::<A::Error>);
+        match self.pending {
+            0 | 1 | 6 => {
+                let v = string(self.map.next_value_seed(Typed::<String>::new(dup))?)?;
+                let out = seed.deserialize(StrDeserializer::new(&v))?;
+                match self.pending {
+                    0 => r.iss = Some(v),
+                    1 => r.sub = Some(v),
+                    _ => r.jti = Some(v),
+                }
+                Ok(out)
+            }
+            2 => {
+                let aud = self
+                    .map
+                    .next_value_seed(Typed::<Audience>::new(dup))?
+                    .ok_or_else(retry::<A::Error>)?;
+                let out = match &aud {
+                    Audience::One(s) => seed.deserialize(StrDeserializer::new(s))?,
+                    Audience::Many(v) => seed.deserialize(SeqDeserializer::new(
+                        v.iter().map(|s| StrDeserializer::<A::Error>::new(s)),
+                    ))?,
+                };
+                r.aud = Some(aud);
+                Ok(out)
+            }
+            3..=5 => {
+                // The number as written goes to `T` (a fraction stays a fraction).
+                let v = self
+                    .map
+                    .next_value_seed(crate::strict::StrictSeed { duplicate: dup })?;
+                let date = match &v {
+                    serde_json::Value::Number(n) => {
+                        if let Some(u) = n.as_u64() {
+                            NumericDate::from_u64(u)
+                        } else if let Some(i) = n.as_i64() {
+                            NumericDate::from_i64(i)
+                        } else {
+                            n.as_f64().and_then(NumericDate::from_f64)
+                        }
+                    }
+                    _ => None,
+                }
+                .ok_or_else(retry::<A::Error>)?;
+                let out = seed.deserialize(v).map_err(|_| retry::<A::Error>())?;
+                match self.pending {
+                    3 => r.exp = Some(date),
+                    4 => r.nbf = Some(date),
+                    _ => r.iat = Some(date),
+                }
+                Ok(out)
+            }
+            _ => {
+                let v = self
+                    .map
+                    .next_value_seed(crate::strict::StrictSeed { duplicate: dup })?;
+                seed.deserialize(v).map_err(|_| retry())
+            }
+        }
+    }
 }
 
 const DATE: &str =
@@ -583,9 +789,9 @@ const REGISTERED_NAMES: [(&str, &str); 7] = [
     ("jti", STRING),
 ];
 
-fn parse_registered(payload: &[u8]) -> Result<RegisteredClaims, Error> {
+fn parse_registered(payload: &str) -> Result<RegisteredClaims, Error> {
     let duplicate = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(payload);
+    let mut de = serde_json::Deserializer::from_str(payload);
     let parsed = de::DeserializeSeed::deserialize(
         ClaimsSeed {
             duplicate: &duplicate,
@@ -1042,6 +1248,94 @@ mod tests {
             parse_claims::<Mine>(br#"{"sub":"s","aud":"a"}"#),
             Err(Error::Json { part: "claims", .. })
         ));
+    }
+
+    /// The one pass gives `T` and the registered claims exactly what the slow path
+    /// (registered pass, then `T` from the text) gives, and refuses what it refuses.
+    #[test]
+    fn the_one_pass_agrees_with_the_slow_path() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Mine {
+            sub: String,
+            aud: Vec<String>,
+            exp: f64,
+            #[serde(default)]
+            role: Option<String>,
+            x: Option<Value>,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Wrapped(Mine);
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Flat {
+            iss: String,
+            #[serde(flatten)]
+            rest: std::collections::BTreeMap<String, Value>,
+        }
+        fn slow<T: DeserializeOwned>(p: &str) -> Result<(RegisteredClaims, T), Error> {
+            let r = parse_registered(p)?;
+            let t = serde_json::from_str::<T>(p).map_err(|e| Error::Json {
+                part: "claims",
+                detail: e.to_string(),
+            })?;
+            Ok((r, t))
+        }
+        let good = [
+            r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10.5,"x":{"y":[1,{"z":null}]}}"#,
+            r#"{"sub":"\u0073","aud":[],"exp":7,"role":"r","x":null,"iat":-0.0,"jti":"j"}"#,
+            r#"{"x":1e3,"aud":["\u00e9"],"exp":18446744073709551615,"sub":"","nbf":1}"#,
+        ];
+        for p in good {
+            let fast = one_pass::<Mine>(p).expect(p);
+            let slow_mine = slow::<Mine>(p).unwrap();
+            assert_eq!((&fast.0, &fast.1), (&slow_mine.0, &slow_mine.1), "{p}");
+            let fast = one_pass::<Value>(p).expect(p);
+            assert_eq!(fast, slow::<Value>(p).unwrap(), "{p}");
+            let fast = one_pass::<Option<Wrapped>>(p).expect(p);
+            assert_eq!(fast, slow::<Option<Wrapped>>(p).unwrap(), "{p}");
+        }
+        let p = r#"{"iss":"i","aud":"a","exp":1,"n":{"k":[true]}}"#;
+        assert_eq!(one_pass::<Flat>(p).unwrap(), slow::<Flat>(p).unwrap());
+        // Whatever the slow path refuses, the one pass refuses too (and leaves the
+        // precise error to the slow path).
+        for p in [
+            r#"{"exp":1,"exp":1}"#,
+            r#"{"q":1,"\u0071":1,"exp":1}"#,
+            r#"{"x":{"a":[{"b":1,"b":1}]},"exp":1}"#,
+            r#"{"aud":["a",{"k":1,"k":1}],"exp":1}"#,
+            r#"{"exp":{"a":1}}"#,
+            r#"{"exp":"1"}"#,
+            r#"{"exp":-1}"#,
+            r#"{"iss":null,"exp":1}"#,
+            r#"{"aud":["a",1],"exp":1}"#,
+            r#"{"exp":1} {}"#,
+            "[1]",
+        ] {
+            assert!(slow::<Value>(p).is_err(), "{p}");
+            assert!(one_pass::<Value>(p).is_none(), "{p}");
+        }
+        // T's own refusals: both paths refuse.
+        let p = r#"{"sub":"s","aud":"a","exp":1}"#;
+        assert!(slow::<Mine>(p).is_err() && one_pass::<Mine>(p).is_none());
+    }
+
+    #[test]
+    fn claims_that_are_not_utf8_are_refused_even_inside_strings() {
+        for payload in [
+            &b"{\"iss\":\"\xff\"}"[..],
+            b"{\"x\xc3\":1}",
+            b"{\"jti\":\"\xc0\xaf\"}",
+        ] {
+            match parse_claims::<Value>(payload) {
+                Err(Error::Json { part, detail }) => {
+                    assert_eq!(part, "claims");
+                    assert!(detail.contains("not UTF-8"), "{detail}");
+                }
+                other => panic!("{payload:?}: {other:?}"),
+            }
+        }
+        // UTF-8 beyond ASCII is read as such.
+        let (r, _) = parse_claims::<Value>("{\"sub\":\"\u{e9}t\u{e9}\"}".as_bytes()).unwrap();
+        assert_eq!(r.sub.as_deref(), Some("\u{e9}t\u{e9}"));
     }
 
     #[test]

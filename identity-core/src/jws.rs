@@ -282,7 +282,12 @@ impl<'de> de::DeserializeSeed<'de> for EmbeddedJwk {
 /// [`Error::Json`], [`Error::DuplicateMember`], [`Error::UnsupportedAlgorithm`],
 /// [`Error::Malformed`] when `alg` is absent.
 pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
-    let raw: RawHeader = serde_json::from_slice(json).map_err(|e| Error::Json {
+    // UTF-8 checked once for the whole header, so the parse need not check each string.
+    let json = core::str::from_utf8(json).map_err(|e| Error::Json {
+        part: "header",
+        detail: clip(&format!("the header is not UTF-8: {e}")),
+    })?;
+    let raw: RawHeader = serde_json::from_str(json).map_err(|e| Error::Json {
         part: "header",
         detail: clip(&e.to_string()),
     })?;
@@ -624,6 +629,22 @@ mod tests {
             (h.alg(), h.kid(), h.typ()),
             (Algorithm::HS256, Some("k"), Some("JWT"))
         );
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_refused() {
+        for h in [
+            &b"{\"alg\":\"HS256\",\"typ\":\"\xff\"}"[..],
+            b"{\"alg\":\"HS256\",\"\xc3\":1}",
+        ] {
+            match parse_header(h) {
+                Err(Error::Json { part, detail }) => {
+                    assert_eq!(part, "header");
+                    assert!(detail.contains("not UTF-8"), "{detail}");
+                }
+                other => panic!("{h:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
