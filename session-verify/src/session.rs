@@ -399,7 +399,7 @@ impl AccessTokenVerifier {
         match (v.jkt(), presented) {
             (Some(_), Presented::Bearer) => Err(VerifyError::BoundTokenAsBearer),
             (Some(jkt), Presented::Dpop { proof_thumbprint }) => {
-                if proof_thumbprint.matches_base64url(jkt) {
+                if dpop::jkt_matches(proof_thumbprint, jkt) {
                     Ok(AccessToken { inner: v })
                 } else {
                     Err(VerifyError::KeyBindingMismatch)
