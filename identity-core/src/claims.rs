@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::jwks::KeySource;
-use crate::jws::{self, DecodeOptions, Header, Name};
+use crate::jws::{self, Compact, DecodeOptions, Header, Name};
 use crate::replay::{ReplayKey, Unconfirmed};
 use crate::{Algorithm, Error, UnixTime};
 
@@ -509,40 +509,70 @@ pub fn verify<T: DeserializeOwned, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
+    verify_decoded(v.decode(token)?, keys, v, now)
+}
+
+impl Validation {
+    /// Decodes a token under this policy and applies the checks that need no key: the
+    /// size cap, strict decoding, `crit`, the required `typ` and the algorithm allow-list.
+    ///
+    /// Use it when the key must be found elsewhere first (a JWKS cache keyed by the
+    /// header's `kid` and `alg`), then finish with [`verify_decoded`] or
+    /// [`verify_decoded_once`] on the same value, so the token is decoded only once.
+    ///
+    /// # Errors
+    /// A precise [`Error`] for every format and policy problem.
+    pub fn decode<'a>(&self, token: &'a str) -> Result<Compact<'a>, Error> {
+        let opts = DecodeOptions {
+            max_bytes: self.max_bytes,
+            understood_crit: &self.understood_crit,
+        };
+        let compact = jws::decode(token, &opts)?;
+        let header = compact.header();
+        if let Some(expected) = &self.typ {
+            match header.typ() {
+                Some(found) if typ_matches(found, expected) => {}
+                found => {
+                    return Err(Error::WrongType {
+                        expected: expected.clone(),
+                        found: found.map(crate::error::clip),
+                    });
+                }
+            }
+        }
+        if !self.algorithms.is_empty() && !self.algorithms.contains(&header.alg()) {
+            return Err(Error::AlgorithmNotAllowed(header.alg()));
+        }
+        Ok(compact)
+    }
+}
+
+/// Finishes [`verify`] on a token already decoded by [`Validation::decode`] with the same
+/// policy: key selection, signature, claims.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_decoded<T: DeserializeOwned, K: KeySource + ?Sized>(
+    compact: Compact<'_>,
+    keys: &K,
+    v: &Validation,
+    now: UnixTime,
+) -> Result<Verified<T>, Error> {
     if v.replay_purpose.is_some() {
         return Err(Error::Policy(
             "this policy enforces jti replay: call verify_once and confirm the result",
         ));
     }
-    verify_inner(token, keys, v, now)
+    verify_inner(compact, keys, v, now)
 }
 
 fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
-    token: &str,
+    compact: Compact<'_>,
     keys: &K,
     v: &Validation,
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
-    let opts = DecodeOptions {
-        max_bytes: v.max_bytes,
-        understood_crit: &v.understood_crit,
-    };
-    let compact = jws::decode(token, &opts)?;
     let header = compact.header();
-    if let Some(expected) = &v.typ {
-        match header.typ() {
-            Some(found) if typ_matches(found, expected) => {}
-            found => {
-                return Err(Error::WrongType {
-                    expected: expected.clone(),
-                    found: found.map(crate::error::clip),
-                });
-            }
-        }
-    }
-    if !v.algorithms.is_empty() && !v.algorithms.contains(&header.alg()) {
-        return Err(Error::AlgorithmNotAllowed(header.alg()));
-    }
     let key = keys.select(header.kid(), header.alg())?;
     compact.verify(key)?;
     let (header, payload) = compact.into_parts();
@@ -1138,10 +1168,24 @@ pub fn verify_once<T: DeserializeOwned, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Unconfirmed<Verified<T>>, Error> {
+    verify_decoded_once(v.decode(token)?, keys, v, now)
+}
+
+/// Finishes [`verify_once`] on a token already decoded by [`Validation::decode`] with the
+/// same policy.
+///
+/// # Errors
+/// As [`verify_once`].
+pub fn verify_decoded_once<T: DeserializeOwned, K: KeySource + ?Sized>(
+    compact: Compact<'_>,
+    keys: &K,
+    v: &Validation,
+    now: UnixTime,
+) -> Result<Unconfirmed<Verified<T>>, Error> {
     let purpose = v.replay_purpose.ok_or(Error::Policy(
         "this policy does not enforce jti replay: call verify, or add .replay(purpose)",
     ))?;
-    let verified: Verified<T> = verify_inner(token, keys, v, now)?;
+    let verified: Verified<T> = verify_inner(compact, keys, v, now)?;
     let r = &verified.registered;
     let (Some(iss), Some(jti), Some(exp)) = (&r.iss, &r.jti, r.exp) else {
         return Err(Error::MissingClaim("jti"));

@@ -14,7 +14,7 @@ mod strict;
 mod time;
 
 pub use alg::Algorithm;
-pub use claims::{Validation, Verified, verify, verify_once};
+pub use claims::{Validation, Verified, verify, verify_decoded, verify_decoded_once, verify_once};
 pub use error::Error;
 pub use jwks::{Jwks, JwksLimits, KeySource};
 pub use keys::{HmacSecret, SigningKey, Thumbprint, VerifyingKey};

@@ -4,7 +4,7 @@
 use core::fmt;
 
 use identity_core::claims::{Claim, RegisteredClaims};
-use identity_core::jws::{self, DecodeOptions, Header};
+use identity_core::jws::{self, Compact, Header};
 use identity_core::replay::Unconfirmed;
 use identity_core::{Algorithm, KeySource, UnixTime, Validation, Verified};
 use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
@@ -507,7 +507,17 @@ impl Verifier {
         keys: &K,
         now: UnixTime,
     ) -> Result<VerifiedToken<T>, VerifyError> {
-        let v = identity_core::verify::<Claims<T>, K>(token, keys, &self.validation, now)?;
+        self.verify_decoded(self.validation.decode(token)?, keys, now)
+    }
+
+    fn verify_decoded<T: DeserializeOwned, K: KeySource + ?Sized>(
+        &self,
+        compact: Compact<'_>,
+        keys: &K,
+        now: UnixTime,
+    ) -> Result<VerifiedToken<T>, VerifyError> {
+        let v =
+            identity_core::verify_decoded::<Claims<T>, K>(compact, keys, &self.validation, now)?;
         self.finish(v)
     }
 
@@ -523,36 +533,24 @@ impl Verifier {
         keys: &K,
         now: UnixTime,
     ) -> Result<Unconfirmed<VerifiedToken<T>>, VerifyError> {
-        let u = identity_core::verify_once::<Claims<T>, K>(token, keys, &self.validation, now)?;
+        self.verify_decoded_once(self.validation.decode(token)?, keys, now)
+    }
+
+    fn verify_decoded_once<T: DeserializeOwned, K: KeySource + ?Sized>(
+        &self,
+        compact: Compact<'_>,
+        keys: &K,
+        now: UnixTime,
+    ) -> Result<Unconfirmed<VerifiedToken<T>>, VerifyError> {
+        let u = identity_core::verify_decoded_once::<Claims<T>, K>(
+            compact,
+            keys,
+            &self.validation,
+            now,
+        )?;
         // The kind's own checks run on the still-unconfirmed value; nothing is recorded
         // when they fail.
         u.try_map(|v| self.finish(v))
-    }
-
-    /// Reads the header far enough to pick a key, refusing early what the profile would
-    /// refuse anyway (size, format, `typ`, algorithm), so no such token triggers a fetch.
-    fn peek(&self, token: &str) -> Result<Header, VerifyError> {
-        let opts = DecodeOptions {
-            max_bytes: self.validation.max_bytes(),
-            understood_crit: &[],
-        };
-        let compact = jws::decode(token, &opts)?;
-        let header = compact.header().clone();
-        let expected = self.kind.typ();
-        match header.typ() {
-            Some(t) if identity_core::claims::typ_matches(t, expected) => {}
-            found => {
-                return Err(identity_core::Error::WrongType {
-                    expected: expected.to_owned(),
-                    found: found.map(|f| f.chars().take(64).collect()),
-                }
-                .into());
-            }
-        }
-        if !self.validation.algorithms().contains(&header.alg()) {
-            return Err(identity_core::Error::AlgorithmNotAllowed(header.alg()).into());
-        }
-        Ok(header)
     }
 
     fn with_cache<V>(
@@ -560,12 +558,15 @@ impl Verifier {
         token: &str,
         cache: &mut JwksCache,
         now: UnixTime,
-        verify: impl FnOnce(&identity_core::VerifyingKey) -> Result<V, VerifyError>,
+        verify: impl FnOnce(Compact<'_>, &identity_core::VerifyingKey) -> Result<V, VerifyError>,
     ) -> Result<Outcome<V>, VerifyError> {
-        let header = self.peek(token)?;
-        match cache.lookup(now, header.kid(), header.alg()) {
-            Lookup::Use(key) => verify(key).map(Outcome::Verified),
-            Lookup::UseAndRefresh(key, fetch) => match verify(key) {
+        // Decoded once, under the profile's own policy (size, format, crit, typ, algorithm),
+        // so no token the profile would refuse anyway triggers a fetch.
+        let compact = self.validation.decode(token)?;
+        let (kid, alg) = (compact.header().kid(), compact.header().alg());
+        match cache.lookup(now, kid, alg) {
+            Lookup::Use(key) => verify(compact, key).map(Outcome::Verified),
+            Lookup::UseAndRefresh(key, fetch) => match verify(compact, key) {
                 Ok(value) => Ok(Outcome::VerifiedRefresh { value, fetch }),
                 Err(e) => {
                     // A bad token must not swallow the refresh it was handed.
@@ -591,7 +592,7 @@ impl Verifier {
         cache: &mut JwksCache,
         now: UnixTime,
     ) -> Result<Outcome<VerifiedToken<T>>, VerifyError> {
-        self.with_cache(token, cache, now, |key| self.verify(token, key, now))
+        self.with_cache(token, cache, now, |c, key| self.verify_decoded(c, key, now))
     }
 
     /// [`Verifier::verify_once`] through a [`JwksCache`].
@@ -604,6 +605,8 @@ impl Verifier {
         cache: &mut JwksCache,
         now: UnixTime,
     ) -> Result<Outcome<Unconfirmed<VerifiedToken<T>>>, VerifyError> {
-        self.with_cache(token, cache, now, |key| self.verify_once(token, key, now))
+        self.with_cache(token, cache, now, |c, key| {
+            self.verify_decoded_once(c, key, now)
+        })
     }
 }
