@@ -207,16 +207,33 @@ impl Jwks {
     }
 
     /// Finds the key for a token's `kid` and algorithm. A key matches only if it was made
-    /// for exactly that algorithm. Several matches are refused as ambiguous.
+    /// for exactly that algorithm. Several matches are refused as ambiguous; a token
+    /// without `kid` is treated as `kidless` says.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`] or [`Error::AmbiguousKey`].
+    /// [`Error::KeyNotFound`]; [`Error::AlgorithmMismatch`] when the `kid` names only keys
+    /// made for another algorithm; [`Error::AmbiguousKey`].
     pub fn find(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         kidless: KidlessTokens,
     ) -> Result<&VerifyingKey, Error> {
+        self.find_index(kid, alg, kidless).map(|i| &self.keys[i])
+    }
+
+    /// As [`Self::find`], returning the key's position in [`Self::keys`] (for callers that
+    /// must release the borrow of the set before using the key, such as a cache that may
+    /// start a refresh).
+    ///
+    /// # Errors
+    /// As [`Self::find`].
+    pub fn find_index(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        kidless: KidlessTokens,
+    ) -> Result<usize, Error> {
         let not_found = || Error::KeyNotFound {
             kid: kid.map(clip),
             alg,
@@ -226,9 +243,17 @@ impl Jwks {
                 let idx = self.by_kid.get(kid).ok_or_else(not_found)?;
                 let mut it = idx
                     .iter()
-                    .map(|&i| &self.keys[i])
-                    .filter(|k| k.algorithm() == alg);
-                let first = it.next().ok_or_else(not_found)?;
+                    .copied()
+                    .filter(|&i| self.keys[i].algorithm() == alg);
+                let Some(first) = it.next() else {
+                    return Err(match idx.first() {
+                        Some(&i) => Error::AlgorithmMismatch {
+                            header: alg,
+                            key: self.keys[i].algorithm(),
+                        },
+                        None => not_found(),
+                    });
+                };
                 if it.next().is_some() {
                     return Err(Error::AmbiguousKey(
                         "several keys share this kid and algorithm; fix the key set",
@@ -248,7 +273,7 @@ impl Jwks {
                          opt in with KidlessTokens::AcceptIfUniqueForAlgorithm if that is intended",
                     ));
                 }
-                let mut it = self.keys.iter().filter(|k| k.algorithm() == alg);
+                let mut it = (0..self.keys.len()).filter(|&i| self.keys[i].algorithm() == alg);
                 let first = it.next().ok_or_else(not_found)?;
                 if it.next().is_some() {
                     return Err(Error::AmbiguousKey(

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use identity_core::jwks::{Jwks, JwksLimits, SkippedKey};
+use identity_core::jwks::{Jwks, JwksLimits, KidlessTokens, SkippedKey};
 use identity_core::keys::MAX_KID_BYTES;
 use identity_core::{Algorithm, Thumbprint, UnixTime, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,9 @@ pub struct JwksCacheConfig {
     pub stale_if_error: u64,
     /// Caps on the key-set document (default 256 KiB, 256 keys).
     pub limits: JwksLimits,
+    /// How a token without `kid` is matched (default: refused when the set holds more
+    /// than one key, as [`Jwks::find`] does).
+    pub kidless: KidlessTokens,
 }
 
 impl JwksCacheConfig {
@@ -73,6 +76,7 @@ impl JwksCacheConfig {
             backoff_initial: 2,
             backoff_max: 300,
             stale_if_error: 3600,
+            kidless: KidlessTokens::default(),
             limits: JwksLimits::default(),
         }
     }
@@ -464,29 +468,17 @@ impl JwksCache {
         self.negative_order.push_back(kid.to_owned());
     }
 
+    /// One lookup rule for the whole family: [`Jwks::find_index`] (by `kid` index, the
+    /// key's own algorithm, kidless policy), classified for the cache's decision.
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Match {
         let Some(set) = &self.keys else {
             return Match::Absent;
         };
-        let mut found = None;
-        let mut other = None;
-        for (i, k) in set.keys().iter().enumerate() {
-            if kid.is_some() && k.kid() != kid {
-                continue;
-            }
-            if k.algorithm() != alg {
-                other = Some(k.algorithm());
-                continue;
-            }
-            if found.is_some() {
-                return Match::Ambiguous;
-            }
-            found = Some(i);
-        }
-        match (found, other, kid) {
-            (Some(i), _, _) => Match::Found(i),
-            (None, Some(a), Some(_)) => Match::OtherAlg(a),
-            _ => Match::Absent,
+        match set.find_index(kid, alg, self.config.kidless) {
+            Ok(i) => Match::Found(i),
+            Err(identity_core::Error::AlgorithmMismatch { key, .. }) => Match::OtherAlg(key),
+            Err(identity_core::Error::AmbiguousKey(_)) => Match::Ambiguous,
+            Err(_) => Match::Absent,
         }
     }
 

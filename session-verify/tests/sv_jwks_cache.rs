@@ -3,6 +3,7 @@
 
 mod sv_common;
 
+use identity_core::jwks::KidlessTokens;
 use identity_core::{Algorithm, SigningKey};
 use proptest::prelude::*;
 use session_verify::jwks_cache::parse_max_age;
@@ -402,6 +403,27 @@ fn ambiguous_matches_are_rejected() {
         c.lookup(t(NOW), None, ED),
         Lookup::Reject(Rejection::AmbiguousKey)
     ));
+}
+
+#[test]
+fn kidless_tokens_follow_the_core_rule() {
+    // One key: a token without kid uses it.
+    let only = key(ED, "only");
+    let mut one = loaded(&[&only], NOW);
+    assert!(matches!(one.lookup(t(NOW), None, ED), Lookup::Use(_)));
+    // Several keys, even of different algorithms: refused unless the caller opts in
+    // (identity-core's Jwks::find rule, RFC 8725 section 3.10 spirit).
+    let ed = key(ED, "ed");
+    let es = key(Algorithm::ES256, "es");
+    let mut two = loaded(&[&ed, &es], NOW);
+    assert!(matches!(
+        two.lookup(t(NOW), None, ED),
+        Lookup::Reject(Rejection::AmbiguousKey)
+    ));
+    let mut config = JwksCacheConfig::new(JWKS_URI);
+    config.kidless = KidlessTokens::AcceptIfUniqueForAlgorithm;
+    let mut opted_in = JwksCache::from_snapshot(config, two.snapshot()).unwrap();
+    assert!(matches!(opted_in.lookup(t(NOW), None, ED), Lookup::Use(_)));
 }
 
 #[test]
