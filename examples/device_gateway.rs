@@ -22,9 +22,9 @@ use examples::{
     During, ExampleError, JsonLines, Narrator, SimClock, check_json_lines, expect, expect_refused,
     system_rng,
 };
-use identity_core::replay::InMemoryReplayLog;
-use identity_core::{HmacSecret, UnixTime, b64};
-use session_verify::device::{
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_core::{HmacSecret, UnixTime, b64};
+use handoff_device::{
     AuditEvent, DeviceCredentials, DeviceError, DeviceId, DeviceRecord, DeviceRegistry,
     DeviceSession, FailureReason, Gateway, GatewayId, HeartbeatDecision, InMemoryDeviceRegistry,
     KeyId, OperatorId, PresentedToken, SessionId, SessionPolicy, SessionToken, SessionUpdate,

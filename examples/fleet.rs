@@ -9,12 +9,12 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dpop::{DpopKey, DpopRequest, DpopVerifier};
-use identity_core::{Algorithm, HmacSecret, UnixTime};
-use refresh_family::{Outcome, Policy, RefreshError, RefreshFamilies, rotate, start};
-use stores::PoolConfig;
-use stores::pg::{PgFamilyStore, PgStore};
-use stores::redis::RedisReplayLog;
+use handoff_core::{Algorithm, HmacSecret, UnixTime};
+use handoff_dpop::{DpopKey, DpopRequest, DpopVerifier};
+use handoff_refresh::{Outcome, Policy, RefreshError, RefreshFamilies, rotate, start};
+use handoff_stores::PoolConfig;
+use handoff_stores::pg::{PgFamilyStore, PgStore};
+use handoff_stores::redis::RedisReplayLog;
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -152,7 +152,10 @@ fn run(redis_url: &str, pg_url: &str) -> Result<(), Failure> {
 }
 
 fn is_replay(e: &(dyn std::error::Error + 'static)) -> bool {
-    matches!(e.downcast_ref::<dpop::Error>(), Some(dpop::Error::Replayed))
+    matches!(
+        e.downcast_ref::<handoff_dpop::Error>(),
+        Some(handoff_dpop::Error::Replayed)
+    )
 }
 
 fn main() -> ExitCode {

@@ -25,14 +25,14 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::ExitCode;
 
-use dpop::{DpopKey, DpopRequest, DpopVerifier};
 use examples::{During, ExampleError, Narrator, SimClock, expect, expect_refused, system_rng};
-use host_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
-use identity_core::replay::{InMemoryReplayLog, ReplayRefused};
-use identity_core::{HmacSecret, SigningKey, UnixTime, VerifyingKey};
-use refresh_family::{FamilyId, InMemoryFamilyStore, Outcome as Refresh, RefreshError};
-use refresh_family::{Policy, RefreshFamilies};
-use session_verify::{
+use handoff_core::replay::{InMemoryReplayLog, ReplayRefused};
+use handoff_core::{HmacSecret, SigningKey, UnixTime, VerifyingKey};
+use handoff_dpop::{DpopKey, DpopRequest, DpopVerifier};
+use handoff_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
+use handoff_refresh::{FamilyId, InMemoryFamilyStore, Outcome as Refresh, RefreshError};
+use handoff_refresh::{Policy, RefreshFamilies};
+use handoff_verify::{
     AccessClaims, AccessTokenVerifier, FetchResponse, HostTokenVerifier, JwksCache,
     JwksCacheConfig, NoCustomClaims, Outcome, Presented, TokenKind, Verifier, VerifyError,
     mint_access_token,
@@ -90,7 +90,7 @@ struct Api {
 #[derive(Debug)]
 enum ApiRefusal {
     Token(VerifyError),
-    Proof(dpop::Error),
+    Proof(handoff_dpop::Error),
     Revoked,
 }
 
@@ -116,7 +116,7 @@ impl Api {
         url: &str,
         revoked: &HashSet<String>,
         now: UnixTime,
-    ) -> Result<(String, dpop::DpopProof), ApiRefusal> {
+    ) -> Result<(String, handoff_dpop::DpopProof), ApiRefusal> {
         let headers = [dpop_header];
         // The URI is the configured external origin plus the path, never the Host header.
         let request = DpopRequest::new(&headers, "GET", url).with_access_token(access_token);
@@ -329,7 +329,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         &mut rng,
     )
     .during(step)?;
-    let login = refresh_family::start(
+    let login = handoff_refresh::start(
         &service.store,
         &service.families,
         host.subject(),
@@ -390,7 +390,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         step,
     )?;
     expect(
-        e == dpop::Error::Replayed,
+        e == handoff_dpop::Error::Replayed,
         step,
         "the proof's jti already used",
     )?;
@@ -504,7 +504,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
         step,
     )?;
     expect(
-        matches!(e, ApiRefusal::Proof(dpop::Error::Replayed)),
+        matches!(e, ApiRefusal::Proof(handoff_dpop::Error::Replayed)),
         step,
         "a replayed proof refused",
     )?;
@@ -527,7 +527,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
             &service.dpop_jtis,
         )
         .during(step)?;
-    let issued = match refresh_family::rotate(
+    let issued = match handoff_refresh::rotate(
         &service.store,
         &service.families,
         &old_refresh,
@@ -590,7 +590,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
             &service.dpop_jtis,
         )
         .during(step)?;
-    let refused = match refresh_family::rotate(
+    let refused = match handoff_refresh::rotate(
         &service.store,
         &service.families,
         &old_refresh,
@@ -639,7 +639,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
 
     step = "the legitimate browser is logged out too";
     out.step("browser", step);
-    let after = match refresh_family::rotate(
+    let after = match handoff_refresh::rotate(
         &service.store,
         &service.families,
         refresh_token.expose_secret(),

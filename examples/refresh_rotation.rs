@@ -6,7 +6,7 @@
 //! old token presented after grace is reuse and revokes the whole family, even its
 //! legitimate head; a second login ends with logout.
 //!
-//! The store is `refresh_family::InMemoryFamilyStore` (the PostgreSQL shape is in the
+//! The store is `handoff_refresh::InMemoryFamilyStore` (the PostgreSQL shape is in the
 //! crate README); time is a simulated clock read once from the system and advanced by
 //! hand.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -15,8 +15,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use examples::{During, ExampleError, Narrator, SimClock, expect, system_rng};
-use identity_core::HmacSecret;
-use refresh_family::{
+use handoff_core::HmacSecret;
+use handoff_refresh::{
     FamilyId, FamilyStatus, InMemoryFamilyStore, Issued, Outcome, Policy, RefreshError,
     RefreshFamilies, Refused, RevocationReason, logout, rotate, start,
 };
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 /// A token by its id (public), never by its text (a bearer secret).
-fn short(token: &refresh_family::RefreshToken) -> String {
+fn short(token: &handoff_refresh::RefreshToken) -> String {
     format!("token {}", token.id().to_base64url())
 }
 
@@ -309,7 +309,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use identity_core::UnixTime;
+    use handoff_core::UnixTime;
 
     #[test]
     fn the_family_story_runs() {

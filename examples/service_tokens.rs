@@ -13,10 +13,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use examples::{During, ExampleError, Narrator, SimClock, expect, expect_refused, system_rng};
-use identity_core::keys::parse_jwk;
-use identity_core::replay::{InMemoryReplayLog, ReplayRefused};
-use identity_core::{Algorithm, Error as CoreError, SigningKey, VerifyingKey};
-use session_verify::{
+use handoff_core::keys::parse_jwk;
+use handoff_core::replay::{InMemoryReplayLog, ReplayRefused};
+use handoff_core::{Algorithm, Error as CoreError, SigningKey, VerifyingKey};
+use handoff_verify::{
     AccessClaims, ServiceClaims, ServiceTokenVerifier, TokenKind, Verifier, VerifyError,
     mint_access_token, mint_service_token,
 };
@@ -203,7 +203,7 @@ fn run<W: Write>(out: W, mut clock: SimClock) -> Result<W, ExampleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use identity_core::UnixTime;
+    use handoff_core::UnixTime;
 
     #[test]
     fn the_service_token_story_runs() {

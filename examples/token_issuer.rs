@@ -1,7 +1,7 @@
 //! The dev token-issuer simulator (`cargo run --example token_issuer`).
 //!
 //! It starts the very server behind `host-issuer serve --dev-token-endpoint`
-//! (`host_issuer::server`, no code repeated here): RS256 keys made at start,
+//! (`handoff_issuer::server`, no code repeated here): RS256 keys made at start,
 //! `POST /token`, `GET /.well-known/jwks.json`, `GET /certs` and `GET /healthz`, bound to
 //! loopback only. By default it then checks itself over loopback with a bounded HTTP
 //! client (mint a token, fetch the JWKS from both paths, verify the token with
@@ -19,11 +19,11 @@ use std::process::ExitCode;
 
 use examples::http;
 use examples::{During, ExampleError, Narrator, expect, expect_refused, system_rng};
-use host_issuer::server::{
+use handoff_core::{Algorithm, Error as CoreError, Jwks, JwksLimits, Validation, verify};
+use handoff_issuer::server::{
     self, CERTS_PATH, DevTokenConfig, HEALTH_PATH, JWKS_PATH, ServerConfig, ServerHandle,
     TOKEN_PATH,
 };
-use identity_core::{Algorithm, Error as CoreError, Jwks, JwksLimits, Validation, verify};
 use serde_json::{Value, json};
 
 const USAGE: &str = "\
@@ -248,7 +248,7 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     let policy = Validation::builder()
         .issuer(base.as_str())
         .audience(AUDIENCE)
-        .typ(host_issuer::HOST_TOKEN_TYP)
+        .typ(handoff_issuer::HOST_TOKEN_TYP)
         .algorithm(Algorithm::RS256)
         .build()
         .during(step)?;
@@ -282,7 +282,7 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     out.step("verifier", step);
     let (head, rest) = token.split_once('.').unwrap_or_default();
     let (_, signature) = rest.split_once('.').unwrap_or_default();
-    let forged_claims = identity_core::b64::encode(
+    let forged_claims = handoff_core::b64::encode(
         json!({"iss": base, "aud": AUDIENCE, "sub": "admin", "iat": now.as_secs(), "exp": now.as_secs() + 60, "jti": "x"})
             .to_string()
             .as_bytes(),
@@ -304,7 +304,7 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
     let other_aud = Validation::builder()
         .issuer(base.as_str())
         .audience("https://other.example")
-        .typ(host_issuer::HOST_TOKEN_TYP)
+        .typ(handoff_issuer::HOST_TOKEN_TYP)
         .build()
         .during(step)?;
     let e = expect_refused(

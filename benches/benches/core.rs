@@ -6,9 +6,9 @@ use std::hint::black_box;
 
 use benches::fixtures::{jwks_of, kid, prefill, replay_key};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use identity_core::jwks::KidlessTokens;
-use identity_core::replay::{InMemoryReplayLog, ReplayLog, ReplayVerdict};
-use identity_core::{Algorithm, UnixTime};
+use handoff_core::jwks::KidlessTokens;
+use handoff_core::replay::{InMemoryReplayLog, ReplayLog, ReplayVerdict};
+use handoff_core::{Algorithm, UnixTime};
 
 fn jwks_lookup(c: &mut Criterion) {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);

@@ -1,4 +1,4 @@
-//! `dpop/verify` (ours: full proof verification through `dpop::DpopVerifier`, without
+//! `dpop/verify` (ours: full proof verification through `handoff_dpop::DpopVerifier`, without
 //! the replay confirmation that `replay/check_and_insert` measures; raw: the ES256
 //! primitive on the proof's signing input) and `refresh/rotate` (ours: verify, load,
 //! decide and apply on the in-memory store; raw: the 3 HMAC-SHA256 and 2 SHA-256 it
@@ -12,16 +12,17 @@ use std::hint::black_box;
 use benches::fixtures::P256_PEM;
 use benches::report::{OURS, RAW};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use identity_core::{Algorithm, HmacSecret, SigningKey, UnixTime};
+use handoff_core::{Algorithm, HmacSecret, SigningKey, UnixTime};
 
 const URI: &str = "https://rs.example/resource";
 const ACCESS_TOKEN: &str = "bench-access-token";
 
 fn dpop_verify(c: &mut Criterion) {
     let now = UnixTime::from_secs(1_700_000_000);
-    let key =
-        dpop::DpopKey::from_signing_key(SigningKey::from_pem(P256_PEM, Algorithm::ES256).unwrap())
-            .unwrap();
+    let key = handoff_dpop::DpopKey::from_signing_key(
+        SigningKey::from_pem(P256_PEM, Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
     let jkt = key.jkt();
     let proof = key
         .proof(
@@ -33,16 +34,16 @@ fn dpop_verify(c: &mut Criterion) {
             Some(ACCESS_TOKEN),
         )
         .unwrap();
-    let verifier = dpop::DpopVerifier::default();
+    let verifier = handoff_dpop::DpopVerifier::default();
     let headers = [proof.as_str()];
-    let request = dpop::DpopRequest::new(&headers, "GET", URI)
+    let request = handoff_dpop::DpopRequest::new(&headers, "GET", URI)
         .with_access_token(ACCESS_TOKEN)
         .bound_to(&jkt);
     let checked = verifier.verify(&request, now).expect("the proof verifies");
     drop(checked);
 
     let (input, sig) = proof.rsplit_once('.').unwrap();
-    let sig = identity_core::b64::decode(sig).unwrap();
+    let sig = handoff_core::b64::decode(sig).unwrap();
     let vk = {
         use p256::pkcs8::DecodePrivateKey;
         *p256::ecdsa::SigningKey::from_pkcs8_pem(P256_PEM)
@@ -65,7 +66,7 @@ fn dpop_verify(c: &mut Criterion) {
 }
 
 fn refresh_rotate(c: &mut Criterion) {
-    use refresh_family::{InMemoryFamilyStore, Outcome, Policy, RefreshFamilies, rotate, start};
+    use handoff_refresh::{InMemoryFamilyStore, Outcome, Policy, RefreshFamilies, rotate, start};
     let t0 = UnixTime::from_secs(1_700_000_000);
     let now = t0.saturating_add(60);
     let master = HmacSecret::new(vec![0x42; 32]).unwrap();

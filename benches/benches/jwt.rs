@@ -17,7 +17,7 @@ use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, RAW};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use identity_core::Algorithm;
+use handoff_core::Algorithm;
 
 fn group<'a>(c: &'a mut Criterion, op: &str, alg: Algorithm) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(format!("{op}/{alg}"));
@@ -149,7 +149,7 @@ fn ours(c: &mut Criterion, f: &Fixture) {
 /// Where `ours` spends its time on HS256, where the primitive is cheapest: strict
 /// decoding alone, decoding plus the MAC, and the claims parse on top.
 fn breakdown(c: &mut Criterion, f: &Fixture) {
-    use identity_core::jws::{DecodeOptions, decode};
+    use handoff_core::jws::{DecodeOptions, decode};
     let opts = DecodeOptions::default();
     let mut g = c.benchmark_group(format!("verify-breakdown/{}", f.alg));
     g.bench_function("decode", |b| {

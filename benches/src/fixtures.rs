@@ -4,9 +4,9 @@
 //! The keys in `benches/data/` are fixed benchmark-only keys (checked in so that runs
 //! are reproducible and tests need no RSA key generation); never use them elsewhere.
 
-use identity_core::jws::{self, SignHeader};
-use identity_core::replay::{InMemoryReplayLog, ReplayKey, ReplayLog, ReplayVerdict};
-use identity_core::{Algorithm, Jwks, SigningKey, UnixTime, Validation, VerifyingKey};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::replay::{InMemoryReplayLog, ReplayKey, ReplayLog, ReplayVerdict};
+use handoff_core::{Algorithm, Jwks, SigningKey, UnixTime, Validation, VerifyingKey};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
@@ -194,7 +194,7 @@ impl Fixture {
     pub fn signature(&self) -> Vec<u8> {
         self.token
             .rsplit_once('.')
-            .and_then(|(_, sig)| identity_core::b64::decode(sig).ok())
+            .and_then(|(_, sig)| handoff_core::b64::decode(sig).ok())
             .unwrap_or_default()
     }
 }
@@ -215,7 +215,7 @@ pub fn sign_claims<R: CryptoRng + ?Sized>(
     Ok(jws::sign(key, &sign_header(), &payload, rng)?)
 }
 
-/// What `ours` does to verify: [`identity_core::verify`] with [`policy`].
+/// What `ours` does to verify: [`handoff_core::verify`] with [`policy`].
 ///
 /// # Errors
 /// [`Error::Core`] with the reason the token was refused.
@@ -224,8 +224,8 @@ pub fn verify_ours(
     key: &VerifyingKey,
     policy: &Validation,
     now: UnixTime,
-) -> Result<identity_core::Verified<NoCustomClaims>, Error> {
-    Ok(identity_core::verify::<NoCustomClaims, _>(
+) -> Result<handoff_core::Verified<NoCustomClaims>, Error> {
+    Ok(handoff_core::verify::<NoCustomClaims, _>(
         token, key, policy, now,
     )?)
 }

@@ -12,7 +12,7 @@ use core::fmt;
 #[non_exhaustive]
 pub enum Error {
     /// identity-core refused a fixture (a key, a policy, a token).
-    Core(identity_core::Error),
+    Core(handoff_core::Error),
     /// A results file or directory could not be read.
     Io {
         /// The path that failed.
@@ -30,7 +30,7 @@ pub enum Error {
     /// The results directory holds no criterion measurement.
     NoResults(String),
     /// The replay log under measurement could not answer.
-    Store(identity_core::replay::ReplayStoreError),
+    Store(handoff_core::replay::ReplayStoreError),
 }
 
 impl fmt::Display for Error {
@@ -62,8 +62,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<identity_core::Error> for Error {
-    fn from(e: identity_core::Error) -> Self {
+impl From<handoff_core::Error> for Error {
+    fn from(e: handoff_core::Error) -> Self {
         Self::Core(e)
     }
 }

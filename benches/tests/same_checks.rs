@@ -8,7 +8,7 @@ use benches::fixtures::{
     AUDIENCE, BenchClaims, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, LEEWAY_SECS, policy,
     sign_claims, signing_key, verify_ours,
 };
-use identity_core::{Algorithm, UnixTime};
+use handoff_core::{Algorithm, UnixTime};
 
 fn now() -> UnixTime {
     UnixTime::from_secs(
@@ -130,7 +130,7 @@ fn every_implementation_refuses_the_same_bad_tokens() {
         let f = Fixture::new(alg, now, &mut rng()).unwrap();
         let mut sig = f.signature();
         sig[0] ^= 1;
-        let tampered = format!("{}.{}", f.signing_input(), identity_core::b64::encode(&sig));
+        let tampered = format!("{}.{}", f.signing_input(), handoff_core::b64::encode(&sig));
         assert_eq!(
             all_agree(alg, &tampered, now),
             [false; 3],
@@ -145,7 +145,7 @@ fn fixture_parts_reassemble_the_token() {
     let rebuilt = format!(
         "{}.{}",
         f.signing_input(),
-        identity_core::b64::encode(&f.signature())
+        handoff_core::b64::encode(&f.signature())
     );
     assert_eq!(rebuilt, f.token);
     assert_eq!(f.signature().len(), 64);
@@ -153,7 +153,7 @@ fn fixture_parts_reassemble_the_token() {
 
 #[test]
 fn jwks_fixture_finds_every_kid_and_refuses_unknown_ones() {
-    use identity_core::jwks::KidlessTokens;
+    use handoff_core::jwks::KidlessTokens;
     let set = benches::fixtures::jwks_of(16, &mut rng()).unwrap();
     assert_eq!(set.len(), 16);
     for i in 0..16 {
@@ -183,7 +183,7 @@ fn jwks_fixture_finds_every_kid_and_refuses_unknown_ones() {
 
 #[test]
 fn prefill_inserts_live_entries_only_once() {
-    use identity_core::replay::InMemoryReplayLog;
+    use handoff_core::replay::InMemoryReplayLog;
     let now = UnixTime::from_secs(1_700_000_000);
     let log = InMemoryReplayLog::new(10_000);
     let first = now.saturating_add(60);

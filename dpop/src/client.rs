@@ -3,9 +3,9 @@
 use core::fmt;
 use std::collections::VecDeque;
 
-use identity_core::jose_jwk::{Jwk, Parameters};
-use identity_core::jws::{self, SignHeader};
-use identity_core::{Algorithm, SigningKey, Thumbprint, UnixTime, b64};
+use handoff_core::jose_jwk::{Jwk, Parameters};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::{Algorithm, SigningKey, Thumbprint, UnixTime, b64};
 use rand_core::CryptoRng;
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! Access-token binding: `ath` (RFC 9449 section 4.2) and `cnf.jkt` (section 6.1).
 
-use identity_core::{Thumbprint, b64};
+use handoff_core::{Thumbprint, b64};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

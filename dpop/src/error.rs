@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use identity_core::Algorithm;
-use identity_core::replay::ReplayRefused;
+use handoff_core::Algorithm;
+use handoff_core::replay::ReplayRefused;
 
 /// The OAuth error code an [`Error`] maps to on the wire (RFC 9449 sections 7.1, 8, 12.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,7 +78,7 @@ pub enum Error {
     /// The proof is not a well-formed compact JWS, or its header is malformed
     /// (including an embedded `jwk` with private members or an unsupported `crit`).
     #[error("malformed DPoP proof: {0}")]
-    Malformed(identity_core::Error),
+    Malformed(handoff_core::Error),
     /// The header `typ` is not `dpop+jwt`.
     #[error("the proof's typ is {0:?}; a DPoP proof must have typ \"dpop+jwt\"")]
     WrongType(Option<String>),
@@ -95,7 +95,7 @@ pub enum Error {
     MissingJwk,
     /// The embedded `jwk` is not an acceptable public key for the header's `alg`.
     #[error("the embedded jwk is refused: {0}")]
-    InvalidJwk(identity_core::Error),
+    InvalidJwk(handoff_core::Error),
     /// The claims are not a JSON object of the expected types.
     #[error("the proof claims are invalid: {0}")]
     InvalidClaims(String),
@@ -206,7 +206,7 @@ pub enum Error {
     Config(&'static str),
     /// A key could not be generated, imported or used for signing.
     #[error("key error: {0}")]
-    Key(identity_core::Error),
+    Key(handoff_core::Error),
 }
 
 impl From<ReplayRefused> for Error {

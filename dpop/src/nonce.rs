@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use identity_core::{HmacSecret, UnixTime, b64};
+use handoff_core::{HmacSecret, UnixTime, b64};
 
 use crate::Error;
 

@@ -2,9 +2,9 @@
 
 use core::fmt;
 
-use identity_core::jws::{self, DecodeOptions};
-use identity_core::replay::{ReplayKey, ReplayLog, Unconfirmed};
-use identity_core::{Algorithm, Thumbprint, UnixTime, VerifyingKey};
+use handoff_core::jws::{self, DecodeOptions};
+use handoff_core::replay::{ReplayKey, ReplayLog, Unconfirmed};
+use handoff_core::{Algorithm, Thumbprint, UnixTime, VerifyingKey};
 use serde::Deserialize;
 
 use crate::error::{Endpoint, WireError};
@@ -373,7 +373,7 @@ impl DpopVerifier {
             understood_crit: &[],
         };
         let compact = jws::decode(token, &opts).map_err(|e| match e {
-            identity_core::Error::UnsupportedAlgorithm(alg) => Error::AlgorithmNotAllowed {
+            handoff_core::Error::UnsupportedAlgorithm(alg) => Error::AlgorithmNotAllowed {
                 alg,
                 allowed: self.allowed(),
             },

@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use dpop::{DpopKey, Error, NonceMemory, RetryDecision, ath, error_from_www_authenticate};
-use identity_core::jws::{DecodeOptions, decode};
-use identity_core::{Algorithm, SigningKey, b64};
+use handoff_core::jws::{DecodeOptions, decode};
+use handoff_core::{Algorithm, SigningKey, b64};
+use handoff_dpop::{DpopKey, Error, NonceMemory, RetryDecision, ath, error_from_www_authenticate};
 use serde_json::Value;
 
 fn parts(proof: &str) -> (Value, Value) {
@@ -62,7 +62,7 @@ fn proofs_carry_exactly_the_rfc_members() {
     assert!(c.get("nonce").is_none() && c.get("ath").is_none());
     // The signature verifies with the embedded key (through identity-core's strict decoder).
     let compact = decode(&p, &DecodeOptions::default()).unwrap();
-    let vk = identity_core::VerifyingKey::from_jwk(compact.header().jwk().unwrap()).unwrap();
+    let vk = handoff_core::VerifyingKey::from_jwk(compact.header().jwk().unwrap()).unwrap();
     compact.verify(&vk).unwrap();
     assert_eq!(vk.thumbprint(), key.thumbprint());
 }

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::*;
-use dpop::{DpopKey, DpopRequest, DpopVerifier, Error};
-use identity_core::Algorithm;
-use identity_core::replay::InMemoryReplayLog;
+use handoff_core::Algorithm;
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_dpop::{DpopKey, DpopRequest, DpopVerifier, Error};
 use serde_json::{Value, json};
 
 fn interop_dir() -> Option<PathBuf> {
@@ -183,7 +183,7 @@ fn proofs_made_here_verify_in_panva_jose() {
         )
         .unwrap();
     let mut tampered: Vec<&str> = p.split('.').collect();
-    let forged = identity_core::b64::encode(
+    let forged = handoff_core::b64::encode(
         br#"{"jti":"x","htm":"GET","htu":"https://rs.example.com/x","iat":1700000000}"#,
     );
     tampered[1] = &forged;

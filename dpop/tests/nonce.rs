@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use dpop::{NONCE_CHARS, NonceCheck, NonceIssuer};
-use identity_core::HmacSecret;
+use handoff_core::HmacSecret;
+use handoff_dpop::{NONCE_CHARS, NonceCheck, NonceIssuer};
 
 fn issuer() -> NonceIssuer {
     NonceIssuer::new(HmacSecret::generate(&mut rng()), "as-1")
@@ -62,10 +62,10 @@ fn wrong_secret_server_id_or_shape_is_invalid() {
         assert_eq!(a.check(bad, t(NOW)), NonceCheck::Invalid, "{bad}");
     }
     // A valid MAC with the step changed is invalid, not stale.
-    let mut raw = identity_core::b64::decode(&n).unwrap();
+    let mut raw = handoff_core::b64::decode(&n).unwrap();
     raw[7] ^= 1;
     assert_eq!(
-        a.check(&identity_core::b64::encode(&raw), t(NOW)),
+        a.check(&handoff_core::b64::encode(&raw), t(NOW)),
         NonceCheck::Invalid
     );
 }

@@ -1,7 +1,7 @@
 //! Properties: URI normalisation is idempotent and total; verification never panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dpop::normalize_htu;
+use handoff_dpop::normalize_htu;
 use proptest::prelude::*;
 
 proptest! {
@@ -38,14 +38,14 @@ proptest! {
 
     #[test]
     fn verification_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        dpop::fuzz_verify(&bytes);
+        handoff_dpop::fuzz_verify(&bytes);
     }
 
     #[test]
     fn verification_never_panics_on_jws_shaped_input(
         h in "[A-Za-z0-9_-]{0,80}", p in "[A-Za-z0-9_-]{0,80}", s in "[A-Za-z0-9_-]{0,90}",
     ) {
-        dpop::fuzz_verify(format!("{h}.{p}.{s}").as_bytes());
-        dpop::fuzz_verify(format!("eyJhbGciOiJFUzI1NiJ9.{p}.{s}").as_bytes());
+        handoff_dpop::fuzz_verify(format!("{h}.{p}.{s}").as_bytes());
+        handoff_dpop::fuzz_verify(format!("eyJhbGciOiJFUzI1NiJ9.{p}.{s}").as_bytes());
     }
 }

@@ -1,9 +1,9 @@
 //! RFC 9449 published examples (Figures 2, 7 and 13), read from tests/data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dpop::{DpopRequest, DpopVerifier, Error, ath, jkt_matches};
-use identity_core::UnixTime;
-use identity_core::replay::InMemoryReplayLog;
+use handoff_core::UnixTime;
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_dpop::{DpopRequest, DpopVerifier, Error, ath, jkt_matches};
 use serde_json::Value;
 
 fn vectors() -> Value {

@@ -5,11 +5,11 @@
 mod common;
 
 use common::*;
-use dpop::{
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_core::{Algorithm, HmacSecret, SigningKey};
+use handoff_dpop::{
     DpopKey, DpopRequest, DpopVerifier, Endpoint, Error, ErrorCode, NonceIssuer, NoncePolicy, ath,
 };
-use identity_core::replay::InMemoryReplayLog;
-use identity_core::{Algorithm, HmacSecret, SigningKey};
 use serde_json::json;
 
 const URI: &str = "https://api.example.com/items";
@@ -18,7 +18,12 @@ fn es256() -> SigningKey {
     SigningKey::generate(Algorithm::ES256, &mut rng()).unwrap()
 }
 
-fn verify_one(token: &str, method: &str, uri: &str, now: u64) -> Result<dpop::DpopProof, Error> {
+fn verify_one(
+    token: &str,
+    method: &str,
+    uri: &str,
+    now: u64,
+) -> Result<handoff_dpop::DpopProof, Error> {
     let headers = [token];
     let r = DpopRequest::new(&headers, method, uri);
     DpopVerifier::default()
@@ -197,7 +202,7 @@ fn a_signature_by_another_key_than_the_embedded_one_is_refused() {
     // A tampered payload, too.
     let good = good(&key);
     let mut parts: Vec<&str> = good.split('.').collect();
-    let forged = identity_core::b64::encode(
+    let forged = handoff_core::b64::encode(
         &serde_json::to_vec(&claims("jti-0123456789abcdeX", "GET", URI, NOW)).unwrap(),
     );
     parts[1] = &forged;
@@ -448,8 +453,8 @@ fn ath_is_required_with_a_token_and_must_match() {
     .unwrap()
     .confirm(&InMemoryReplayLog::new(4), t(NOW))
     .unwrap();
-    assert!(dpop::ath_matches("tok", &ath("tok")));
-    assert!(!dpop::ath_matches("tok", &ath("tok2")));
+    assert!(handoff_dpop::ath_matches("tok", &ath("tok")));
+    assert!(!handoff_dpop::ath_matches("tok", &ath("tok2")));
 }
 
 #[test]
@@ -766,10 +771,10 @@ fn ps256_and_eddsa_proofs_verify_when_allowed() {
 fn fuzz_entry_point_survives_garbage() {
     let key = es256();
     let good = good(&key);
-    dpop::fuzz_verify(good.as_bytes());
-    dpop::fuzz_verify(b"");
-    dpop::fuzz_verify(&[0xff, 0xfe]);
-    dpop::fuzz_verify(b"GET https://x/%");
-    dpop::fuzz_verify(b"a.b.c");
-    dpop::fuzz_verify("eyJ.eyJ.".as_bytes());
+    handoff_dpop::fuzz_verify(good.as_bytes());
+    handoff_dpop::fuzz_verify(b"");
+    handoff_dpop::fuzz_verify(&[0xff, 0xfe]);
+    handoff_dpop::fuzz_verify(b"GET https://x/%");
+    handoff_dpop::fuzz_verify(b"a.b.c");
+    handoff_dpop::fuzz_verify("eyJ.eyJ.".as_bytes());
 }

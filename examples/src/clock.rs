@@ -4,7 +4,7 @@
 //! read it once at start and then move time forward by hand to show rotation and expiry
 //! without sleeping (and say so in their output).
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 
 use crate::ExampleError;
 

@@ -9,12 +9,12 @@
 pub enum Error {
     /// A key, JWS or claims operation of `identity-core` failed.
     #[error(transparent)]
-    Core(#[from] identity_core::Error),
+    Core(#[from] handoff_core::Error),
     /// The algorithm cannot sign host tokens.
     #[error(
         "{0} cannot sign host tokens: use EdDSA (the default), ES256 or RS256 (asymmetric keys only, so verifiers need no secret)"
     )]
-    UnsupportedAlgorithm(identity_core::Algorithm),
+    UnsupportedAlgorithm(handoff_core::Algorithm),
     /// An input (claim, ttl, kid, option) is out of bounds.
     #[error("invalid {field}: {reason}")]
     InvalidInput {

@@ -21,8 +21,8 @@
 
 use core::fmt;
 
-use identity_core::jose_jwk::Jwk;
-use identity_core::{Jwks, UnixTime};
+use handoff_core::jose_jwk::Jwk;
+use handoff_core::{Jwks, UnixTime};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;

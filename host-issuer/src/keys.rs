@@ -2,9 +2,9 @@
 
 use core::fmt;
 
-use identity_core::jose_jwk::Jwk;
-use identity_core::keys::{MAX_RSA_BITS, MIN_RSA_BITS};
-use identity_core::{Algorithm, SigningKey, VerifyingKey};
+use handoff_core::jose_jwk::Jwk;
+use handoff_core::keys::{MAX_RSA_BITS, MIN_RSA_BITS};
+use handoff_core::{Algorithm, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 

@@ -14,4 +14,4 @@ pub use keyring::{JwksResponse, KeyEntry, KeyStatus, Keyring, KeyringChange};
 pub use keys::HostIssuerKeys;
 pub use mint::{DEFAULT_TTL_SECS, HOST_TOKEN_TYP, HostClaims, MintedHostJwt, mint_host_jwt};
 
-pub use identity_core::{Algorithm, UnixTime};
+pub use handoff_core::{Algorithm, UnixTime};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use host_issuer::server::{self, DevTokenConfig, ServerConfig};
-use host_issuer::{Algorithm, Error, HostClaims, HostIssuerKeys, Keyring};
+use handoff_issuer::server::{self, DevTokenConfig, ServerConfig};
+use handoff_issuer::{Algorithm, Error, HostClaims, HostIssuerKeys, Keyring};
 use rand_core::UnwrapErr;
 use serde_json::Value;
 
@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
         /// Lifetime in seconds (1 to 3600).
-        #[arg(long, default_value_t = host_issuer::DEFAULT_TTL_SECS)]
+        #[arg(long, default_value_t = handoff_issuer::DEFAULT_TTL_SECS)]
         ttl: u64,
         /// Extra claim NAME=VALUE; VALUE is parsed as JSON when it is valid JSON
         /// (numbers, booleans, arrays, objects, "quoted strings"), else taken as a string.
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn now() -> Result<host_issuer::UnixTime, Error> {
+fn now() -> Result<handoff_issuer::UnixTime, Error> {
     server::system_now()
 }
 
@@ -297,12 +297,12 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
-fn inspect(token: &str, now: host_issuer::UnixTime) -> Result<String, Error> {
+fn inspect(token: &str, now: handoff_issuer::UnixTime) -> Result<String, Error> {
     let bad = |reason: &str| Error::InvalidInput {
         field: "token",
         reason: reason.to_owned(),
     };
-    if token.len() > identity_core::jws::DEFAULT_MAX_TOKEN_BYTES {
+    if token.len() > handoff_core::jws::DEFAULT_MAX_TOKEN_BYTES {
         return Err(bad("longer than 16 KiB; this is not a host token"));
     }
     let parts: Vec<&str> = token.split('.').collect();
@@ -315,7 +315,7 @@ fn inspect(token: &str, now: host_issuer::UnixTime) -> Result<String, Error> {
         String::from("UNVERIFIED: the signature was NOT checked; do not trust anything below\n");
     let mut exp = None;
     for (name, seg) in [("header", parts[0]), ("claims", parts[1])] {
-        let bytes = identity_core::b64::decode(seg)
+        let bytes = handoff_core::b64::decode(seg)
             .map_err(|_| bad(&format!("the {name} segment is not unpadded base64url")))?;
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| bad(&format!("the {name} is not JSON: {e}")))?;

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use identity_core::jws::{self, SignHeader};
-use identity_core::{UnixTime, b64};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::{UnixTime, b64};
 use rand_core::CryptoRng;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -46,7 +46,7 @@ pub const REGISTERED_CLAIMS: [&str; 8] = [
 /// struct literal ending in `..Default::default()`.
 ///
 /// ```
-/// # use host_issuer::HostClaims;
+/// # use handoff_issuer::HostClaims;
 /// let c = HostClaims {
 ///     iss: "https://host.example".into(),
 ///     aud: "https://service.example".into(),

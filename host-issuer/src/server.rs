@@ -6,8 +6,8 @@
 //! of the crate that reads the clock, the disk and the network; the rest stays Sans-IO.
 //!
 //! ```no_run
-//! use host_issuer::server::{DevTokenConfig, ServerConfig, spawn};
-//! use host_issuer::Algorithm;
+//! use handoff_issuer::server::{DevTokenConfig, ServerConfig, spawn};
+//! use handoff_issuer::Algorithm;
 //!
 //! let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
 //! let config = ServerConfig::with_generated_keys(Algorithm::RS256, "127.0.0.1:0".parse()?, &mut rng)?
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use identity_core::{Algorithm, UnixTime};
+use handoff_core::{Algorithm, UnixTime};
 use rand_core::UnwrapErr;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response};

@@ -5,12 +5,12 @@
 mod common;
 
 use common::{Served, cli, fails, http, ok, scratch};
-use host_issuer::{HOST_TOKEN_TYP, Keyring, UnixTime};
-use identity_core::{Jwks, JwksLimits, Validation, b64, verify};
+use handoff_core::{Jwks, JwksLimits, Validation, b64, verify};
+use handoff_issuer::{HOST_TOKEN_TYP, Keyring, UnixTime};
 use serde_json::Value;
 
 fn now() -> UnixTime {
-    host_issuer::server::system_now().unwrap()
+    handoff_issuer::server::system_now().unwrap()
 }
 
 fn claims_of(token: &str) -> Value {

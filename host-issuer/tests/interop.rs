@@ -6,8 +6,8 @@
 mod common;
 
 use common::{Served, node_available, node_verify, ok, scratch};
-use host_issuer::server::{DevTokenConfig, ServerConfig, spawn, system_now};
-use host_issuer::{Algorithm, HostClaims, Keyring};
+use handoff_issuer::server::{DevTokenConfig, ServerConfig, spawn, system_now};
+use handoff_issuer::{Algorithm, HostClaims, Keyring};
 use rand_core::UnwrapErr;
 use serde_json::{Value, json};
 

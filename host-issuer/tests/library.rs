@@ -1,13 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Library scenarios with a fake clock: minting, validation, key files, JWKS, rotation.
 
-use host_issuer::keyring::KeyStatus;
-use host_issuer::mint::{MAX_PAYLOAD_BYTES, REGISTERED_CLAIMS};
-use host_issuer::{
+use handoff_core::jws::PRIVATE_JWK_MEMBERS;
+use handoff_core::{Jwks, JwksLimits, Validation, b64, verify};
+use handoff_issuer::keyring::KeyStatus;
+use handoff_issuer::mint::{MAX_PAYLOAD_BYTES, REGISTERED_CLAIMS};
+use handoff_issuer::{
     Algorithm, Error, HOST_TOKEN_TYP, HostClaims, HostIssuerKeys, Keyring, UnixTime, mint_host_jwt,
 };
-use identity_core::jws::PRIVATE_JWK_MEMBERS;
-use identity_core::{Jwks, JwksLimits, Validation, b64, verify};
 use rand_core::UnwrapErr;
 use serde_json::Value;
 
@@ -109,7 +109,7 @@ fn alg_is_pinned_by_the_key() {
     let forged = format!("{forged_header}.{rest}");
     let err = verify::<Value, _>(&forged, &key.verifying_key(), &policy(), now).unwrap_err();
     assert!(
-        matches!(err, identity_core::Error::AlgorithmMismatch { .. }),
+        matches!(err, handoff_core::Error::AlgorithmMismatch { .. }),
         "{err:?}"
     );
     // HS256 and PS256 cannot be host keys at all.
@@ -338,7 +338,7 @@ fn rotation_old_tokens_verify_until_retire_time_then_fail() {
     assert_eq!(jwks.len(), 1);
     let err = verify::<Value, _>(old.token(), &jwks, &policy(), after).unwrap_err();
     assert!(
-        matches!(err, identity_core::Error::KeyNotFound { .. }),
+        matches!(err, handoff_core::Error::KeyNotFound { .. }),
         "{err:?}"
     );
     // ... and a fresh token of the old key (forged clock) does not verify either.

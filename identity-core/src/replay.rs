@@ -6,8 +6,8 @@
 //! reads what was verified.
 //!
 //! ```
-//! use identity_core::replay::{InMemoryReplayLog, ReplayKey, ReplayLog, ReplayVerdict};
-//! use identity_core::UnixTime;
+//! use handoff_core::replay::{InMemoryReplayLog, ReplayKey, ReplayLog, ReplayVerdict};
+//! use handoff_core::UnixTime;
 //!
 //! let log = InMemoryReplayLog::new(1_000);
 //! let now = UnixTime::from_secs(1_700_000_000);

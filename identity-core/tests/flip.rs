@@ -6,7 +6,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use identity_core::{Algorithm, VerifyingKey, verify};
+use handoff_core::{Algorithm, VerifyingKey, verify};
 use proptest::prelude::*;
 
 fn tokens() -> &'static Vec<(String, VerifyingKey)> {

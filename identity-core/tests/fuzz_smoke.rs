@@ -7,7 +7,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use identity_core::{Algorithm, Jwks, VerifyingKey, claims, jwks, jws, keys};
+use handoff_core::{Algorithm, Jwks, VerifyingKey, claims, jwks, jws, keys};
 use proptest::prelude::*;
 
 struct Seeds {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use identity_core::keys::parse_jwk;
-use identity_core::{Algorithm, Jwks, VerifyingKey, b64, verify};
+use handoff_core::keys::parse_jwk;
+use handoff_core::{Algorithm, Jwks, VerifyingKey, b64, verify};
 use serde_json::{Value, json};
 
 fn interop_dir() -> Option<PathBuf> {

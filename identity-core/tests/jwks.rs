@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use identity_core::jwks::{JwksLimits, KidlessTokens};
-use identity_core::{Algorithm, Error, Jwks, KeySource, SigningKey, b64, verify};
+use handoff_core::jwks::{JwksLimits, KidlessTokens};
+use handoff_core::{Algorithm, Error, Jwks, KeySource, SigningKey, b64, verify};
 use serde_json::{Value, json};
 
 fn public(k: &SigningKey) -> Value {
@@ -202,7 +202,7 @@ fn kidless_tokens_are_refused_against_several_keys_unless_opted_in() {
 }
 
 fn jws_kid(token: &str) -> Option<String> {
-    identity_core::jws::decode(token, &Default::default())
+    handoff_core::jws::decode(token, &Default::default())
         .unwrap()
         .header()
         .kid()
@@ -220,7 +220,7 @@ fn symmetric_keys_never_enter_a_set_and_publication_is_public_only() {
     let set = Jwks::from_keys(keys.iter().map(SigningKey::verifying_key)).unwrap();
     let doc: Value = serde_json::from_str(&set.to_json()).unwrap();
     for k in doc["keys"].as_array().unwrap() {
-        for m in identity_core::jws::PRIVATE_JWK_MEMBERS {
+        for m in handoff_core::jws::PRIVATE_JWK_MEMBERS {
             assert!(k.get(m).is_none(), "published {m}");
         }
         assert_eq!(k["use"], "sig");

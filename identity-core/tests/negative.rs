@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use identity_core::jws::{self, DecodeOptions};
-use identity_core::keys::{HmacSecret, parse_jwk};
-use identity_core::{
+use handoff_core::jws::{self, DecodeOptions};
+use handoff_core::keys::{HmacSecret, parse_jwk};
+use handoff_core::{
     Algorithm, Error, Jwks, SigningKey, UnixTime, Validation, VerifyingKey, b64, verify,
 };
 use serde_json::{Value, json};
@@ -811,7 +811,7 @@ fn lifetime_and_required_claims_are_enforced() {
         .issuer(ISS)
         .audience(AUD)
         .max_lifetime(60)
-        .require(identity_core::claims::Claim::Sub)
+        .require(handoff_core::claims::Claim::Sub)
         .build()
         .unwrap();
     let t = sign_json(&k, None, &claims());

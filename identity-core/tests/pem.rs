@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use identity_core::{Algorithm, Error, SigningKey, VerifyingKey};
+use handoff_core::{Algorithm, Error, SigningKey, VerifyingKey};
 
 fn variants(pem: &str) -> Vec<(&'static str, String)> {
     let body: String = pem

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use identity_core::UnixTime;
-use identity_core::replay::{
+use handoff_core::UnixTime;
+use handoff_core::replay::{
     InMemoryReplayLog, ReplayKey, ReplayLog, ReplayRefused, ReplayStoreError, ReplayVerdict,
     Unconfirmed,
 };

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use identity_core::jws::{self, DecodeOptions, SignHeader};
-use identity_core::keys::parse_jwk;
-use identity_core::replay::{InMemoryReplayLog, ReplayRefused};
-use identity_core::{
+use handoff_core::jws::{self, DecodeOptions, SignHeader};
+use handoff_core::keys::parse_jwk;
+use handoff_core::replay::{InMemoryReplayLog, ReplayRefused};
+use handoff_core::{
     Algorithm, Error, Jwks, SigningKey, Validation, VerifyingKey, verify, verify_once,
 };
 use serde::Deserialize;
@@ -81,7 +81,7 @@ fn public_jwk_round_trips_and_never_carries_private_members() {
         let key = key(alg).with_kid("pub").unwrap();
         let public = key.verifying_key().to_public_jwk().unwrap();
         let json: serde_json::Value = serde_json::to_value(&public).unwrap();
-        for m in identity_core::jws::PRIVATE_JWK_MEMBERS {
+        for m in handoff_core::jws::PRIVATE_JWK_MEMBERS {
             assert!(json.get(m).is_none(), "{alg}: public JWK carries {m}");
         }
         assert_eq!(json["alg"], alg.as_str());

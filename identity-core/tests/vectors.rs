@@ -1,9 +1,9 @@
 //! Published test vectors: RFC 7515 appendix A, RFC 8037 appendix A, RFC 7638.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use identity_core::jws::{self, DecodeOptions, SignHeader};
-use identity_core::keys::{jwk_thumbprint, parse_jwk};
-use identity_core::{Algorithm, Error, SigningKey, VerifyingKey};
+use handoff_core::jws::{self, DecodeOptions, SignHeader};
+use handoff_core::keys::{jwk_thumbprint, parse_jwk};
+use handoff_core::{Algorithm, Error, SigningKey, VerifyingKey};
 use serde_json::Value;
 
 fn vectors() -> Value {

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use identity_core::{HmacSecret, UnixTime};
-use refresh_family::{
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_refresh::{
     Decision, FamilyStore, InMemoryFamilyStore, Outcome, Policy, RefreshFamilies, RefreshToken,
     rotate, start,
 };

@@ -1,6 +1,6 @@
 //! Load -> decide -> apply, with bounded retry, against any [`FamilyStore`].
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 use rand_core::CryptoRng;
 
 use crate::RefreshError;

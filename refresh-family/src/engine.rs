@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use identity_core::{HmacSecret, UnixTime};
+use handoff_core::{HmacSecret, UnixTime};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;

@@ -1,6 +1,6 @@
 //! The one public error type of `refresh-family`.
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 
 use crate::records::RevocationReason;
 

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 
 use crate::token::{FamilyId, SecretHash, TokenId};
 

@@ -7,7 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 
 use crate::RefreshError;
 use crate::records::{

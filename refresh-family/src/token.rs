@@ -43,7 +43,7 @@ macro_rules! id_impls {
             /// Unpadded base64url, for logs and text stores.
             #[must_use]
             pub fn to_base64url(&self) -> String {
-                identity_core::b64::encode(&self.0)
+                handoff_core::b64::encode(&self.0)
             }
         }
         impl fmt::Debug for $t {
@@ -118,7 +118,7 @@ impl RefreshToken {
         payload[64..].copy_from_slice(tag);
         let mut text = String::with_capacity(TOKEN_LEN);
         text.push_str(TOKEN_PREFIX);
-        let mut body = identity_core::b64::encode(&payload[..]);
+        let mut body = handoff_core::b64::encode(&payload[..]);
         text.push_str(&body);
         body.zeroize();
         Self {
@@ -161,7 +161,7 @@ impl RefreshToken {
             .strip_prefix(TOKEN_PREFIX)
             .ok_or(RefreshError::Malformed("missing the rf1. version prefix"))?;
         let bytes = Zeroizing::new(
-            identity_core::b64::decode(body)
+            handoff_core::b64::decode(body)
                 .map_err(|_| RefreshError::Malformed("body is not unpadded base64url"))?,
         );
         if bytes.len() != PAYLOAD_LEN {

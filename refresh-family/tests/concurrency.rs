@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use common::{T0, assert_consistent, engine, rng};
-use refresh_family::{
+use handoff_refresh::{
     FamilyStatus, InMemoryFamilyStore, Outcome, Policy, RefreshError, RefreshFamilies,
     RevocationReason, rotate, start,
 };

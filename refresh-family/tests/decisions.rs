@@ -4,8 +4,8 @@
 mod common;
 
 use common::{AlwaysConflict, ForgetfulStore, T0, assert_consistent, engine, foreign_engine, rng};
-use identity_core::UnixTime;
-use refresh_family::{
+use handoff_core::UnixTime;
+use handoff_refresh::{
     ApplyOutcome, AuditEvent, Decision, FamilyStatus, FamilyStore, GraceMode, InMemoryFamilyStore,
     Issued, Outcome, Policy, RefreshError, RefreshFamilies, RefreshToken, Refused, ReuseKind,
     RevocationReason, TOKEN_LEN, TokenState, logout, revoke_family, revoke_subject, rotate, start,
@@ -51,9 +51,9 @@ fn grace_policy(window: u64, uses: u32) -> Policy {
 /// Re-encodes a token with one payload byte flipped.
 fn tamper(t: &RefreshToken, byte: usize) -> String {
     let text = t.expose_secret();
-    let mut payload = identity_core::b64::decode(&text[4..]).unwrap();
+    let mut payload = handoff_core::b64::decode(&text[4..]).unwrap();
     payload[byte] ^= 0x01;
-    format!("rf1.{}", identity_core::b64::encode(&payload))
+    format!("rf1.{}", handoff_core::b64::encode(&payload))
 }
 
 #[test]

@@ -7,12 +7,12 @@
 mod common;
 
 use common::{ForgetfulStore, T0, assert_consistent, engine, foreign_engine, rng};
-use identity_core::UnixTime;
-use proptest::prelude::*;
-use refresh_family::{
+use handoff_core::UnixTime;
+use handoff_refresh::{
     FamilyId, FamilyStore, GraceMode, Outcome, Policy, RefreshError, RefreshFamilies,
     RevocationReason, TokenId, fuzz_parse, revoke_family, rotate, start,
 };
+use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Pick {
@@ -217,9 +217,9 @@ impl World {
             }
             Pick::Tampered(byte) => {
                 let t = &fam.tokens[head].text;
-                let mut payload = identity_core::b64::decode(&t[4..]).unwrap();
+                let mut payload = handoff_core::b64::decode(&t[4..]).unwrap();
                 payload[byte] ^= 0x20;
-                let bad = format!("rf1.{}", identity_core::b64::encode(&payload));
+                let bad = format!("rf1.{}", handoff_core::b64::encode(&payload));
                 (bad, None, true)
             }
         };

@@ -1,22 +1,22 @@
 //! The error type of the token verifiers, the JWKS cache and the token minters.
 
-use identity_core::UnixTime;
-use identity_core::replay::ReplayRefused;
+use handoff_core::UnixTime;
+use handoff_core::replay::ReplayRefused;
 
 use crate::verifier::TokenKind;
 
 /// Everything that can go wrong while verifying or minting the tokens of this crate
-/// (the device handshake has its own [`crate::device::DeviceError`]).
+/// (the device handshake, in `handoff-device`, has its own `DeviceError`).
 ///
 /// Format and policy problems say exactly what was wrong and what to do; a failed
-/// signature stays the opaque [`identity_core::Error::InvalidSignature`], and a DPoP key
+/// signature stays the opaque [`handoff_core::Error::InvalidSignature`], and a DPoP key
 /// mismatch says nothing about which key was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
     /// The token failed a check of `identity-core` (format, signature, claims, policy).
     #[error(transparent)]
-    Token(#[from] identity_core::Error),
+    Token(#[from] handoff_core::Error),
     /// The token carries a claim that belongs to another token kind.
     #[error(
         "claim {claim:?} belongs to another token kind: a {kind} token never carries it (RFC 8725 section 3.12)"

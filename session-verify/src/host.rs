@@ -1,8 +1,8 @@
 //! Host-token exchange: a host JWT from `host-issuer`, verified against the host's JWKS,
 //! EdDSA pinned, `host_tenant_id` required, `jti` one-time for the token's lifetime.
 
-use identity_core::replay::Unconfirmed;
-use identity_core::{KeySource, UnixTime};
+use handoff_core::replay::Unconfirmed;
+use handoff_core::{KeySource, UnixTime};
 use serde::de::DeserializeOwned;
 
 use crate::error::VerifyError;

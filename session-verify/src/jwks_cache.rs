@@ -8,9 +8,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use identity_core::jwks::{Jwks, JwksLimits, KidlessTokens, SkippedKey};
-use identity_core::keys::MAX_KID_BYTES;
-use identity_core::{Algorithm, Thumbprint, UnixTime, VerifyingKey};
+use handoff_core::jwks::{Jwks, JwksLimits, KidlessTokens, SkippedKey};
+use handoff_core::keys::MAX_KID_BYTES;
+use handoff_core::{Algorithm, Thumbprint, UnixTime, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::VerifyError;
@@ -172,11 +172,11 @@ impl From<Rejection> for VerifyError {
         match r {
             Rejection::UnknownKid { retry_after } => Self::UnknownKidRateLimited { retry_after },
             Rejection::KeySetUnavailable { retry_after } => Self::KeySetUnavailable { retry_after },
-            Rejection::AmbiguousKey => Self::Token(identity_core::Error::AmbiguousKey(
+            Rejection::AmbiguousKey => Self::Token(handoff_core::Error::AmbiguousKey(
                 "several keys in the issuer's set match this kid and algorithm",
             )),
             Rejection::AlgorithmMismatch { header, key } => {
-                Self::Token(identity_core::Error::AlgorithmMismatch { header, key })
+                Self::Token(handoff_core::Error::AlgorithmMismatch { header, key })
             }
         }
     }
@@ -476,8 +476,8 @@ impl JwksCache {
         };
         match set.find_index(kid, alg, self.config.kidless) {
             Ok(i) => Match::Found(i),
-            Err(identity_core::Error::AlgorithmMismatch { key, .. }) => Match::OtherAlg(key),
-            Err(identity_core::Error::AmbiguousKey(_)) => Match::Ambiguous,
+            Err(handoff_core::Error::AlgorithmMismatch { key, .. }) => Match::OtherAlg(key),
+            Err(handoff_core::Error::AmbiguousKey(_)) => Match::Ambiguous,
             Err(_) => Match::Absent,
         }
     }
@@ -814,17 +814,17 @@ impl CacheSnapshot {
     /// `max_bytes`.
     ///
     /// # Errors
-    /// [`identity_core::Error::TokenTooLarge`] or [`identity_core::Error::Json`].
+    /// [`handoff_core::Error::TokenTooLarge`] or [`handoff_core::Error::Json`].
     pub fn from_json(text: &str, max_bytes: usize) -> Result<Self, VerifyError> {
         if text.len() > max_bytes {
-            return Err(identity_core::Error::TokenTooLarge {
+            return Err(handoff_core::Error::TokenTooLarge {
                 len: text.len(),
                 max: max_bytes,
             }
             .into());
         }
         serde_json::from_str(text).map_err(|e| {
-            identity_core::Error::Json {
+            handoff_core::Error::Json {
                 part: "cache snapshot",
                 detail: e.to_string().chars().take(64).collect(),
             }

@@ -1,13 +1,9 @@
 #![doc = include_str!("../README.md")]
 //!
-//! `session-verify`: verifier policy, session tokens and the HMAC device handshake.
-//!
-//! See the [`device`] module for the device handshake (client and gateway side),
-//! device registry, device sessions and audit events.
+//! `handoff-verify`: verifier policy, JWKS cache, session and service tokens. The HMAC device
+//! handshake lives in `handoff-device`.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-
-pub mod device;
 
 mod error;
 mod host;

@@ -1,8 +1,8 @@
 //! Internal service tokens (gateway to backend): EdDSA only, short-lived, with `scope`.
 //! The backend holds only the public key, so a compromised backend cannot mint.
 
-use identity_core::replay::Unconfirmed;
-use identity_core::{Algorithm, SigningKey, UnixTime, VerifyingKey};
+use handoff_core::replay::Unconfirmed;
+use handoff_core::{Algorithm, SigningKey, UnixTime, VerifyingKey};
 use rand_core::CryptoRng;
 use serde::Serialize;
 
@@ -219,7 +219,7 @@ impl ServiceTokenVerifier {
         if let (Some(exp), Some(iat)) = (r.exp, r.iat)
             && exp.0.saturating_sub(iat.0) > MAX_SERVICE_TTL_SECS
         {
-            return Err(identity_core::Error::InvalidClaim {
+            return Err(handoff_core::Error::InvalidClaim {
                 claim: "exp",
                 reason: "a service token lives at most 300 s",
             }
@@ -254,7 +254,7 @@ impl ServiceTokenVerifier {
         let u = self.verifier.verify_once(token, &self.key, now)?;
         let key = *u.replay_key();
         let until = u.until();
-        let v = u.confirm_with(identity_core::replay::ReplayVerdict::Fresh)?;
+        let v = u.confirm_with(handoff_core::replay::ReplayVerdict::Fresh)?;
         Ok(Unconfirmed::new(self.check(v)?, key, until))
     }
 }

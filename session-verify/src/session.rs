@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use identity_core::jws::{self, SignHeader};
-use identity_core::{HmacSecret, KeySource, SigningKey, Thumbprint, UnixTime, VerifyingKey, b64};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::{HmacSecret, KeySource, SigningKey, Thumbprint, UnixTime, VerifyingKey, b64};
 use rand_core::CryptoRng;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -262,7 +262,7 @@ pub(crate) fn sign_json<R: CryptoRng + ?Sized>(
     payload: &impl Serialize,
     rng: &mut R,
 ) -> Result<String, VerifyError> {
-    let json = serde_json::to_vec(payload).map_err(|e| identity_core::Error::Json {
+    let json = serde_json::to_vec(payload).map_err(|e| handoff_core::Error::Json {
         part: "claims",
         detail: e.to_string().chars().take(64).collect(),
     })?;
@@ -290,7 +290,7 @@ pub enum Presented {
 impl Presented {
     /// The presentation of a DPoP proof verified (and confirmed) by the `dpop` crate.
     #[must_use]
-    pub fn dpop(proof: &dpop::DpopProof) -> Self {
+    pub fn dpop(proof: &handoff_dpop::DpopProof) -> Self {
         Self::Dpop {
             proof_thumbprint: proof.thumbprint(),
         }
@@ -302,13 +302,15 @@ impl Presented {
     /// replay log: bind the access token first, confirm the proof last (RFC 9449 section
     /// 4.3 step 12), so a refused request never burns the proof's `jti`.
     #[must_use]
-    pub fn dpop_unconfirmed(proof: &identity_core::replay::Unconfirmed<dpop::DpopProof>) -> Self {
+    pub fn dpop_unconfirmed(
+        proof: &handoff_core::replay::Unconfirmed<handoff_dpop::DpopProof>,
+    ) -> Self {
         Self::dpop(proof.get_unconfirmed())
     }
 }
 
-impl From<&dpop::DpopProof> for Presented {
-    fn from(proof: &dpop::DpopProof) -> Self {
+impl From<&handoff_dpop::DpopProof> for Presented {
+    fn from(proof: &handoff_dpop::DpopProof) -> Self {
         Self::dpop(proof)
     }
 }
@@ -399,7 +401,7 @@ impl AccessTokenVerifier {
         match (v.jkt(), presented) {
             (Some(_), Presented::Bearer) => Err(VerifyError::BoundTokenAsBearer),
             (Some(jkt), Presented::Dpop { proof_thumbprint }) => {
-                if dpop::jkt_matches(proof_thumbprint, jkt) {
+                if handoff_dpop::jkt_matches(proof_thumbprint, jkt) {
                     Ok(AccessToken { inner: v })
                 } else {
                     Err(VerifyError::KeyBindingMismatch)

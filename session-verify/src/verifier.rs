@@ -3,10 +3,10 @@
 
 use core::fmt;
 
-use identity_core::claims::{Claim, RegisteredClaims};
-use identity_core::jws::{self, Compact, Header};
-use identity_core::replay::Unconfirmed;
-use identity_core::{Algorithm, KeySource, UnixTime, Validation, Verified};
+use handoff_core::claims::{Claim, RegisteredClaims};
+use handoff_core::jws::{self, Compact, Header};
+use handoff_core::replay::Unconfirmed;
+use handoff_core::{Algorithm, KeySource, UnixTime, Validation, Verified};
 use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
@@ -124,14 +124,14 @@ fn non_empty(
     v: Option<&String>,
     claim: &'static str,
     max: usize,
-) -> Result<(), identity_core::Error> {
+) -> Result<(), handoff_core::Error> {
     match v {
-        None => Err(identity_core::Error::MissingClaim(claim)),
-        Some(s) if s.is_empty() => Err(identity_core::Error::InvalidClaim {
+        None => Err(handoff_core::Error::MissingClaim(claim)),
+        Some(s) if s.is_empty() => Err(handoff_core::Error::InvalidClaim {
             claim,
             reason: "must not be empty",
         }),
-        Some(s) if s.len() > max => Err(identity_core::Error::InvalidClaim {
+        Some(s) if s.len() > max => Err(handoff_core::Error::InvalidClaim {
             claim,
             reason: "is longer than this verifier accepts",
         }),
@@ -152,7 +152,7 @@ impl Shape {
         if let Some(scope) = &self.scope
             && scope.len() > MAX_SCOPE_BYTES
         {
-            return Err(identity_core::Error::InvalidClaim {
+            return Err(handoff_core::Error::InvalidClaim {
                 claim: "scope",
                 reason: "is longer than this verifier accepts",
             }
@@ -516,13 +516,12 @@ impl Verifier {
         keys: &K,
         now: UnixTime,
     ) -> Result<VerifiedToken<T>, VerifyError> {
-        let v =
-            identity_core::verify_decoded::<Claims<T>, K>(compact, keys, &self.validation, now)?;
+        let v = handoff_core::verify_decoded::<Claims<T>, K>(compact, keys, &self.validation, now)?;
         self.finish(v)
     }
 
     /// Verifies a token of a replay-enforcing profile; the result must be confirmed
-    /// against a [`identity_core::replay::ReplayLog`] (its entry lives until `exp` +
+    /// against a [`handoff_core::replay::ReplayLog`] (its entry lives until `exp` +
     /// leeway) before it can be read.
     ///
     /// # Errors
@@ -542,7 +541,7 @@ impl Verifier {
         keys: &K,
         now: UnixTime,
     ) -> Result<Unconfirmed<VerifiedToken<T>>, VerifyError> {
-        let u = identity_core::verify_decoded_once::<Claims<T>, K>(
+        let u = handoff_core::verify_decoded_once::<Claims<T>, K>(
             compact,
             keys,
             &self.validation,
@@ -558,7 +557,7 @@ impl Verifier {
         token: &str,
         cache: &mut JwksCache,
         now: UnixTime,
-        verify: impl FnOnce(Compact<'_>, &identity_core::VerifyingKey) -> Result<V, VerifyError>,
+        verify: impl FnOnce(Compact<'_>, &handoff_core::VerifyingKey) -> Result<V, VerifyError>,
     ) -> Result<Outcome<V>, VerifyError> {
         // Decoded once, under the profile's own policy (size, format, crit, typ, algorithm),
         // so no token the profile would refuse anyway triggers a fetch.

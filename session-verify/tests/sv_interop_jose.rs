@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use identity_core::keys::{jwk_thumbprint, parse_jwk};
-use identity_core::replay::InMemoryReplayLog;
-use identity_core::{Algorithm, UnixTime};
-use serde_json::Value;
-use session_verify::{
+use handoff_core::keys::{jwk_thumbprint, parse_jwk};
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_core::{Algorithm, UnixTime};
+use handoff_verify::{
     AccessTokenVerifier, FetchOutcome, FetchResponse, HostTokenVerifier, JwksCache,
     JwksCacheConfig, NoCustomClaims, Outcome, Presented, TokenKind, Verifier, VerifyError,
 };
+use serde_json::Value;
 
 const URI: &str = "https://host.example/.well-known/jwks.json";
 
@@ -40,7 +40,7 @@ fn run_peer() -> Option<Value> {
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
-fn respond(cache: &mut JwksCache, now: UnixTime, id: session_verify::FetchId, jwks: &Value) {
+fn respond(cache: &mut JwksCache, now: UnixTime, id: handoff_verify::FetchId, jwks: &Value) {
     let r = cache.on_fetch_complete(
         now,
         id,

@@ -3,14 +3,14 @@
 
 mod sv_common;
 
-use identity_core::jwks::KidlessTokens;
-use identity_core::{Algorithm, SigningKey};
-use proptest::prelude::*;
-use session_verify::jwks_cache::parse_max_age;
-use session_verify::{
+use handoff_core::jwks::KidlessTokens;
+use handoff_core::{Algorithm, SigningKey};
+use handoff_verify::jwks_cache::parse_max_age;
+use handoff_verify::{
     CacheSnapshot, FetchOutcome, FetchRequest, FetchResponse, JwksCache, JwksCacheConfig, Lookup,
     NoCustomClaims, Outcome, Rejection, TokenKind, VerifyError,
 };
+use proptest::prelude::*;
 use sv_common::*;
 
 const ED: Algorithm = Algorithm::EdDSA;
@@ -454,7 +454,7 @@ fn a_bad_token_does_not_swallow_the_refresh_it_was_handed() {
     let r = access.verify_with_cache::<NoCustomClaims>(&forged, &mut c, t(NOW + 560));
     assert!(matches!(
         r,
-        Err(VerifyError::Token(identity_core::Error::InvalidSignature))
+        Err(VerifyError::Token(handoff_core::Error::InvalidSignature))
     ));
     assert_eq!(c.fetch_in_flight(), None);
     let good = token(&k1, "at+jwt", &access_claims(NOW + 560));

@@ -4,10 +4,10 @@
 
 mod sv_common;
 
-use identity_core::replay::{InMemoryReplayLog, ReplayRefused};
-use identity_core::{Algorithm, Error as CoreError, Jwks, SigningKey, b64};
+use handoff_core::replay::{InMemoryReplayLog, ReplayRefused};
+use handoff_core::{Algorithm, Error as CoreError, Jwks, SigningKey, b64};
+use handoff_verify::{NoCustomClaims, TokenKind, Verifier, VerifyError};
 use serde_json::json;
-use session_verify::{NoCustomClaims, TokenKind, Verifier, VerifyError};
 use sv_common::*;
 
 struct Issuer {
@@ -37,7 +37,7 @@ fn access() -> Verifier {
     )
 }
 
-fn verify_access<K: identity_core::KeySource + ?Sized>(
+fn verify_access<K: handoff_core::KeySource + ?Sized>(
     v: &Verifier,
     token: &str,
     keys: &K,
@@ -616,7 +616,7 @@ fn custom_claims_come_through() {
 
 #[test]
 fn incomplete_or_contradictory_policies_are_refused() {
-    let policy = |b: session_verify::VerifierBuilder| match b.build() {
+    let policy = |b: handoff_verify::VerifierBuilder| match b.build() {
         Err(VerifyError::Policy(m)) => m,
         Err(VerifyError::Token(CoreError::Policy(m))) => m,
         other => panic!("expected a policy error, got {other:?}"),

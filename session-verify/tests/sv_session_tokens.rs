@@ -3,14 +3,14 @@
 
 mod sv_common;
 
-use identity_core::replay::{InMemoryReplayLog, ReplayRefused};
-use identity_core::{Algorithm, Error as CoreError, HmacSecret, SigningKey};
-use serde_json::json;
-use session_verify::{
+use handoff_core::replay::{InMemoryReplayLog, ReplayRefused};
+use handoff_core::{Algorithm, Error as CoreError, HmacSecret, SigningKey};
+use handoff_verify::{
     AccessClaims, AccessTokenVerifier, Presented, ServiceClaims, ServiceTokenVerifier, TokenKind,
     Verifier, VerifyError, derive_hs256_signing_key, derive_hs256_verifying_key, mint_access_token,
     mint_service_token,
 };
+use serde_json::json;
 use sv_common::*;
 
 fn access_verifier(algs: &[Algorithm]) -> AccessTokenVerifier {
@@ -260,7 +260,7 @@ fn service_tokens_cannot_be_minted_with_anything_but_eddsa_or_verified_with_a_se
         Err(VerifyError::Policy(_))
     ));
     // The backend holds a public key only: a shared secret is refused outright.
-    let secret = identity_core::VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+    let secret = handoff_core::VerifyingKey::hs256(vec![7u8; 32]).unwrap();
     assert!(
         ServiceTokenVerifier::new(
             profile(TokenKind::Service, &[Algorithm::EdDSA]),
@@ -325,7 +325,7 @@ fn service_tokens_can_be_made_one_time() {
 #[test]
 fn a_proof_verified_by_the_dpop_crate_binds_the_token() {
     let issuer = key(Algorithm::EdDSA, "s1");
-    let client = dpop::DpopKey::generate(Algorithm::ES256, &mut rng()).unwrap();
+    let client = handoff_dpop::DpopKey::generate(Algorithm::ES256, &mut rng()).unwrap();
     let at = mint_access_token(
         &claims().bound_to(client.thumbprint()),
         &issuer,
@@ -337,14 +337,14 @@ fn a_proof_verified_by_the_dpop_crate_binds_the_token() {
     let proof = client
         .proof("GET", uri, t(NOW), &mut rng(), None, Some(at.as_str()))
         .unwrap();
-    let dv = dpop::DpopVerifier::builder()
+    let dv = handoff_dpop::DpopVerifier::builder()
         .algorithms(&[Algorithm::ES256, Algorithm::EdDSA])
         .build()
         .unwrap();
     let log = InMemoryReplayLog::new(10);
     let headers = [proof.as_str()];
     let jkt = client.jkt();
-    let req = dpop::DpopRequest::new(&headers, "GET", uri)
+    let req = handoff_dpop::DpopRequest::new(&headers, "GET", uri)
         .with_access_token(at.as_str())
         .bound_to(&jkt);
     let verified_proof = dv.verify_and_confirm(&req, t(NOW), &log).unwrap();
@@ -355,14 +355,14 @@ fn a_proof_verified_by_the_dpop_crate_binds_the_token() {
             .is_ok()
     );
     // A proof by another client key does not bind.
-    let other = dpop::DpopKey::generate(Algorithm::ES256, &mut rng()).unwrap();
+    let other = handoff_dpop::DpopKey::generate(Algorithm::ES256, &mut rng()).unwrap();
     let p2 = other
         .proof("GET", uri, t(NOW), &mut rng(), None, Some(at.as_str()))
         .unwrap();
     let h2 = [p2.as_str()];
     let other_proof = dv
         .verify_and_confirm(
-            &dpop::DpopRequest::new(&h2, "GET", uri).with_access_token(at.as_str()),
+            &handoff_dpop::DpopRequest::new(&h2, "GET", uri).with_access_token(at.as_str()),
             t(NOW),
             &log,
         )

@@ -3,8 +3,8 @@
 /// Everything that can go wrong when setting up or running a store adapter.
 ///
 /// The trait implementations map these onto the errors of the trait they implement
-/// ([`identity_core::replay::ReplayStoreError`], `refresh_family::RefreshError`,
-/// `session_verify::device::DeviceError`), always failing closed.
+/// ([`handoff_core::replay::ReplayStoreError`], `handoff_refresh::RefreshError`,
+/// `handoff_device::DeviceError`), always failing closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoresError {

@@ -8,8 +8,8 @@
 
 use core::fmt;
 
-use identity_core::UnixTime;
-use identity_core::replay::{ReplayKey, ReplayLog, ReplayStoreError, ReplayVerdict};
+use handoff_core::UnixTime;
+use handoff_core::replay::{ReplayKey, ReplayLog, ReplayStoreError, ReplayVerdict};
 
 use crate::StoresError;
 use crate::pool::{Pool, PoolConfig};

@@ -4,12 +4,12 @@
 
 mod common;
 
-use identity_core::{HmacSecret, UnixTime};
-use session_verify::device::{
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_device::{
     DeviceError, DeviceId, DeviceRecord, DeviceRegistry, DeviceState, KeyId, OperatorId,
 };
-use stores::PoolConfig;
-use stores::pg::{AeadSealer, DerivedSecrets, PgStore};
+use handoff_stores::PoolConfig;
+use handoff_stores::pg::{AeadSealer, DerivedSecrets, PgStore};
 
 fn setup(test: &str) -> Option<(String, PgStore)> {
     let url = common::server_url("STORES_PG_URL", "postgres", test)?;

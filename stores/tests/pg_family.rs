@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use identity_core::{HmacSecret, UnixTime};
-use refresh_family::{
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_refresh::{
     ApplyOutcome, FamilyStatus, FamilyStore, Guard, Outcome, Policy, RefreshError, RefreshFamilies,
     RevocationReason, TokenState, WritePlan, rotate, start,
 };
-use stores::PoolConfig;
-use stores::pg::PgStore;
+use handoff_stores::PoolConfig;
+use handoff_stores::pg::PgStore;
 
 struct Db {
     url: String,
@@ -224,7 +224,7 @@ fn unreachable_database_is_an_error() {
     )
     .unwrap();
     let store = pg.family_store();
-    let id = refresh_family::FamilyId::from_bytes([1; 16]);
+    let id = handoff_refresh::FamilyId::from_bytes([1; 16]);
     assert!(matches!(
         store.load_family(id),
         Err(RefreshError::StoreUnavailable(_))

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use identity_core::UnixTime;
-use identity_core::replay::{ReplayKey, ReplayLog, ReplayVerdict};
-use stores::PoolConfig;
-use stores::redis::{Expiry, RedisReplayLog};
+use handoff_core::UnixTime;
+use handoff_core::replay::{ReplayKey, ReplayLog, ReplayVerdict};
+use handoff_stores::PoolConfig;
+use handoff_stores::redis::{Expiry, RedisReplayLog};
 
 fn url(test: &str) -> Option<String> {
     common::server_url("STORES_REDIS_URL", "redis", test)

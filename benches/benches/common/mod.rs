@@ -11,7 +11,7 @@ use benches::fixtures::{
     AUDIENCE, BenchClaims, Fixture, HS256_SECRET, ISSUER, LEEWAY_SECS, private_pem, public_pem,
 };
 use criterion::Criterion;
-use identity_core::{Algorithm, UnixTime};
+use handoff_core::{Algorithm, UnixTime};
 
 /// Wall-clock now: the peers read the system clock themselves, so the tokens must be
 /// valid at the real time.

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use benches::fixtures::prefill;
 use benches::report::{REPLAY_MEMORY_FILE, ReplayMemory, criterion_dir};
-use identity_core::UnixTime;
-use identity_core::replay::InMemoryReplayLog;
+use handoff_core::UnixTime;
+use handoff_core::replay::InMemoryReplayLog;
 
 const DEFAULT_ENTRIES: u64 = 1_000_000;
 

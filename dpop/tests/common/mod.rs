@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: a system RNG, hand-made tokens, a fake clock.
 #![allow(dead_code, unreachable_pub)]
 
-use identity_core::{SigningKey, UnixTime, b64};
+use handoff_core::{SigningKey, UnixTime, b64};
 use serde_json::{Value, json};
 
 pub type Rng = rand_core::UnwrapErr<getrandom::SysRng>;

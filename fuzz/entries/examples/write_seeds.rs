@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use identity_core::jws::{self, SignHeader};
-use identity_core::{Jwks, b64};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::{Jwks, b64};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -124,7 +124,7 @@ fn main() {
         let claims = format!(
             r#"{{"jti":"p-{alg}","htm":"GET","htu":"https://rs.example/resource","iat":{now},"ath":"{ath}"}}"#,
             alg = k.algorithm(),
-            ath = dpop::ath("token")
+            ath = handoff_dpop::ath("token")
         );
         let t = jws::sign(
             k,

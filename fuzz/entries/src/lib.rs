@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use identity_core::{Algorithm, SigningKey, VerifyingKey};
+use handoff_core::{Algorithm, SigningKey, VerifyingKey};
 
 /// The HS256 secret of the JWS target (fixed, fuzzing only).
 pub const HS256_SECRET: [u8; 32] = *b"fuzz-only-hs256-secret-32-bytes!";
@@ -40,30 +40,30 @@ pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> = LazyLock::new(|| {
 
 /// Compact JWS decoding and signature verification.
 pub fn jws_decode_verify(data: &[u8]) {
-    identity_core::jws::fuzz_decode(data);
+    handoff_core::jws::fuzz_decode(data);
     for key in JWS_KEYS.iter() {
-        identity_core::jws::fuzz_decode_and_verify(data, key);
+        handoff_core::jws::fuzz_decode_and_verify(data, key);
     }
 }
 
 /// JWKS document parsing.
 pub fn jwks_parse(data: &[u8]) {
-    identity_core::jwks::fuzz_parse(data);
+    handoff_core::jwks::fuzz_parse(data);
 }
 
 /// DPoP proof verification.
 pub fn dpop_verify(data: &[u8]) {
-    dpop::fuzz_verify(data);
+    handoff_dpop::fuzz_verify(data);
 }
 
 /// Device handshake message (and device session token) parsing.
 pub fn device_handshake_parse(data: &[u8]) {
-    session_verify::device::fuzz_parse_handshake(data);
+    handoff_device::fuzz_parse_handshake(data);
 }
 
 /// Refresh token parsing.
 pub fn refresh_token_parse(data: &[u8]) {
-    refresh_family::fuzz_parse(data);
+    handoff_refresh::fuzz_parse(data);
 }
 
 /// A fuzz entry point: takes any bytes, must never panic.

@@ -1,9 +1,9 @@
 //! Shared helpers for the integration tests: a system RNG, fixed keys, a fake clock.
 #![allow(dead_code, unreachable_pub)]
 
-use identity_core::jws::{self, SignHeader};
-use identity_core::keys::parse_jwk;
-use identity_core::{Algorithm, SigningKey, UnixTime, Validation};
+use handoff_core::jws::{self, SignHeader};
+use handoff_core::keys::parse_jwk;
+use handoff_core::{Algorithm, SigningKey, UnixTime, Validation};
 use serde_json::{Value, json};
 
 pub const NOW: u64 = 1_700_000_000;
@@ -78,8 +78,8 @@ pub fn sign_bytes(key: &SigningKey, typ: Option<&str>, payload: &[u8]) -> String
 /// Builds a token from a raw header JSON text, a payload and an HMAC secret, so tests can
 /// forge headers a signer would never write.
 pub fn hs256_raw(header: &str, payload: &[u8], secret: &[u8]) -> String {
-    use identity_core::b64;
-    use identity_core::keys::HmacSecret;
+    use handoff_core::b64;
+    use handoff_core::keys::HmacSecret;
     let input = format!(
         "{}.{}",
         b64::encode(header.as_bytes()),
@@ -94,7 +94,7 @@ pub fn hs256_raw(header: &str, payload: &[u8], secret: &[u8]) -> String {
 /// Signs an arbitrary header (as JSON text) and payload with `key`, bypassing the
 /// library's header writer.
 pub fn sign_raw(key: &SigningKey, header: &str, payload: &[u8]) -> String {
-    use identity_core::b64;
+    use handoff_core::b64;
     let input = format!(
         "{}.{}",
         b64::encode(header.as_bytes()),

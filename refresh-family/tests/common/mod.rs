@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use identity_core::{HmacSecret, UnixTime};
-use refresh_family::{
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, InMemoryFamilyStore,
     Loaded, Policy, RefreshError, RefreshFamilies, TokenId, TokenRecord, TokenState, WritePlan,
 };

@@ -1,11 +1,11 @@
 //! Helpers shared by the session-verify integration tests (fake clock, forging).
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use identity_core::{Algorithm, Jwks, SigningKey, UnixTime, b64};
-use serde_json::{Value, json};
-use session_verify::{
+use handoff_core::{Algorithm, Jwks, SigningKey, UnixTime, b64};
+use handoff_verify::{
     FetchRequest, FetchResponse, JwksCache, JwksCacheConfig, TokenKind, Verifier,
 };
+use serde_json::{Value, json};
 
 pub const ISS: &str = "https://issuer.example";
 pub const AUD: &str = "https://api.example";
@@ -112,7 +112,7 @@ pub fn serve(cache: &mut JwksCache, now: UnixTime, req: &FetchRequest, body: &st
     let report = cache.on_fetch_complete(now, req.id, ok(body, Some("max-age=600")));
     assert_eq!(
         report.outcome,
-        session_verify::FetchOutcome::Replaced,
+        handoff_verify::FetchOutcome::Replaced,
         "{report:?}"
     );
 }

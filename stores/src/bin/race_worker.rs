@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use identity_core::{HmacSecret, UnixTime};
-use refresh_family::{FamilyStore, Outcome, Policy, RefreshFamilies, rotate};
-use stores::PoolConfig;
-use stores::pg::PgStore;
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_refresh::{FamilyStore, Outcome, Policy, RefreshFamilies, rotate};
+use handoff_stores::PoolConfig;
+use handoff_stores::pg::PgStore;
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set"))
@@ -68,7 +68,7 @@ fn run() -> Result<(), String> {
                 (Arc::clone(&store), Arc::clone(&engine), Arc::clone(&token));
             std::thread::spawn(move || {
                 // Warm a connection up, then wait for the common start instant.
-                let parsed = refresh_family::RefreshToken::parse(&token);
+                let parsed = handoff_refresh::RefreshToken::parse(&token);
                 if let Ok(p) = &parsed {
                     let _ = store.load_family(p.claimed_family());
                 }

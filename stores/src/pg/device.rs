@@ -3,12 +3,12 @@
 use core::fmt;
 use std::sync::Arc;
 
-use identity_core::UnixTime;
-use postgres::Row;
-use session_verify::device::{
+use handoff_core::UnixTime;
+use handoff_device::{
     DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, KeyId, KeyStatus,
     MAX_KEYS_PER_DEVICE, OperatorId,
 };
+use postgres::Row;
 
 use super::seal::SecretSealer;
 use super::{Failure, Shared, classify, to_i64, to_u64};

@@ -6,13 +6,13 @@
 use core::fmt;
 use std::sync::Arc;
 
-use identity_core::UnixTime;
-use postgres::Row;
-use postgres::types::ToSql;
-use refresh_family::{
+use handoff_core::UnixTime;
+use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
     RefreshError, RevocationReason, SecretHash, TokenId, TokenRecord, TokenState, Write, WritePlan,
 };
+use postgres::Row;
+use postgres::types::ToSql;
 
 use super::{Failure, Shared, classify, to_i64, to_u64};
 

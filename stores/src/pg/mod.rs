@@ -89,13 +89,13 @@ pub(crate) struct Shared {
 /// A connection pool to one database and one schema, from which the adapters are made.
 ///
 /// ```no_run
-/// use stores::PoolConfig;
-/// use stores::pg::PgStore;
+/// use handoff_stores::PoolConfig;
+/// use handoff_stores::pg::PgStore;
 ///
 /// let pg = PgStore::connect("postgres://gw@127.0.0.1/identity", "identity", PoolConfig::default())?;
 /// pg.migrate()?; // idempotent; safe to call from every instance at start-up
 /// let families = pg.family_store();
-/// # Ok::<(), stores::StoresError>(())
+/// # Ok::<(), handoff_stores::StoresError>(())
 /// ```
 #[derive(Clone)]
 pub struct PgStore {

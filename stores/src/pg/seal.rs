@@ -4,8 +4,8 @@ use core::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use identity_core::HmacSecret;
-use session_verify::device::{DeviceId, KeyId, derive_device_secret};
+use handoff_core::HmacSecret;
+use handoff_device::{DeviceId, KeyId, derive_device_secret};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use identity_core::{HmacSecret, UnixTime, b64};
+use handoff_core::{HmacSecret, UnixTime, b64};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

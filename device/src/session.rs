@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use identity_core::{UnixTime, b64};
+use handoff_core::{UnixTime, b64};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

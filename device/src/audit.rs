@@ -1,7 +1,7 @@
 //! Audit events: values the caller writes (for example as JSON lines). They never contain
 //! secrets, session tokens, token hashes or MACs.
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 use serde::Serialize;
 
 use super::wire::{DeviceId, KeyId, OperatorId};

@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use identity_core::replay::{ReplayKey, ReplayLog, ReplayRefused, ReplayVerdict, Unconfirmed};
-use identity_core::{HmacSecret, UnixTime};
+use handoff_core::replay::{ReplayKey, ReplayLog, ReplayRefused, ReplayVerdict, Unconfirmed};
+use handoff_core::{HmacSecret, UnixTime};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;

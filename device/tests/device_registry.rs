@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use identity_core::{HmacSecret, UnixTime};
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_device::*;
 use proptest::prelude::*;
 use rand_core::UnwrapErr;
-use session_verify::device::*;
 
 fn t(s: u64) -> UnixTime {
     UnixTime::from_secs(1_700_000_000 + s)

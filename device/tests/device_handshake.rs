@@ -4,12 +4,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use identity_core::replay::{
+use handoff_core::replay::{
     InMemoryReplayLog, ReplayKey, ReplayLog, ReplayStoreError, ReplayVerdict,
 };
-use identity_core::{HmacSecret, UnixTime, b64};
+use handoff_core::{HmacSecret, UnixTime, b64};
+use handoff_device::*;
 use rand_core::UnwrapErr;
-use session_verify::device::*;
 
 type Rng = UnwrapErr<getrandom::SysRng>;
 

@@ -5,7 +5,7 @@ use core::fmt;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use identity_core::{HmacSecret, UnixTime};
+use handoff_core::{HmacSecret, UnixTime};
 
 use super::DeviceError;
 use super::audit::AuditEvent;

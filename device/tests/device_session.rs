@@ -2,10 +2,10 @@
 //! Device sessions: heartbeats extend the idle expiry only, tokens rotate with an
 //! overlap, stale tokens revoke the session. Fake clock: plain `UnixTime` values.
 
-use identity_core::replay::InMemoryReplayLog;
-use identity_core::{HmacSecret, UnixTime};
+use handoff_core::replay::InMemoryReplayLog;
+use handoff_core::{HmacSecret, UnixTime};
+use handoff_device::*;
 use rand_core::UnwrapErr;
-use session_verify::device::*;
 
 const BOOT: u64 = 1_700_000_000;
 
@@ -324,7 +324,7 @@ fn tokens_are_checked_against_their_session() {
     let sid = issued.session.session_id.to_base64url();
     let forged = format!(
         "{SESSION_TOKEN_PREFIX}{sid}.{}",
-        identity_core::b64::encode(&[7u8; 32])
+        handoff_core::b64::encode(&[7u8; 32])
     );
     let p = PresentedToken::parse(&forged).unwrap();
     let (err, update, _) = refused(f.gateway.heartbeat(&issued.session, &f.device, &p, t(10)));

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 //! HMAC-SHA256 device handshake, device registry and device sessions (Sans-IO).
 //!
 //! A device holds an id, a key id and a secret ([`DeviceCredentials`]). It sends a
@@ -7,7 +9,7 @@
 //! size caps, parse, device and key lookup (one uniform error), device approved, key
 //! active or retiring inside its overlap, a symmetric skew window (server time in the
 //! refusal), the restart rule, the body hash, the MAC (length first, constant time), and only then
-//! reserves the nonce in a [`ReplayLog`](identity_core::replay::ReplayLog), failing closed
+//! reserves the nonce in a [`ReplayLog`](handoff_core::replay::ReplayLog), failing closed
 //! when the store is full. On success it issues a device session with an opaque `dvs1.`
 //! token; heartbeats extend the idle expiry (never the absolute one) and rotate the token
 //! with a short overlap.
@@ -17,9 +19,9 @@
 //! [`DeviceRecord`] returning a [`Transition`] to write with compare-and-set.
 //!
 //! ```
-//! use identity_core::replay::InMemoryReplayLog;
-//! use identity_core::{HmacSecret, UnixTime};
-//! use session_verify::device::*;
+//! use handoff_core::replay::InMemoryReplayLog;
+//! use handoff_core::{HmacSecret, UnixTime};
+//! use handoff_device::*;
 //!
 //! let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
 //! let boot = UnixTime::from_secs(1_700_000_000);
@@ -69,7 +71,7 @@ mod registry;
 mod session;
 mod wire;
 
-use identity_core::UnixTime;
+use handoff_core::UnixTime;
 
 pub use audit::{AuditEvent, FailureReason, SessionEndReason};
 pub use gateway::{
