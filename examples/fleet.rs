@@ -2,8 +2,8 @@
 //! instances and a refresh token reused across instances.
 //!
 //! Needs the servers: `source .ci/services.sh` (exports `STORES_REDIS_URL` and
-//! `STORES_PG_URL`), then `cargo run --example fleet`. Without them it says so and exits 0
-//! (in CI, with `CI` set, it fails instead).
+//! `STORES_PG_URL`), then `cargo run --example fleet --features fleet`. Without them it
+//! prints a SKIPPED line saying what to run and exits 0 (with `CI` set, it fails instead).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
@@ -158,20 +158,17 @@ fn is_replay(e: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
+/// The servers' URLs, or a loud skip (a failure when `CI` is set).
+fn servers() -> Option<(String, String)> {
+    const GROUP: &str = "examples: fleet (Redis and PostgreSQL shared by two gateways)";
+    let redis = handoff_test_support::need_env(GROUP, "STORES_REDIS_URL", "Redis");
+    let pg = handoff_test_support::need_env(GROUP, "STORES_PG_URL", "PostgreSQL");
+    Some((redis?, pg?))
+}
+
 fn main() -> ExitCode {
-    let (Ok(redis_url), Ok(pg_url)) = (
-        std::env::var("STORES_REDIS_URL"),
-        std::env::var("STORES_PG_URL"),
-    ) else {
-        if std::env::var_os("CI").is_some() {
-            eprintln!(
-                "fleet: STORES_REDIS_URL / STORES_PG_URL not set in CI; run `source .ci/services.sh`"
-            );
-            return ExitCode::FAILURE;
-        }
-        println!(
-            "SKIPPED: the fleet example needs Redis and PostgreSQL; run `source .ci/services.sh` first (it exports STORES_REDIS_URL and STORES_PG_URL)"
-        );
+    // Without the servers: one SKIPPED line on stderr and exit 0; with `CI` set, a failure.
+    let Some((redis_url, pg_url)) = servers() else {
         return ExitCode::SUCCESS;
     };
     match run(&redis_url, &pg_url) {
@@ -179,6 +176,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("fleet failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn both_attacks_are_caught_across_instances() {
+        let Some((redis_url, pg_url)) = servers() else {
+            return;
+        };
+        if let Err(e) = run(&redis_url, &pg_url) {
+            panic!("fleet failed: {e}");
         }
     }
 }

@@ -14,19 +14,12 @@ use handoff_core::replay::InMemoryReplayLog;
 use handoff_dpop::{DpopKey, DpopRequest, DpopVerifier, Error};
 use serde_json::{Value, json};
 
+/// The npm peers, or a loud skip (a failure under CI).
 fn interop_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
-    if dir.join("node_modules/jose").is_dir() && dir.join("node_modules/dpop").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("interop/node_modules is missing under CI: run `npm ci` in interop/");
-    }
-    // Written to the real stderr (not the captured one) so that it shows in a passing run.
-    let _ = std::io::stderr().write_all(
-        b"SKIPPED: DPoP interop tests: interop/node_modules is missing (run `npm ci` in interop/ or .ci/run)\n",
-    );
-    None
+    handoff_test_support::need_interop(
+        "handoff-dpop: interop with panva's dpop and jose",
+        &["jose", "dpop"],
+    )
 }
 
 fn node(dir: &PathBuf, script: &str, stdin: Option<&str>) -> Value {

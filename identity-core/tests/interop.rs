@@ -13,18 +13,9 @@ use handoff_core::keys::parse_jwk;
 use handoff_core::{Algorithm, Jwks, VerifyingKey, b64, verify};
 use serde_json::{Value, json};
 
+/// The npm peers, or a loud skip (a failure under CI).
 fn interop_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop");
-    if dir.join("node_modules/jose").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("interop/node_modules is missing under CI: run `npm ci` in interop/");
-    }
-    eprintln!(
-        "SKIPPED: interop/node_modules is missing; run `npm ci` in interop/ to test against panva's jose"
-    );
-    None
+    handoff_test_support::need_interop("handoff-core: interop with panva's jose", &["jose"])
 }
 
 fn node(dir: &Path, arg: &str, stdin: Option<&str>) -> (bool, String) {

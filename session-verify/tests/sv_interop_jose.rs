@@ -2,7 +2,6 @@
 //! verified through the verifier profiles and the JWKS cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use handoff_core::keys::{jwk_thumbprint, parse_jwk};
@@ -17,16 +16,10 @@ use serde_json::Value;
 const URI: &str = "https://host.example/.well-known/jwks.json";
 
 fn run_peer() -> Option<Value> {
-    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop");
-    if !interop.join("node_modules/jose").is_dir() {
-        if std::env::var_os("CI").is_some() {
-            panic!("interop/node_modules is missing under CI: run `npm ci` in interop/");
-        }
-        eprintln!(
-            "SKIPPED: jose interop test: interop/node_modules missing (run `npm ci` in interop/)"
-        );
-        return None;
-    }
+    let interop = handoff_test_support::need_interop(
+        "handoff-verify: interop with panva's jose (rotation through the JWKS cache)",
+        &["jose"],
+    )?;
     let out = Command::new("node")
         .arg(interop.join("sv_rotation.mjs"))
         .current_dir(&interop)

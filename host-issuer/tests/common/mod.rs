@@ -106,21 +106,13 @@ pub fn http(
 }
 
 pub fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop")
+    handoff_test_support::interop_dir()
 }
 
-/// Whether the node peers are installed; panics under CI when they are not.
+/// Whether the node peers are installed; a loud skip otherwise (a failure under CI).
 pub fn node_available() -> bool {
-    if interop_dir().join("node_modules/jose").is_dir() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("interop/node_modules is missing under CI: run `npm ci` in interop/");
-    }
-    eprintln!(
-        "SKIPPED: interop/node_modules is missing; run `npm ci` in interop/ to check interop with panva's jose"
-    );
-    false
+    handoff_test_support::need_interop("handoff-issuer: interop with panva's jose", &["jose"])
+        .is_some()
 }
 
 /// Runs interop/host_verify.mjs with `input` on stdin; returns its stdout lines.

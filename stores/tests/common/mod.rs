@@ -1,26 +1,14 @@
 //! Shared helpers of the integration tests: server urls from the environment, loud skips.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The url in `var`, or `None` after a loud skip notice. Panics when `CI` is set: in CI
-/// these tests never skip (`.ci/services.sh` starts the servers).
-pub(crate) fn server_url(var: &str, what: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("{var} is not set but CI is: run `source .ci/services.sh` before the tests");
-            }
-            // Straight to the process's stderr: the test harness captures `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (no {what}): {test}: set {var} (run `source .ci/services.sh`)"
-            );
-            None
-        }
-    }
+/// The url in `var`, or `None` after a loud skip notice (one line per test binary and
+/// server). Panics when `CI` is set: in CI these tests never skip (`.ci/services.sh` starts
+/// the servers). `_test` names the caller (kept for call-site readability).
+pub(crate) fn server_url(var: &str, what: &str, _test: &str) -> Option<String> {
+    let group = format!("handoff-stores: tests against {what}");
+    handoff_test_support::need_env(&group, var, what)
 }
 
 /// Wall-clock seconds (tests against a real server share its clock).
