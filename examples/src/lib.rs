@@ -19,3 +19,9 @@ pub use narrate::Narrator;
 pub fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
+
+/// The repository README's snippets ("Which crate for which job"), compiled and run as doc
+/// tests of this package (`cargo test -p examples --doc`); not part of the rendered docs.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RepositoryReadme;
