@@ -76,7 +76,7 @@ impl AeadSealer {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.kek.as_slice().into())
+        XChaCha20Poly1305::new(&(*self.kek).into())
     }
 }
 
