@@ -5,7 +5,7 @@
 //! A test that cannot reach what it needs calls one of the `need_*` functions (or [`skip`])
 //! and returns when it gets `None`. The skip is never silent:
 //!
-//! - a line `SKIPPED <group>: <reason>; run `<command>`` goes straight to the process's
+//! - a line ``SKIPPED <group>: <reason>; run `<command>` `` goes straight to the process's
 //!   stderr (the test harness captures `eprintln!` of passing tests, so it would not show),
 //!   once per group and test binary;
 //! - when `HANDOFF_SKIP_LOG` names a file, the same line is appended to it (`.ci/test`
