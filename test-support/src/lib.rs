@@ -37,10 +37,10 @@ use std::sync::{Mutex, PoisonError};
 pub const SKIP_LOG_VAR: &str = "HANDOFF_SKIP_LOG";
 
 /// The command that installs the npm interop peers.
-pub const NPM_CI: &str = "npm ci --prefix interop  (or `bash .ci/test`, which does everything)";
+pub const NPM_CI: &str = "npm ci --prefix interop";
 
 /// The command that starts PostgreSQL and Redis on loopback and exports their URLs.
-pub const SERVICES: &str = "source .ci/services.sh  (or `bash .ci/test`, which does everything)";
+pub const SERVICES: &str = "source .ci/services.sh";
 
 /// Whether this run is CI: `CI` is set to anything but `""`, `0` or `false`.
 #[must_use]
@@ -58,7 +58,7 @@ fn ci_value(v: Option<&OsStr>) -> bool {
 /// The one line printed for a skipped group.
 #[must_use]
 pub fn skip_line(group: &str, reason: &str, run: &str) -> String {
-    format!("SKIPPED {group}: {reason}; run `{run}`")
+    format!("SKIPPED {group}: {reason}; run `{run}` (or `bash .ci/test`, which sets up everything)")
 }
 
 static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
@@ -80,7 +80,8 @@ pub fn skip(group: &str, reason: &str, run: &str) {
     };
     if first {
         // Straight to the process's stderr: the harness swallows `eprintln!` of passing tests.
-        let _ = writeln!(std::io::stderr(), "{line}");
+        // A leading newline: the harness may have printed `test NAME ... ` without one.
+        let _ = writeln!(std::io::stderr(), "\n{line}");
         if let Some(path) = std::env::var_os(SKIP_LOG_VAR).filter(|p| !p.is_empty()) {
             let appended = OpenOptions::new()
                 .create(true)
