@@ -94,18 +94,29 @@ fn allowed_redirects_pass_and_get_a_fragment() {
         "https://app.example.com:443/deep/path",
         "http://127.0.0.1:5173/cb",
     ] {
-        let a = l.check(ok).unwrap_or_else(|e| panic!("{ok:?} refused: {e}"));
+        let a = l
+            .check(ok)
+            .unwrap_or_else(|e| panic!("{ok:?} refused: {e}"));
         let r = a.with_session_token("tok.en+/=");
-        assert!(r.location().contains("#session_token=tok.en%2B%2F%3D"), "{}", r.location());
+        assert!(
+            r.location().contains("#session_token=tok.en%2B%2F%3D"),
+            "{}",
+            r.location()
+        );
     }
     let a = l.check("https://app.example.com/x").unwrap();
-    let r = a.with_error(OAuthErrorCode::AccessDenied, Some("role \"admin\" denied\n\u{7f}é"));
+    let r = a.with_error(
+        OAuthErrorCode::AccessDenied,
+        Some("role \"admin\" denied\n\u{7f}é"),
+    );
     assert_eq!(
         r.location(),
         "https://app.example.com/x#oauth_error=access_denied&oauth_error_description=role+admin+denied"
     );
     // A trailing-dot origin is allowed only when listed as such.
-    let dotted = RedirectAllowList::new().allow("https://app.example.com.").unwrap();
+    let dotted = RedirectAllowList::new()
+        .allow("https://app.example.com.")
+        .unwrap();
     assert!(dotted.check("https://app.example.com./x").is_ok());
     assert!(dotted.check("https://app.example.com/x").is_err());
 }
@@ -122,6 +133,12 @@ fn allow_list_entries_must_be_bare_origins() {
     ] {
         assert!(RedirectAllowList::new().allow(bad).is_err(), "{bad}");
     }
-    assert_eq!(OAuthErrorCode::from_provider("weird").as_str(), "server_error");
-    assert_eq!(OAuthErrorCode::from_provider("invalid_scope").as_str(), "invalid_scope");
+    assert_eq!(
+        OAuthErrorCode::from_provider("weird").as_str(),
+        "server_error"
+    );
+    assert_eq!(
+        OAuthErrorCode::from_provider("invalid_scope").as_str(),
+        "invalid_scope"
+    );
 }

@@ -38,7 +38,11 @@ fn run(
         }
         log.push((k, now, d));
         // Memory bounded by the key capacity, and per key by the policy.
-        assert!(l.len() <= capacity, "{} keys held, capacity {capacity}", l.len());
+        assert!(
+            l.len() <= capacity,
+            "{} keys held, capacity {capacity}",
+            l.len()
+        );
         if let RatePolicy::SlidingWindow { limit, window_secs } = policy {
             let bound = usize::try_from(u64::from(limit).min(window_secs)).unwrap();
             assert!(slots(&l) <= bound);
@@ -48,7 +52,13 @@ fn run(
 }
 
 fn events() -> impl Strategy<Value = Vec<(u8, u64)>> {
-    prop::collection::vec((0u8..6, prop_oneof![3 => Just(0u64), 2 => 0u64..3, 1 => 0u64..40]), 1..400)
+    prop::collection::vec(
+        (
+            0u8..6,
+            prop_oneof![3 => Just(0u64), 2 => 0u64..3, 1 => 0u64..40],
+        ),
+        1..400,
+    )
 }
 
 proptest! {
@@ -127,9 +137,14 @@ fn at_capacity_refuses_new_keys_keeps_tracked_ones_and_recovers() {
     );
     // Tracked keys keep their own limit.
     assert!(l.check(&"a", t(101)).is_allowed());
-    assert!(matches!(l.check(&"a", t(101)), RateDecision::Limited { retry_after } if retry_after == t(110)));
+    assert!(
+        matches!(l.check(&"a", t(101)), RateDecision::Limited { retry_after } if retry_after == t(110))
+    );
     // A second new key in the same second does not trigger another sweep.
-    assert!(matches!(l.check(&"d", t(101)), RateDecision::AtCapacity { .. }));
+    assert!(matches!(
+        l.check(&"d", t(101)),
+        RateDecision::AtCapacity { .. }
+    ));
     assert_eq!(l.len(), 2);
     // Once the window has passed, the idle entries are swept and the new key gets in.
     assert!(l.check(&"c", t(110)).is_allowed());
@@ -151,7 +166,12 @@ fn sliding_window_of_500_per_30s() {
     }
     // 500 in 1000..=1024: full until the first second leaves the window at 1030.
     let d = l.check(&1u32, t(1025));
-    assert_eq!(d, RateDecision::Limited { retry_after: t(1030) });
+    assert_eq!(
+        d,
+        RateDecision::Limited {
+            retry_after: t(1030)
+        }
+    );
     assert!(l.check(&1u32, t(1030)).is_allowed());
 }
 
@@ -169,7 +189,10 @@ fn token_bucket_bursts_then_refills() {
     for _ in 0..3 {
         assert!(l.check(&(), t(10)).is_allowed());
     }
-    assert_eq!(l.check(&(), t(12)), RateDecision::Limited { retry_after: t(15) });
+    assert_eq!(
+        l.check(&(), t(12)),
+        RateDecision::Limited { retry_after: t(15) }
+    );
     assert!(l.check(&(), t(15)).is_allowed());
     assert!(!l.check(&(), t(16)).is_allowed());
 }
@@ -177,12 +200,34 @@ fn token_bucket_bursts_then_refills() {
 #[test]
 fn bad_policies_are_refused() {
     for p in [
-        RatePolicy::FixedWindow { limit: 0, window_secs: 1 },
-        RatePolicy::SlidingWindow { limit: 1, window_secs: 0 },
-        RatePolicy::SlidingWindow { limit: 1, window_secs: MAX_WINDOW_SECS + 1 },
-        RatePolicy::TokenBucket { capacity: 1, refill: 0, per_secs: 1 },
+        RatePolicy::FixedWindow {
+            limit: 0,
+            window_secs: 1,
+        },
+        RatePolicy::SlidingWindow {
+            limit: 1,
+            window_secs: 0,
+        },
+        RatePolicy::SlidingWindow {
+            limit: 1,
+            window_secs: MAX_WINDOW_SECS + 1,
+        },
+        RatePolicy::TokenBucket {
+            capacity: 1,
+            refill: 0,
+            per_secs: 1,
+        },
     ] {
         assert!(RateLimiter::<u8>::new(p, 1).is_err(), "{p:?}");
     }
-    assert!(RateLimiter::<u8>::new(RatePolicy::FixedWindow { limit: 1, window_secs: 1 }, 0).is_err());
+    assert!(
+        RateLimiter::<u8>::new(
+            RatePolicy::FixedWindow {
+                limit: 1,
+                window_secs: 1
+            },
+            0
+        )
+        .is_err()
+    );
 }
