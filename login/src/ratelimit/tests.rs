@@ -19,13 +19,16 @@ fn slots<K>(l: &RateLimiter<K>) -> usize {
         .unwrap_or(0)
 }
 
+/// Per key, the instants of the admitted requests.
+type Admitted = HashMap<u8, Vec<u64>>;
+
 /// Runs `events` (key, seconds to advance) through a limiter; returns per key the
 /// instants of the admitted requests, checking the bounds that hold at every step.
 fn run(
     policy: RatePolicy,
     capacity: usize,
     events: &[(u8, u64)],
-) -> (HashMap<u8, Vec<u64>>, Vec<(u8, u64, RateDecision)>) {
+) -> (Admitted, Vec<(u8, u64, RateDecision)>) {
     let mut l = RateLimiter::new(policy, capacity).unwrap();
     let mut now = 1_000_000;
     let mut admitted: HashMap<u8, Vec<u64>> = HashMap::new();
