@@ -101,6 +101,37 @@ fn metadata_is_checked() {
 }
 
 #[test]
+fn client_config_refusals() {
+    for bad in [
+        "http://login.example.com/cb",
+        "https://login.example.com/cb#x",
+        "https://u@login.example.com/cb",
+        "/cb",
+        "javascript:x",
+    ] {
+        assert!(
+            ClientConfig::new("app", bad, ClientAuth::None).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(ClientConfig::new("", "https://login.example.com/cb", ClientAuth::None).is_err());
+    let c = client(ClientAuth::None);
+    assert!(c.clone().with_scope("email profile").is_err());
+    assert!(c.clone().with_scope("openid \\x").is_err());
+    assert!(c.clone().with_login_ttl(0).is_err());
+    assert!(c.with_scope("openid email profile").is_ok());
+    assert!(ClientSecret::new("").is_err());
+    assert!(!format!("{:?}", ClientSecret::new("hunter2").unwrap()).contains("hunter2"));
+    // A provider that does not list the client's method is refused at the start.
+    let doc = json!({"issuer": ISS, "authorization_endpoint": "https://idp.example.com/auth",
+        "token_endpoint": "https://idp.example.com/token", "jwks_uri": "https://idp.example.com/jwks",
+        "response_types_supported": ["code"], "token_endpoint_auth_methods_supported": ["private_key_jwt"]});
+    let md = ProviderMetadata::parse(doc.to_string().as_bytes(), ISS).unwrap();
+    let c = client(ClientAuth::SecretPost(ClientSecret::new("s").unwrap()));
+    assert!(authorize(&md, &c, b"b", AppContext::default(), now(), &mut rng()).is_err());
+}
+
+#[test]
 fn authorization_url_carries_pkce_state_nonce() {
     let s = authorize(
         &metadata(),
@@ -291,6 +322,23 @@ fn token_requests_per_client_auth() {
             .confirm(&InMemoryReplayLog::new(10), now())
             .unwrap();
         let r = ex.token_request(&md, &c).unwrap();
+        // PKCE: the verifier sent is RFC 7636 text whose S256 is the challenge of the URL.
+        let form: std::collections::HashMap<_, _> = url::form_urlencoded::parse(r.body.as_bytes())
+            .into_owned()
+            .collect();
+        let verifier = &form["code_verifier"];
+        assert!((43..=128).contains(&verifier.len()));
+        assert!(
+            verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        );
+        let challenge: std::collections::HashMap<_, _> = s.url.query_pairs().into_owned().collect();
+        use sha2::Digest;
+        assert_eq!(
+            handoff_core::b64::encode(&sha2::Sha256::digest(verifier.as_bytes())),
+            challenge["code_challenge"]
+        );
         assert!(r.body.starts_with("grant_type=authorization_code&code=c%2B1&redirect_uri=https%3A%2F%2Flogin.example.com%2Fcb&code_verifier="));
         assert!(r.body.contains(in_body), "{}", r.body);
         let auth = r.headers.iter().find(|(n, _)| *n == "Authorization");
