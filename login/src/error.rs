@@ -87,9 +87,12 @@ pub enum LoginError {
     /// The requested role is not granted to this account.
     #[error("role `{0}` is not granted to this account")]
     RoleDenied(&'static str),
-    /// Minting or verifying a session token failed.
+    /// Minting a session token failed (claims break the rules).
     #[error("session token: {0}")]
     Session(String),
+    /// A presented session token was refused (signature, `typ`, claims, binding).
+    #[error("session token refused: {0}")]
+    SessionRefused(handoff_verify::VerifyError),
 }
 
 impl From<handoff_core::Error> for LoginError {

@@ -193,16 +193,20 @@ impl SessionVerifier {
     /// 7.2: verify it with `handoff_verify::AccessTokenVerifier` and its proof).
     ///
     /// # Errors
-    /// [`LoginError::IdToken`] carrying the [`VerifyError`] (signature, `typ`, claims).
+    /// [`LoginError::SessionRefused`] carrying the [`VerifyError`] (signature, `typ`,
+    /// claims, a DPoP-bound token presented as bearer).
     pub fn verify<T: DeserializeOwned, K: KeySource + ?Sized>(
         &self,
         token: &str,
         keys: &K,
         now: UnixTime,
     ) -> Result<VerifiedToken<T>, LoginError> {
-        let v = self.verifier.verify::<T, K>(token, keys, now)?;
+        let v = self
+            .verifier
+            .verify::<T, K>(token, keys, now)
+            .map_err(LoginError::SessionRefused)?;
         if v.jkt().is_some() {
-            return Err(VerifyError::BoundTokenAsBearer.into());
+            return Err(LoginError::SessionRefused(VerifyError::BoundTokenAsBearer));
         }
         Ok(v)
     }
