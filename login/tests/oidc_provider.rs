@@ -81,7 +81,7 @@ fn provider(test: &str) -> Option<Provider> {
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
     let config = json!({
@@ -95,6 +95,16 @@ fn provider(test: &str) -> Option<Provider> {
     });
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{config}").unwrap();
+    // The provider's own errors reach the test output; its development-mode warnings
+    // (in-memory adapter, Node version) do not.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if !line.starts_with("oidc-provider WARNING") {
+                let _ = writeln!(std::io::stderr(), "oidc-provider: {line}");
+            }
+        }
+    });
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
