@@ -10,6 +10,8 @@ mod pool;
 pub mod pg;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redis_ratelimit;
 
 pub use error::StoresError;
 #[cfg(any(feature = "redis", feature = "postgres"))]

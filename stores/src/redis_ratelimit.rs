@@ -1,0 +1,265 @@
+//! A rate limiter shared by every gateway instance through Redis / Valkey: one Lua
+//! script per check, so the count and the decision are one atomic step on the server
+//! (never a `GET` then a `SET` from the client).
+//!
+//! It is the shared counterpart of `handoff_login::RateLimiter` (same policies, same
+//! window rules, the caller's clock): use the in-memory limiter within one process and
+//! this one when several instances must share a limit.
+//!
+//! The limiter holds no connection: each check runs on the connection the caller passes
+//! (`redis::Connection`, a pooled one, anything implementing [`redis::ConnectionLike`]).
+
+use handoff_core::UnixTime;
+
+use crate::StoresError;
+
+/// Longest prefix accepted, in bytes.
+pub const MAX_PREFIX_BYTES: usize = 64;
+/// Longest caller key accepted, in bytes (stored hex-encoded).
+pub const MAX_KEY_BYTES: usize = 128;
+/// Longest window, in seconds (1 day).
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+/// Largest limit: a sliding window keeps one member per admitted request.
+pub const MAX_LIMIT: u32 = 1_000_000;
+
+/// `INCR` the counter of the current aligned window; the first increment sets its
+/// expiry (`PEXPIRE` when the counter is 1), so a counter never outlives its window.
+/// Returns the count after this request.
+const FIXED_WINDOW: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+";
+
+/// Exact sliding window: one sorted-set member per admitted request, scored by the
+/// second it was counted at. The key's clock never runs backwards: a request whose `now`
+/// lags the latest instant seen for the key (instances' clocks differ slightly) is
+/// counted at that latest instant, so the set always holds exactly the admissions of
+/// `(t - window, t]` for the key's own time `t`. Drops members at or before `t - window`,
+/// admits when fewer than `limit` remain (so the set never holds more than `limit`
+/// members), and returns `{admitted, count, oldest, t}`. Members are made unique by a
+/// per-key sequence kept, with the latest instant, in a small hash.
+const SLIDING_WINDOW: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+if last > now then now = last end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('HSET', KEYS[2], 'last', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if n < limit then
+  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  redis.call('ZADD', KEYS[1], now, now .. ':' .. seq)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {1, n + 1, 0, now}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, n, tonumber(oldest[2]), now}
+";
+
+/// How many requests a key may make (the rules of `handoff_login::RatePolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisRatePolicy {
+    /// At most `limit` per aligned window (`now / window_secs`); one counter per key and
+    /// window. A burst straddling a window edge can reach twice the limit.
+    FixedWindow {
+        /// Requests per window.
+        limit: u32,
+        /// Window length in seconds.
+        window_secs: u64,
+    },
+    /// At most `limit` within any `window_secs` consecutive seconds (exact, one-second
+    /// resolution); at most `limit` sorted-set members per key.
+    SlidingWindow {
+        /// Requests per window.
+        limit: u32,
+        /// Window length in seconds.
+        window_secs: u64,
+    },
+}
+
+/// What the shared limiter decided.
+#[must_use = "a rate decision must be enforced"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisRateDecision {
+    /// Let the request through.
+    Allowed {
+        /// Requests left in the window.
+        remaining: u32,
+        /// The instant the request was counted at: the caller's `now`, or the latest
+        /// instant already seen for the key when the caller's clock lags behind it
+        /// (sliding window).
+        counted_at: UnixTime,
+    },
+    /// Refuse it (HTTP 429 with `Retry-After`).
+    Limited {
+        /// The earliest instant a request of this key may pass again.
+        retry_after: UnixTime,
+    },
+}
+
+impl RedisRateDecision {
+    /// Whether the request may pass.
+    #[must_use]
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed { .. })
+    }
+}
+
+/// A rate limiter whose counters live in Redis / Valkey, atomic across instances.
+///
+/// Every check is one `EVAL` of a short Lua script (Redis runs a script without
+/// interleaving any other command), with the caller's `now`: the server's clock is never
+/// read, so instances must share a clock within a second (NTP). Keys expire with their
+/// window. A connection or server error is an `Err`: refuse the request (fail closed).
+/// Under `maxmemory` with an evicting policy, counters could be evicted early and let
+/// more through; run the server with `maxmemory-policy noeviction`.
+#[derive(Debug, Clone)]
+pub struct RedisRateLimiter {
+    policy: RedisRatePolicy,
+    prefix: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+impl RedisRateLimiter {
+    /// A limiter for `policy` whose keys start with `prefix` (1 to 64 bytes of ASCII
+    /// letters, digits and `:_-./`; give each limit its own).
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] for a bad prefix, a zero or oversize limit, or a window
+    /// outside 1 s to 1 day.
+    pub fn new(policy: RedisRatePolicy, prefix: impl Into<String>) -> Result<Self, StoresError> {
+        let prefix = prefix.into();
+        if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES {
+            return Err(StoresError::Config("key prefix must be 1 to 64 bytes"));
+        }
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":_-./".contains(&b))
+        {
+            return Err(StoresError::Config(
+                "key prefix may hold only ASCII letters, digits and :_-./",
+            ));
+        }
+        let (RedisRatePolicy::FixedWindow { limit, window_secs }
+        | RedisRatePolicy::SlidingWindow { limit, window_secs }) = policy;
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(StoresError::Config("limit must be 1 to 1 000 000"));
+        }
+        if window_secs == 0 || window_secs > MAX_WINDOW_SECS {
+            return Err(StoresError::Config("window must be 1 s to 1 day"));
+        }
+        Ok(Self { policy, prefix })
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> RedisRatePolicy {
+        self.policy
+    }
+
+    /// The Redis key that holds `key`'s counter (fixed window: the one of the window
+    /// containing `now`; sliding window: the sorted set).
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] for an empty or oversize key.
+    pub fn redis_key(&self, key: &[u8], now: UnixTime) -> Result<String, StoresError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(StoresError::Config("rate-limit key must be 1 to 128 bytes"));
+        }
+        // The hash tag keeps a key's members in one cluster slot.
+        Ok(match self.policy {
+            RedisRatePolicy::FixedWindow { window_secs, .. } => format!(
+                "{}{{{}}}:{}",
+                self.prefix,
+                hex(key),
+                now.as_secs() / window_secs
+            ),
+            RedisRatePolicy::SlidingWindow { .. } => {
+                format!("{}{{{}}}:z", self.prefix, hex(key))
+            }
+        })
+    }
+
+    /// Counts one request of `key` at `now` and decides, atomically on the server.
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] for a bad key; [`StoresError::Backend`] when the server
+    /// fails or answers something unexpected (refuse the request).
+    pub fn check<C: redis::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        key: &[u8],
+        now: UnixTime,
+    ) -> Result<RedisRateDecision, StoresError> {
+        let k = self.redis_key(key, now)?;
+        let backend = |e: redis::RedisError| StoresError::Backend(format!("redis: {e}"));
+        match self.policy {
+            RedisRatePolicy::FixedWindow { limit, window_secs } => {
+                let end = (now.as_secs() / window_secs + 1).saturating_mul(window_secs);
+                // Lives until its window ends, plus a second of slack for clock skew.
+                let ttl_ms = (end - now.as_secs() + 1).saturating_mul(1000);
+                let n: u64 = redis::cmd("EVAL")
+                    .arg(FIXED_WINDOW)
+                    .arg(1)
+                    .arg(&k)
+                    .arg(ttl_ms)
+                    .query(conn)
+                    .map_err(backend)?;
+                if n <= u64::from(limit) {
+                    Ok(RedisRateDecision::Allowed {
+                        remaining: limit - u32::try_from(n).unwrap_or(limit),
+                        counted_at: now,
+                    })
+                } else {
+                    Ok(RedisRateDecision::Limited {
+                        retry_after: UnixTime::from_secs(end),
+                    })
+                }
+            }
+            RedisRatePolicy::SlidingWindow { limit, window_secs } => {
+                let ttl_ms = (window_secs + 1).saturating_mul(1000);
+                let r: (u8, u64, u64, u64) = redis::cmd("EVAL")
+                    .arg(SLIDING_WINDOW)
+                    .arg(2)
+                    .arg(&k)
+                    .arg(format!("{k}:meta"))
+                    .arg(now.as_secs())
+                    .arg(window_secs)
+                    .arg(limit)
+                    .arg(ttl_ms)
+                    .query(conn)
+                    .map_err(backend)?;
+                match r {
+                    (1, n, _, at) => Ok(RedisRateDecision::Allowed {
+                        remaining: limit.saturating_sub(u32::try_from(n).unwrap_or(limit)),
+                        counted_at: UnixTime::from_secs(at),
+                    }),
+                    (0, _, oldest, at) => Ok(RedisRateDecision::Limited {
+                        retry_after: UnixTime::from_secs(
+                            oldest.saturating_add(window_secs).max(at + 1),
+                        ),
+                    }),
+                    _ => Err(StoresError::Backend(
+                        "unexpected reply from the rate-limit script".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
