@@ -7,16 +7,27 @@ use serde::Serialize;
 use super::wire::{DeviceId, KeyId, OperatorId};
 
 /// Why a handshake was refused, as recorded in the audit log. The device itself only ever
-/// learns [`super::DeviceError::Unauthorized`] for the first five reasons.
+/// learns [`super::DeviceError::Unauthorized`] for unauthenticated, not approved and
+/// inactive-key refusals.
+///
+/// Before the MAC verifies, nothing is known about the sender: every such refusal is
+/// [`FailureReason::Unauthenticated`] with no device or key id, whether the claimed
+/// device exists or not. The gateway no longer emits `UnknownDevice`, `UnknownKey` or
+/// `BadMac` (kept so stored logs still deserialize in readers that match on them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailureReason {
     /// The message was too large or malformed.
     Malformed,
-    /// No device with that id is registered.
+    /// Unknown device, unknown key, or a MAC that does not verify: deliberately one
+    /// reason, recorded without the claimed ids.
+    Unauthenticated,
+    /// The authenticated device holds its whole share of the nonce store.
+    QuotaExceeded,
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     UnknownDevice,
-    /// The device exists but has no key with that id.
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     UnknownKey,
     /// The device is pending, denied, expired, suspended or revoked.
     NotApproved,
@@ -28,7 +39,7 @@ pub enum FailureReason {
     BeforeRestart,
     /// The body hash in the message differs from the hash of the body received.
     BodyMismatch,
-    /// The MAC has the wrong length or does not verify.
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     BadMac,
     /// The nonce was already used.
     Replay,

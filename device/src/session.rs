@@ -148,6 +148,10 @@ impl PresentedToken {
         self.session_id
     }
 
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
     pub(crate) fn hash(&self) -> [u8; 32] {
         token_hash(&self.session_id, &self.secret)
     }

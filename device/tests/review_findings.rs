@@ -90,13 +90,23 @@ fn finding1_no_refusal_before_the_mac_tells_a_real_device_from_an_unknown_one() 
             .handshake(known.as_bytes(), body, &registry, &nonces, now, &mut rng())
             .unwrap_err();
         let b = gw
-            .handshake(unknown.as_bytes(), body, &registry, &nonces, now, &mut rng())
+            .handshake(
+                unknown.as_bytes(),
+                body,
+                &registry,
+                &nonces,
+                now,
+                &mut rng(),
+            )
             .unwrap_err();
         assert_eq!(a.error, DeviceError::Unauthorized, "{ts:?}: {}", a.error);
         assert_eq!(a.error, b.error);
         assert_eq!(a.audit, b.audit, "the audit event tells the devices apart");
         let line = serde_json::to_string(&*a.audit).unwrap();
-        assert!(!line.contains("dev-1"), "audit names the real device: {line}");
+        assert!(
+            !line.contains("dev-1"),
+            "audit names the real device: {line}"
+        );
     }
 }
 
@@ -189,7 +199,11 @@ fn finding3_one_device_cannot_fill_the_nonce_store_for_all() {
         let at = now.saturating_add(dt);
         let w = wire(&gw, &quiet, at, b"");
         let r = gw.handshake(w.as_bytes(), b"", &registry, &nonces, at, &mut rng());
-        assert!(r.is_ok(), "quiet device refused at +{dt}: {}", r.unwrap_err());
+        assert!(
+            r.is_ok(),
+            "quiet device refused at +{dt}: {}",
+            r.unwrap_err()
+        );
     }
     // Once the noisy device's entries have expired (timestamp + skew), it is served again.
     let later = now.saturating_add(2 * gw.skew_secs() + 1);
