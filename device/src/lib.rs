@@ -68,6 +68,10 @@
 //! ```
 
 mod audit;
+#[cfg(feature = "audit-log")]
+pub mod audit_log;
+#[cfg(feature = "tracing")]
+pub mod audit_tracing;
 mod gateway;
 mod quota;
 mod registry;
@@ -76,7 +80,7 @@ mod wire;
 
 use handoff_core::UnixTime;
 
-pub use audit::{AuditEvent, FailureReason, SessionEndReason};
+pub use audit::{AuditEvent, FailureReason, SESSION_REF_LEN, SessionEndReason, SessionRef};
 pub use gateway::{
     DEFAULT_SKEW_SECS, Gateway, GatewayBuilder, MAX_NONCE_QUOTA, MAX_SKEW_SECS, NONCE_PURPOSE,
     PendingHandshake, Rejection, VerifiedHandshake,
