@@ -295,7 +295,8 @@ impl Gateway {
     ///    is the SHA-256 of the body actually received, see [`super::body_hash`]);
     /// 4. the device's share of the nonce store (see [`GatewayBuilder::nonce_quota`]):
     ///    a slot held until `timestamp + skew`, so a future-dated timestamp costs the
-    ///    device, not the others.
+    ///    device, not the others; a nonce that already holds a slot takes no second one,
+    ///    so replaying a captured message does not use up the device's share.
     ///
     /// The nonce is not reserved yet: confirm the result with [`PendingHandshake::confirm`].
     ///
@@ -372,7 +373,16 @@ impl Gateway {
             ));
         }
         let until = ts.saturating_add(self.skew_secs);
-        if let Err(refusal) = self.quota.take(msg.device_id(), until, now) {
+        let replay_key = ReplayKey::derive(
+            NONCE_PURPOSE,
+            &[
+                self.gateway_id.as_str().as_bytes(),
+                msg.device_id().as_str().as_bytes(),
+                msg.key_id().as_str().as_bytes(),
+                msg.nonce(),
+            ],
+        );
+        if let Err(refusal) = self.quota.take(msg.device_id(), &replay_key, until, now) {
             let (error, reason) = match refusal {
                 QuotaRefusal::Exceeded { retry_at } => (
                     DeviceError::NonceQuotaExceeded { retry_at },
@@ -386,15 +396,6 @@ impl Gateway {
             };
             return Err(reject(msg, error, reason, now));
         }
-        let replay_key = ReplayKey::derive(
-            NONCE_PURPOSE,
-            &[
-                self.gateway_id.as_str().as_bytes(),
-                msg.device_id().as_str().as_bytes(),
-                msg.key_id().as_str().as_bytes(),
-                msg.nonce(),
-            ],
-        );
         let verified = VerifiedHandshake {
             device_id: msg.device_id().clone(),
             key_id: msg.key_id().clone(),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use handoff_core::UnixTime;
+use handoff_core::replay::ReplayKey;
 
 use super::wire::DeviceId;
 
@@ -28,7 +29,8 @@ pub(crate) enum QuotaRefusal {
 pub(crate) struct NonceQuota {
     per_device: usize,
     max_devices: usize,
-    slots: Mutex<HashMap<DeviceId, Vec<UnixTime>>>,
+    /// Per device: (replay key, until) of each live slot.
+    slots: Mutex<HashMap<DeviceId, Vec<(ReplayKey, UnixTime)>>>,
 }
 
 impl NonceQuota {
@@ -48,29 +50,35 @@ impl NonceQuota {
         self.max_devices
     }
 
-    /// Takes one slot for `device` until `until` (inclusive, as the replay entry).
+    /// Takes one slot for `device` until `until` (inclusive, as the replay entry). A nonce
+    /// that already holds a live slot takes no second one: replaying a captured message
+    /// costs the device nothing (the nonce store refuses the replay).
     pub(crate) fn take(
         &self,
         device: &DeviceId,
+        key: &ReplayKey,
         until: UnixTime,
         now: UnixTime,
     ) -> Result<(), QuotaRefusal> {
         let mut map = self.slots.lock().map_err(|_| QuotaRefusal::Poisoned)?;
         if let Some(held) = map.get_mut(device) {
-            held.retain(|u| *u >= now);
+            held.retain(|(_, u)| *u >= now);
+            if held.iter().any(|(k, _)| k == key) {
+                return Ok(());
+            }
             if held.len() >= self.per_device {
-                let oldest = held.iter().min().copied().unwrap_or(now);
+                let oldest = held.iter().map(|(_, u)| *u).min().unwrap_or(now);
                 return Err(QuotaRefusal::Exceeded {
                     retry_at: oldest.saturating_add(1),
                 });
             }
-            held.push(until);
+            held.push((*key, until));
             return Ok(());
         }
         if map.len() >= self.max_devices {
             // Amortised: drop every device whose slots have all expired.
             map.retain(|_, held| {
-                held.retain(|u| *u >= now);
+                held.retain(|(_, u)| *u >= now);
                 !held.is_empty()
             });
             if map.len() >= self.max_devices {
@@ -78,7 +86,7 @@ impl NonceQuota {
             }
         }
         let mut held = Vec::with_capacity(self.per_device.min(DEFAULT_NONCE_QUOTA));
-        held.push(until);
+        held.push((*key, until));
         map.insert(device.clone(), held);
         Ok(())
     }
@@ -100,18 +108,24 @@ mod tests {
             DeviceId::new("b").unwrap(),
             DeviceId::new("c").unwrap(),
         );
-        assert!(q.take(&a, t(10), t(0)).is_ok());
-        assert!(q.take(&a, t(20), t(0)).is_ok());
+        let k = |i: u8| ReplayKey::from_bytes([i; 32]);
+        assert!(q.take(&a, &k(1), t(10), t(0)).is_ok());
+        assert!(q.take(&a, &k(2), t(20), t(0)).is_ok());
+        // The same nonce again (a replay) takes no slot.
+        assert!(q.take(&a, &k(2), t(20), t(0)).is_ok());
         assert!(matches!(
-            q.take(&a, t(20), t(0)),
+            q.take(&a, &k(3), t(20), t(0)),
             Err(QuotaRefusal::Exceeded { retry_at }) if retry_at == t(11)
         ));
-        assert!(q.take(&b, t(5), t(0)).is_ok());
+        assert!(q.take(&b, &k(4), t(5), t(0)).is_ok());
         // Two devices tracked: a third fails closed while both hold live slots.
-        assert!(matches!(q.take(&c, t(5), t(0)), Err(QuotaRefusal::Full)));
+        assert!(matches!(
+            q.take(&c, &k(5), t(5), t(0)),
+            Err(QuotaRefusal::Full)
+        ));
         // At t(6) b's slot has expired: c gets b's place.
-        assert!(q.take(&c, t(30), t(6)).is_ok());
+        assert!(q.take(&c, &k(5), t(30), t(6)).is_ok());
         // At t(11) a's first slot has expired.
-        assert!(q.take(&a, t(40), t(11)).is_ok());
+        assert!(q.take(&a, &k(6), t(40), t(11)).is_ok());
     }
 }

@@ -670,3 +670,28 @@ impl ReplayLog for Broken {
         Err(ReplayStoreError("connection refused".into()))
     }
 }
+
+#[test]
+fn replaying_a_captured_handshake_does_not_use_up_the_device_share() {
+    let mut f = fixture();
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    f.gateway = Gateway::builder(
+        GatewayId::new("gw-1").unwrap(),
+        t(0),
+        HmacSecret::generate(&mut rng),
+    )
+    .nonce_quota(2, 10)
+    .build()
+    .unwrap();
+    let captured = f.wire_at(t(100));
+    assert!(f.go(&captured, t(100)).is_ok());
+    // An attacker replays the captured message many times: each is a replay, none takes a
+    // slot of the device's share.
+    for i in 0..50 {
+        let r = f.go(&captured, t(100 + i % 5)).unwrap_err();
+        assert_eq!(r.error, DeviceError::Replayed);
+    }
+    // The device still has its second slot.
+    let wire = f.wire_at(t(105));
+    assert!(f.go(&wire, t(105)).is_ok());
+}
