@@ -16,6 +16,10 @@
 //! token; heartbeats extend the idle expiry (never the absolute one) and rotate the token
 //! with a short overlap.
 //!
+//! Session tokens carry a tag under the gateway's session key: a token the gateway never
+//! issued for the session (a forged secret next to a known session id) is refused without
+//! touching the session; only an authentic stale token (a copied chain) revokes it.
+//!
 //! Every outcome carries an [`AuditEvent`] for the caller to persist; operator decisions
 //! (approve, deny, suspend, resume, revoke, rotate a key) are pure functions on a
 //! [`DeviceRecord`] returning a [`Transition`] to write with compare-and-set.
@@ -66,6 +70,13 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//! - `audit-log`: module `audit_log`, an append-only JSON Lines file sink for
+//!   audit events (fsync policy, size-based rotation, a reader that skips a torn last
+//!   line); the crate's only I/O.
+//! - `tracing`: audit events as `tracing` events.
+//! - `encrypted-keys`: device secrets as passphrase-encrypted PKCS#8.
 
 mod audit;
 #[cfg(feature = "audit-log")]
