@@ -477,3 +477,29 @@ fn no_event_in_the_log_carries_a_secret_or_a_raw_token() {
     }
     fs::remove_dir_all(dir).unwrap();
 }
+
+mod never_panics {
+    use super::*;
+    use handoff_device::audit_log::read_audit_lines;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes after valid lines: events or a precise error, never a panic; a torn
+        /// tail is reported only when the bytes end without a newline.
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut bytes = format!("{}\n", serde_json::to_string(&event(1)).unwrap()).into_bytes();
+            bytes.extend_from_slice(&tail);
+            match read_audit_lines(&bytes[..], Path::new("mem")) {
+                Ok(read) => {
+                    prop_assert!(!read.events.is_empty());
+                    prop_assert_eq!(read.partial_tail.is_some(), !bytes.ends_with(b"\n"));
+                }
+                Err(AuditLogError::Corrupt { line, .. }) => prop_assert!(line >= 2),
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+        }
+    }
+}

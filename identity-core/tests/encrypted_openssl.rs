@@ -361,3 +361,34 @@ fn damaged_files_are_errors_never_panics() {
         Err(EncryptedKeyError::Key(_))
     ));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pem_of(bytes: &[u8]) -> String {
+        let b64 = <base64ct::Base64 as base64ct::Encoding>::encode_string(bytes);
+        let body: Vec<String> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{}\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            body.join("\n")
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary DER inside the right PEM label, and arbitrary text: an error, never a
+        /// panic.
+        #[test]
+        fn arbitrary_input_is_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..600), text in ".{0,300}") {
+            let pass = Passphrase::new("p").unwrap();
+            prop_assert!(decrypt_signing_key(&pem_of(&bytes), &pass, None).is_err());
+            prop_assert!(decrypt_hmac_secret(&text, &pass).is_err());
+        }
+    }
+}
