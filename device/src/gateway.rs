@@ -101,6 +101,10 @@ impl GatewayBuilder {
     /// with [`DeviceError::NonceQuotaExceeded`]; past `devices` live devices every
     /// handshake fails closed with [`DeviceError::NonceStoreFull`]. Size the nonce store
     /// for `per_device` times the devices expected to handshake within twice the skew.
+    ///
+    /// The quota table lives in the [`Gateway`] value: build one gateway per process and
+    /// share it (`Arc<Gateway>`) between request handlers. Several processes sharing one
+    /// nonce store each bound a device's share of what they write.
     pub fn nonce_quota(mut self, per_device: usize, devices: usize) -> Self {
         self.quota_per_device = per_device;
         self.quota_devices = devices;
