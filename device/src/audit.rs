@@ -1,22 +1,93 @@
-//! Audit events: values the caller writes (for example as JSON lines). They never contain
-//! secrets, session tokens, token hashes or MACs.
+//! Audit events: values the caller writes (for example as JSON lines, see the `audit-log`
+//! feature). They never contain secrets, session tokens, token hashes or MACs, by
+//! construction: every field is an identifier type that validates its text (1 to 64 of
+//! `A-Z a-z 0-9 - _ :`, too short and too narrow for a 32-byte secret in base64url), a
+//! time, a closed enum, or a [`SessionRef`], which only a hash of a session id can make.
+
+use core::fmt;
 
 use handoff_core::UnixTime;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::wire::{DeviceId, KeyId, OperatorId};
 
+/// How audit events name a session: 12 bytes of a domain-separated SHA-256 of the session
+/// id, unpadded base64url (16 characters). Made only by
+/// [`SessionId::audit_ref`](super::SessionId::audit_ref) (or read back from a log, where
+/// the text is checked to have that shape), so it can never carry a token or a secret.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionRef(String);
+
+/// Length of a [`SessionRef`] in characters.
+pub const SESSION_REF_LEN: usize = 16;
+
+impl SessionRef {
+    pub(crate) fn from_hash_prefix(prefix: &[u8; 12]) -> Self {
+        Self(handoff_core::b64::encode(prefix))
+    }
+
+    /// The reference text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionRef {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.len() == SESSION_REF_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Ok(Self(s))
+        } else {
+            Err("a session reference is 16 characters of unpadded base64url")
+        }
+    }
+}
+
+impl From<SessionRef> for String {
+    fn from(r: SessionRef) -> String {
+        r.0
+    }
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionRef({})", self.0)
+    }
+}
+
+impl fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a handshake was refused, as recorded in the audit log. The device itself only ever
-/// learns [`super::DeviceError::Unauthorized`] for the first five reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// learns [`super::DeviceError::Unauthorized`] for unauthenticated, not approved and
+/// inactive-key refusals.
+///
+/// Before the MAC verifies, nothing is known about the sender: every such refusal is
+/// [`FailureReason::Unauthenticated`] with no device or key id, whether the claimed
+/// device exists or not. The gateway no longer emits `UnknownDevice`, `UnknownKey` or
+/// `BadMac` (kept so stored logs still deserialize in readers that match on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailureReason {
     /// The message was too large or malformed.
     Malformed,
-    /// No device with that id is registered.
+    /// Unknown device, unknown key, or a MAC that does not verify: deliberately one
+    /// reason, recorded without the claimed ids.
+    Unauthenticated,
+    /// The authenticated device holds its whole share of the nonce store.
+    QuotaExceeded,
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     UnknownDevice,
-    /// The device exists but has no key with that id.
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     UnknownKey,
     /// The device is pending, denied, expired, suspended or revoked.
     NotApproved,
@@ -28,7 +99,7 @@ pub enum FailureReason {
     BeforeRestart,
     /// The body hash in the message differs from the hash of the body received.
     BodyMismatch,
-    /// The MAC has the wrong length or does not verify.
+    /// No longer emitted (see [`FailureReason::Unauthenticated`]).
     BadMac,
     /// The nonce was already used.
     Replay,
@@ -39,7 +110,7 @@ pub enum FailureReason {
 }
 
 /// Why a device session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SessionEndReason {
@@ -57,7 +128,7 @@ pub enum SessionEndReason {
 ///
 /// Sessions are named by `session_ref`, a hash of the session id: the session id is part
 /// of the bearer token's lookup path and is kept out of logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AuditEvent {
@@ -162,7 +233,7 @@ pub enum AuditEvent {
         /// The device.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// When the session expires unless refreshed (never after its absolute end).
         expires_at: UnixTime,
         /// When.
@@ -173,7 +244,7 @@ pub enum AuditEvent {
         /// The device.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// New expiry.
         expires_at: UnixTime,
         /// When.
@@ -184,7 +255,7 @@ pub enum AuditEvent {
         /// The device.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// Generation of the token now current.
         generation: u64,
         /// Whether this answered the previous token inside the overlap (same successor).
@@ -197,7 +268,7 @@ pub enum AuditEvent {
         /// The device.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// When it expired.
         expired_at: UnixTime,
         /// When the heartbeat arrived.
@@ -209,7 +280,7 @@ pub enum AuditEvent {
         /// The device of the session.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// When.
         at: UnixTime,
     },
@@ -218,10 +289,72 @@ pub enum AuditEvent {
         /// The device.
         device_id: DeviceId,
         /// Hash reference of the session.
-        session_ref: String,
+        session_ref: SessionRef,
         /// Why.
         reason: SessionEndReason,
         /// When.
         at: UnixTime,
     },
+}
+
+impl AuditEvent {
+    /// The event's name as serialized in the `event` member (`"handshake_failed"`, ...).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PairingRequested { .. } => "pairing_requested",
+            Self::Approved { .. } => "approved",
+            Self::Denied { .. } => "denied",
+            Self::PairingExpired { .. } => "pairing_expired",
+            Self::Suspended { .. } => "suspended",
+            Self::Resumed { .. } => "resumed",
+            Self::Revoked { .. } => "revoked",
+            Self::KeyRotated { .. } => "key_rotated",
+            Self::HandshakeOk { .. } => "handshake_ok",
+            Self::HandshakeFailed { .. } => "handshake_failed",
+            Self::SessionIssued { .. } => "session_issued",
+            Self::SessionExtended { .. } => "session_extended",
+            Self::SessionRotated { .. } => "session_rotated",
+            Self::SessionExpired { .. } => "session_expired",
+            Self::SessionRefused { .. } => "session_refused",
+            Self::SessionRevoked { .. } => "session_revoked",
+        }
+    }
+
+    /// Whether the event records a refusal or a revocation (worth a warning in logs).
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::HandshakeFailed { .. }
+                | Self::SessionExpired { .. }
+                | Self::SessionRefused { .. }
+                | Self::SessionRevoked { .. }
+                | Self::Denied { .. }
+                | Self::Revoked { .. }
+        )
+    }
+
+    /// The device the event is about, when it names one.
+    #[must_use]
+    pub fn device_id(&self) -> Option<&DeviceId> {
+        match self {
+            Self::HandshakeFailed { device_id, .. } => device_id.as_ref(),
+            Self::PairingRequested { device_id, .. }
+            | Self::Approved { device_id, .. }
+            | Self::Denied { device_id, .. }
+            | Self::PairingExpired { device_id, .. }
+            | Self::Suspended { device_id, .. }
+            | Self::Resumed { device_id, .. }
+            | Self::Revoked { device_id, .. }
+            | Self::KeyRotated { device_id, .. }
+            | Self::HandshakeOk { device_id, .. }
+            | Self::SessionIssued { device_id, .. }
+            | Self::SessionExtended { device_id, .. }
+            | Self::SessionRotated { device_id, .. }
+            | Self::SessionExpired { device_id, .. }
+            | Self::SessionRefused { device_id, .. }
+            | Self::SessionRevoked { device_id, .. } => Some(device_id),
+        }
+    }
 }

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::DeviceError;
 use super::audit::{AuditEvent, FailureReason, SessionEndReason};
+use super::quota::{DEFAULT_NONCE_QUOTA, DEFAULT_QUOTA_DEVICES, NonceQuota, QuotaRefusal};
 use super::registry::{DeviceRecord, DeviceRegistry};
 use super::session::{
     DeviceSession, HeartbeatDecision, IssuedSession, PresentedToken, SessionId, SessionPolicy,
@@ -84,9 +85,32 @@ pub struct GatewayBuilder {
     session_key: HmacSecret,
     skew_secs: u64,
     policy: SessionPolicy,
+    quota_per_device: usize,
+    quota_devices: usize,
 }
 
+/// Largest per-device nonce quota accepted.
+pub const MAX_NONCE_QUOTA: usize = 1_024;
+
 impl GatewayBuilder {
+    /// Each device's share of the nonce store: at most `per_device` live handshake nonces
+    /// per device (default 16, 1 to 1 024), for at most `devices` devices at once (default
+    /// 65 536). A slot is taken after the MAC and every other check, and held until the
+    /// nonce's expiry (timestamp + skew), so a device that dates its handshakes ahead
+    /// holds its own slots longer and nobody else's. Past its share a device is refused
+    /// with [`DeviceError::NonceQuotaExceeded`]; past `devices` live devices every
+    /// handshake fails closed with [`DeviceError::NonceStoreFull`]. Size the nonce store
+    /// for `per_device` times the devices expected to handshake within twice the skew.
+    ///
+    /// The quota table lives in the [`Gateway`] value: build one gateway per process and
+    /// share it (`Arc<Gateway>`) between request handlers. Several processes sharing one
+    /// nonce store each bound a device's share of what they write.
+    pub fn nonce_quota(mut self, per_device: usize, devices: usize) -> Self {
+        self.quota_per_device = per_device;
+        self.quota_devices = devices;
+        self
+    }
+
     /// Symmetric skew window in seconds (default 120, at most 300).
     pub fn skew_secs(mut self, secs: u64) -> Self {
         self.skew_secs = secs;
@@ -111,12 +135,30 @@ impl GatewayBuilder {
             ));
         }
         self.policy.check()?;
+        if self.quota_per_device == 0 || self.quota_per_device > MAX_NONCE_QUOTA {
+            return Err(DeviceError::Config(
+                "the per-device nonce quota must be between 1 and 1024; 16 is a good default",
+            ));
+        }
+        if self.quota_devices == 0 {
+            return Err(DeviceError::Config(
+                "the nonce quota must track at least one device",
+            ));
+        }
+        let decoy_key = HmacSecret::new(
+            self.session_key
+                .mac(b"identity/device-handshake/decoy-key/v1")
+                .to_vec(),
+        )
+        .map_err(|_| DeviceError::Config("cannot derive the decoy key"))?;
         Ok(Gateway {
             gateway_id: self.gateway_id,
             not_before: self.not_before,
             session_key: self.session_key,
+            decoy_key,
             skew_secs: self.skew_secs,
             policy: self.policy,
+            quota: NonceQuota::new(self.quota_per_device, self.quota_devices),
         })
     }
 }
@@ -141,8 +183,11 @@ pub struct Gateway {
     gateway_id: GatewayId,
     not_before: UnixTime,
     session_key: HmacSecret,
+    /// Stands in for a missing device key so an unknown device costs the same MAC.
+    decoy_key: HmacSecret,
     skew_secs: u64,
     policy: SessionPolicy,
+    quota: NonceQuota,
 }
 
 impl fmt::Debug for Gateway {
@@ -152,6 +197,8 @@ impl fmt::Debug for Gateway {
             .field("not_before", &self.not_before)
             .field("skew_secs", &self.skew_secs)
             .field("policy", &self.policy)
+            .field("nonce_quota", &self.quota.per_device())
+            .field("quota_devices", &self.quota.max_devices())
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +209,20 @@ fn failed(msg: &HandshakeMessage, reason: FailureReason, now: UnixTime) -> Audit
         key_id: Some(msg.key_id().clone()),
         reason,
         at: now,
+    }
+}
+
+/// The one refusal for anything before the MAC verified: no device or key id, so it reads
+/// the same whether the claimed device exists or not.
+fn unauthenticated(now: UnixTime) -> Rejection {
+    Rejection {
+        error: DeviceError::Unauthorized,
+        audit: Box::new(AuditEvent::HandshakeFailed {
+            device_id: None,
+            key_id: None,
+            reason: FailureReason::Unauthenticated,
+            at: now,
+        }),
     }
 }
 
@@ -195,6 +256,8 @@ impl Gateway {
             session_key,
             skew_secs: DEFAULT_SKEW_SECS,
             policy: SessionPolicy::default(),
+            quota_per_device: DEFAULT_NONCE_QUOTA,
+            quota_devices: DEFAULT_QUOTA_DEVICES,
         }
     }
 
@@ -210,6 +273,12 @@ impl Gateway {
         self.skew_secs
     }
 
+    /// The per-device nonce quota in force (see [`GatewayBuilder::nonce_quota`]).
+    #[must_use]
+    pub fn nonce_quota(&self) -> usize {
+        self.quota.per_device()
+    }
+
     /// The session policy in force.
     #[must_use]
     pub fn session_policy(&self) -> &SessionPolicy {
@@ -217,11 +286,23 @@ impl Gateway {
     }
 
     /// Checks a parsed handshake against the device record the caller loaded (`None` when
-    /// the device is unknown), in order: device and key lookup (one uniform error),
-    /// device approved, key active or retiring inside its overlap, skew window, restart
-    /// rule, body hash (`body_hash` is the SHA-256 of the body actually received, see
-    /// [`super::body_hash`]), MAC (length first, constant time). The nonce is not reserved yet: confirm
-    /// the result with [`PendingHandshake::confirm`].
+    /// the device is unknown), in order:
+    ///
+    /// 1. the MAC (length first, constant time) under the claimed key of the claimed
+    ///    device; an unknown device or key, or a MAC that does not verify, all give the
+    ///    same [`DeviceError::Unauthorized`] and the same audit event
+    ///    ([`FailureReason::Unauthenticated`], no device or key id), computed with the same
+    ///    work (a MAC under a gateway key stands in for a missing device key), so nothing
+    ///    before the MAC tells which devices exist;
+    /// 2. device approved, key active or retiring inside its overlap;
+    /// 3. skew window (server time in the refusal), restart rule, body hash (`body_hash`
+    ///    is the SHA-256 of the body actually received, see [`super::body_hash`]);
+    /// 4. the device's share of the nonce store (see [`GatewayBuilder::nonce_quota`]):
+    ///    a slot held until `timestamp + skew`, so a future-dated timestamp costs the
+    ///    device, not the others; a nonce that already holds a slot takes no second one,
+    ///    so replaying a captured message does not use up the device's share.
+    ///
+    /// The nonce is not reserved yet: confirm the result with [`PendingHandshake::confirm`].
     ///
     /// # Errors
     /// A [`Rejection`] with the error for the device and the audit event.
@@ -232,20 +313,37 @@ impl Gateway {
         body_hash: &[u8; 32],
         now: UnixTime,
     ) -> Result<PendingHandshake, Rejection> {
+        let ts = msg.timestamp();
+        // The MAC covers the body hash the message claims; whether it matches the body
+        // received is checked once the message is authentic.
+        let input = handshake_mac_input(
+            msg.device_id(),
+            msg.key_id(),
+            &self.gateway_id,
+            msg.nonce(),
+            ts,
+            msg.body_hash(),
+        );
+        let record = record.filter(|r| r.device_id() == msg.device_id());
+        let key = record.and_then(|r| r.key(msg.key_id()));
+        let authentic = match key {
+            Some(key) => key.secret().verify_parts(&[&input], msg.mac()),
+            None => {
+                // Same work as for a real key, result discarded.
+                let _ = self.decoy_key.verify_parts(&[&input], msg.mac());
+                false
+            }
+        };
+        let (Some(record), Some(key), true) = (record, key, authentic) else {
+            return Err(unauthenticated(now));
+        };
         let unauthorized = |reason| reject(msg, DeviceError::Unauthorized, reason, now);
-        let Some(record) = record.filter(|r| r.device_id() == msg.device_id()) else {
-            return Err(unauthorized(FailureReason::UnknownDevice));
-        };
-        let Some(key) = record.key(msg.key_id()) else {
-            return Err(unauthorized(FailureReason::UnknownKey));
-        };
         if !record.state().is_approved() {
             return Err(unauthorized(FailureReason::NotApproved));
         }
         if !key.usable_at(now) {
             return Err(unauthorized(FailureReason::KeyInactive));
         }
-        let ts = msg.timestamp();
         let off = ts.secs_since(now).max(now.secs_since(ts));
         if off > self.skew_secs {
             return Err(reject(
@@ -278,21 +376,7 @@ impl Gateway {
                 now,
             ));
         }
-        let tag = msg.mac();
-        if tag.len() != 32 {
-            return Err(unauthorized(FailureReason::BadMac));
-        }
-        let input = handshake_mac_input(
-            msg.device_id(),
-            msg.key_id(),
-            &self.gateway_id,
-            msg.nonce(),
-            ts,
-            body_hash,
-        );
-        if !key.secret().verify_parts(&[&input], tag) {
-            return Err(unauthorized(FailureReason::BadMac));
-        }
+        let until = ts.saturating_add(self.skew_secs);
         let replay_key = ReplayKey::derive(
             NONCE_PURPOSE,
             &[
@@ -302,6 +386,20 @@ impl Gateway {
                 msg.nonce(),
             ],
         );
+        if let Err(refusal) = self.quota.take(msg.device_id(), &replay_key, until, now) {
+            let (error, reason) = match refusal {
+                QuotaRefusal::Exceeded { retry_at } => (
+                    DeviceError::NonceQuotaExceeded { retry_at },
+                    FailureReason::QuotaExceeded,
+                ),
+                QuotaRefusal::Full => (DeviceError::NonceStoreFull, FailureReason::StoreFull),
+                QuotaRefusal::Poisoned => (
+                    DeviceError::NonceStoreUnavailable("nonce quota table poisoned".into()),
+                    FailureReason::StoreUnavailable,
+                ),
+            };
+            return Err(reject(msg, error, reason, now));
+        }
         let verified = VerifiedHandshake {
             device_id: msg.device_id().clone(),
             key_id: msg.key_id().clone(),
@@ -309,7 +407,7 @@ impl Gateway {
         };
         Ok(PendingHandshake {
             ids: (verified.device_id.clone(), verified.key_id.clone()),
-            inner: Unconfirmed::new(verified, replay_key, ts.saturating_add(self.skew_secs)),
+            inner: Unconfirmed::new(verified, replay_key, until),
         })
     }
 
@@ -324,8 +422,9 @@ impl Gateway {
         let mut sid = [0u8; 16];
         rng.fill_bytes(&mut sid);
         let session_id = SessionId::from_bytes(sid);
-        let mut secret = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(secret.as_mut_slice());
+        let mut random = Zeroizing::new([0u8; 16]);
+        rng.fill_bytes(random.as_mut_slice());
+        let secret = self.token_secret(&session_id, &random);
         let session = DeviceSession {
             session_id,
             device_id: verified.device_id.clone(),
@@ -386,12 +485,51 @@ impl Gateway {
                 at: now,
             }),
         })?;
-        let record = registry
-            .load(msg.device_id())
-            .map_err(|error| reject(&msg, error, FailureReason::StoreUnavailable, now))?;
+        // Before the MAC: the audit event names no device (it would be attacker-chosen).
+        let record = registry.load(msg.device_id()).map_err(|error| Rejection {
+            error,
+            audit: Box::new(AuditEvent::HandshakeFailed {
+                device_id: None,
+                key_id: None,
+                reason: FailureReason::StoreUnavailable,
+                at: now,
+            }),
+        })?;
         let unconfirmed = self.check(&msg, record.as_ref(), &body_hash(body), now)?;
         let verified = unconfirmed.confirm(nonces, now)?;
         Ok(self.issue_session(verified, now, rng))
+    }
+
+    /// The tag that makes a token secret recognisable as one this gateway issued for
+    /// this session: HMAC-SHA256 under the session key, truncated to 128 bits.
+    fn token_tag(&self, session_id: &SessionId, random: &[u8; 16]) -> [u8; 16] {
+        let mac = Zeroizing::new(self.session_key.mac(&pae(&[
+            b"identity/device-session/token-tag",
+            b"v1",
+            session_id.as_bytes(),
+            random,
+        ])));
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&mac[..16]);
+        tag
+    }
+
+    /// A token secret: 16 random (or derived) bytes, then their tag.
+    fn token_secret(&self, session_id: &SessionId, random: &[u8; 16]) -> Zeroizing<[u8; 32]> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        secret[..16].copy_from_slice(random);
+        secret[16..].copy_from_slice(&self.token_tag(session_id, random));
+        secret
+    }
+
+    /// Whether a presented token was issued by this gateway for its session (any
+    /// generation); constant time.
+    fn is_authentic(&self, presented: &PresentedToken) -> bool {
+        let secret = presented.secret();
+        let mut random = [0u8; 16];
+        random.copy_from_slice(&secret[..16]);
+        let tag = self.token_tag(&presented.session_id(), &random);
+        bool::from(tag.ct_eq(&secret[16..]))
     }
 
     fn successor(
@@ -399,14 +537,17 @@ impl Gateway {
         session: &DeviceSession,
         parent_hash: &[u8; 32],
         generation: u64,
-    ) -> [u8; 32] {
-        self.session_key.mac(&pae(&[
+    ) -> Zeroizing<[u8; 32]> {
+        let mac = Zeroizing::new(self.session_key.mac(&pae(&[
             b"identity/device-session/successor",
-            b"v1",
+            b"v2",
             session.session_id.as_bytes(),
             &generation.to_le_bytes(),
             parent_hash,
-        ]))
+        ])));
+        let mut random = Zeroizing::new([0u8; 16]);
+        random.copy_from_slice(&mac[..16]);
+        self.token_secret(&session.session_id, &random)
     }
 
     /// Handles a heartbeat: the session record the caller loaded by
@@ -419,8 +560,12 @@ impl Gateway {
     ///   absolute expiry); after `rotate_after` the token rotates and the previous one
     ///   stays good for `overlap` seconds;
     /// - the previous token inside the overlap: the same successor again;
-    /// - any other token of this session (older, or the previous after the overlap): the
-    ///   token chain was copied, the session is revoked.
+    /// - any other token this gateway issued for the session (older, or the previous after
+    ///   the overlap; recognised by its tag): the token chain was copied, the session is
+    ///   revoked;
+    /// - a token the gateway did not issue (a forged or mistyped secret next to a known
+    ///   session id): refused with [`DeviceError::SessionTokenUnrecognised`], nothing to
+    ///   write, so knowing a session id is not enough to end the session.
     pub fn heartbeat(
         &self,
         session: &DeviceSession,
@@ -438,6 +583,21 @@ impl Gateway {
         {
             return refuse_only(
                 DeviceError::WrongSession,
+                AuditEvent::SessionRefused {
+                    device_id: session.device_id.clone(),
+                    session_ref,
+                    at: now,
+                },
+            );
+        }
+        let hash = presented.hash();
+        let is_current: bool = hash.ct_eq(&session.current_hash).into();
+        let is_previous: bool = session
+            .previous_hash
+            .is_some_and(|p| bool::from(hash.ct_eq(&p)));
+        if !(is_current || is_previous || self.is_authentic(presented)) {
+            return refuse_only(
+                DeviceError::SessionTokenUnrecognised,
                 AuditEvent::SessionRefused {
                     device_id: session.device_id.clone(),
                     session_ref,
@@ -477,19 +637,13 @@ impl Gateway {
                 update: Some(update),
             };
         }
-        let hash = presented.hash();
-        let is_current: bool = hash.ct_eq(&session.current_hash).into();
-        let is_previous: bool = session
-            .previous_hash
-            .is_some_and(|p| bool::from(hash.ct_eq(&p)));
         if is_current {
             let mut next = session.clone();
             next.last_seen = now;
             next.version = session.version.saturating_add(1);
             if now.secs_since(session.rotated_at) >= self.policy.rotate_after {
                 let generation = session.generation.saturating_add(1);
-                let secret =
-                    Zeroizing::new(self.successor(session, &session.current_hash, generation));
+                let secret = self.successor(session, &session.current_hash, generation);
                 next.previous_hash = Some(session.current_hash);
                 next.current_hash = token_hash(&session.session_id, &secret);
                 next.overlap_until = now.saturating_add(self.policy.overlap);
@@ -524,7 +678,7 @@ impl Gateway {
             };
         }
         if is_previous && now <= session.overlap_until {
-            let secret = Zeroizing::new(self.successor(session, &hash, session.generation));
+            let secret = self.successor(session, &hash, session.generation);
             let rederived = token_hash(&session.session_id, &secret);
             if bool::from(rederived.ct_eq(&session.current_hash)) {
                 let mut next = session.clone();

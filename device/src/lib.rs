@@ -6,13 +6,19 @@
 //! [`HandshakeMessage`]: device id, key id, nonce, timestamp, body hash and a MAC over a
 //! length-prefixed canonical encoding ([`handshake_mac_input`]) that starts with a domain
 //! tag and a version and also covers the gateway id. The [`Gateway`] checks, in order:
-//! size caps, parse, device and key lookup (one uniform error), device approved, key
-//! active or retiring inside its overlap, a symmetric skew window (server time in the
-//! refusal), the restart rule, the body hash, the MAC (length first, constant time), and only then
-//! reserves the nonce in a [`ReplayLog`](handoff_core::replay::ReplayLog), failing closed
-//! when the store is full. On success it issues a device session with an opaque `dvs1.`
+//! size caps, parse, then the MAC (length first, constant time) under the claimed key of
+//! the claimed device, so that an unknown device, an unknown key and a bad MAC are one
+//! refusal with one audit event that names no device; then device approved, key active or
+//! retiring inside its overlap, a symmetric skew window (server time in the refusal), the
+//! restart rule, the body hash, the device's share of the nonce store (a per-device
+//! quota), and only then reserves the nonce in a
+//! [`ReplayLog`](handoff_core::replay::ReplayLog), failing closed when the store is full. On success it issues a device session with an opaque `dvs1.`
 //! token; heartbeats extend the idle expiry (never the absolute one) and rotate the token
 //! with a short overlap.
+//!
+//! Session tokens carry a tag under the gateway's session key: a token the gateway never
+//! issued for the session (a forged secret next to a known session id) is refused without
+//! touching the session; only an authentic stale token (a copied chain) revokes it.
 //!
 //! Every outcome carries an [`AuditEvent`] for the caller to persist; operator decisions
 //! (approve, deny, suspend, resume, revoke, rotate a key) are pure functions on a
@@ -64,20 +70,33 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//! - `audit-log`: module `audit_log`, an append-only JSON Lines file sink for
+//!   audit events (fsync policy, size-based rotation, a reader that skips a torn last
+//!   line); the crate's only I/O.
+//! - `tracing`: audit events as `tracing` events.
+//! - `encrypted-keys`: device secrets as passphrase-encrypted PKCS#8.
 
 mod audit;
+#[cfg(feature = "audit-log")]
+pub mod audit_log;
+#[cfg(feature = "tracing")]
+pub mod audit_tracing;
 mod gateway;
+mod quota;
 mod registry;
 mod session;
 mod wire;
 
 use handoff_core::UnixTime;
 
-pub use audit::{AuditEvent, FailureReason, SessionEndReason};
+pub use audit::{AuditEvent, FailureReason, SESSION_REF_LEN, SessionEndReason, SessionRef};
 pub use gateway::{
-    DEFAULT_SKEW_SECS, Gateway, GatewayBuilder, MAX_SKEW_SECS, NONCE_PURPOSE, PendingHandshake,
-    Rejection, VerifiedHandshake,
+    DEFAULT_SKEW_SECS, Gateway, GatewayBuilder, MAX_NONCE_QUOTA, MAX_SKEW_SECS, NONCE_PURPOSE,
+    PendingHandshake, Rejection, VerifiedHandshake,
 };
+pub use quota::{DEFAULT_NONCE_QUOTA, DEFAULT_QUOTA_DEVICES};
 pub use registry::{
     DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, InMemoryDeviceRegistry, KeyStatus,
     MAX_KEYS_PER_DEVICE, PairingRequest, Transition, derive_device_secret,
@@ -151,6 +170,15 @@ pub enum DeviceError {
     /// The nonce was already used.
     #[error("nonce already used; sign a new handshake with a fresh random nonce")]
     Replayed,
+    /// The authenticated device holds its whole share of the nonce store (too many
+    /// handshakes, or handshakes dated ahead of the server clock).
+    #[error(
+        "this device holds its whole share of handshake nonces; retry at {retry_at} and handshake less often"
+    )]
+    NonceQuotaExceeded {
+        /// When the device's oldest nonce slot frees.
+        retry_at: UnixTime,
+    },
     /// The nonce store is full of live entries; refused to stay safe.
     #[error("nonce store at capacity: handshake refused to stay safe; retry later")]
     NonceStoreFull,
@@ -213,6 +241,12 @@ pub enum DeviceError {
     /// The session was revoked.
     #[error("device session revoked; perform a new handshake")]
     SessionRevoked,
+    /// The presented token is not one this gateway issued for the session (a wrong or
+    /// forged secret): refused, the session is left as it was.
+    #[error(
+        "device session token not recognised; present the token the gateway issued last, or perform a new handshake"
+    )]
+    SessionTokenUnrecognised,
     /// An old session token was presented: the session is now revoked.
     #[error(
         "stale device session token presented; the session is revoked, perform a new handshake"

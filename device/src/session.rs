@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::DeviceError;
-use super::audit::{AuditEvent, SessionEndReason};
+use super::audit::{AuditEvent, SessionEndReason, SessionRef};
 use super::wire::{DeviceId, pae};
 
 /// Prefix of every device session token: never mistaken for a JWT (which starts `ey`).
@@ -46,10 +46,12 @@ impl SessionId {
     /// The reference audit events carry: 12 bytes of a domain-separated SHA-256 of the id,
     /// base64url.
     #[must_use]
-    pub fn audit_ref(&self) -> String {
+    pub fn audit_ref(&self) -> SessionRef {
         let h: [u8; 32] =
             Sha256::digest(pae(&[b"identity/device-session/ref", b"v1", &self.0])).into();
-        b64::encode(&h[..12])
+        let mut prefix = [0u8; 12];
+        prefix.copy_from_slice(&h[..12]);
+        SessionRef::from_hash_prefix(&prefix)
     }
 }
 
@@ -146,6 +148,10 @@ impl PresentedToken {
     #[must_use]
     pub fn session_id(&self) -> SessionId {
         self.session_id
+    }
+
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
     }
 
     pub(crate) fn hash(&self) -> [u8; 32] {

@@ -226,6 +226,38 @@ impl DeviceCredentials {
     }
 }
 
+#[cfg(feature = "encrypted-keys")]
+impl DeviceCredentials {
+    /// The secret as a passphrase-encrypted PKCS#8 PEM (`ENCRYPTED PRIVATE KEY`, PBES2 with
+    /// scrypt and AES-256-CBC, algorithm `hmacWithSHA256`), for storing on the device or
+    /// in a provisioning vault. The ids are not secret and are kept by the caller.
+    ///
+    /// # Errors
+    /// [`handoff_core::encrypted::EncryptedKeyError::Encrypt`] when encryption fails.
+    pub fn secret_to_encrypted_pem<R: CryptoRng + ?Sized>(
+        &self,
+        passphrase: &handoff_core::encrypted::Passphrase,
+        rng: &mut R,
+    ) -> Result<zeroize::Zeroizing<String>, handoff_core::encrypted::EncryptedKeyError> {
+        handoff_core::encrypted::encrypt_hmac_secret(&self.secret, passphrase, rng)
+    }
+
+    /// Credentials whose secret is read from what [`Self::secret_to_encrypted_pem`] wrote.
+    ///
+    /// # Errors
+    /// [`handoff_core::encrypted::EncryptedKeyError::WrongPassphrase`] for a wrong
+    /// passphrase, or what is wrong with the document (never a panic).
+    pub fn from_encrypted_pem(
+        device_id: DeviceId,
+        key_id: KeyId,
+        pem: &str,
+        passphrase: &handoff_core::encrypted::Passphrase,
+    ) -> Result<Self, handoff_core::encrypted::EncryptedKeyError> {
+        let secret = handoff_core::encrypted::decrypt_hmac_secret(pem, passphrase)?;
+        Ok(Self::new(device_id, key_id, secret))
+    }
+}
+
 impl fmt::Debug for DeviceCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceCredentials")

@@ -162,17 +162,23 @@ fn skew_is_symmetric_and_reports_the_server_time() {
 }
 
 #[test]
-fn skew_check_runs_before_the_mac_and_refused_messages_burn_no_nonce() {
+fn mac_check_runs_before_the_skew_check_and_refused_messages_burn_no_nonce() {
     let mut f = fixture();
     let counting = CountingLog::default();
-    // Far in the past and with a broken MAC: the skew error wins (checklist order).
+    // Far in the past and with a broken MAC: the MAC refusal wins, so a random secret
+    // learns nothing about the device (issue 15, finding 1).
     let wire = tamper_mac(&f.wire_at(t(0)));
+    let r = f.run_with(&wire, t(1_000), &counting).unwrap_err();
+    assert_eq!(reason(&r), FailureReason::Unauthenticated);
+    assert_eq!(r.error, DeviceError::Unauthorized);
+    // With a good MAC the skew refusal tells the device the server time.
+    let wire = f.wire_at(t(0));
     let r = f.run_with(&wire, t(1_000), &counting).unwrap_err();
     assert_eq!(reason(&r), FailureReason::Skew);
     // Bad MAC inside the window: refused without touching the nonce store.
     let wire = tamper_mac(&f.wire_at(t(1_000)));
     let r = f.run_with(&wire, t(1_000), &counting).unwrap_err();
-    assert_eq!(reason(&r), FailureReason::BadMac);
+    assert_eq!(reason(&r), FailureReason::Unauthenticated);
     assert_eq!(counting.calls.load(Ordering::SeqCst), 0);
     // A good message reaches the store exactly once.
     let wire = f.wire_at(t(1_000));
@@ -193,7 +199,7 @@ fn wrong_mac_is_an_opaque_unauthorized() {
     let wire = tamper_mac(&f.wire_at(t(100)));
     let r = f.go(&wire, t(100)).unwrap_err();
     assert_eq!(r.error, DeviceError::Unauthorized);
-    assert_eq!(reason(&r), FailureReason::BadMac);
+    assert_eq!(reason(&r), FailureReason::Unauthenticated);
 
     // Right ids, wrong secret.
     let mut rng = UnwrapErr(getrandom::SysRng);
@@ -208,7 +214,7 @@ fn wrong_mac_is_an_opaque_unauthorized() {
         .to_wire();
     let r = f.go(&wire, t(100)).unwrap_err();
     assert_eq!(r.error, DeviceError::Unauthorized);
-    assert_eq!(reason(&r), FailureReason::BadMac);
+    assert_eq!(reason(&r), FailureReason::Unauthenticated);
 }
 
 #[test]
@@ -221,7 +227,7 @@ fn truncated_or_extended_mac_is_refused() {
         let w = format!("{head}.{}", b64::encode(&full[..len]));
         let r = f.go(&w, t(100)).unwrap_err();
         assert_eq!(r.error, DeviceError::Unauthorized, "len {len}");
-        assert_eq!(reason(&r), FailureReason::BadMac, "len {len}");
+        assert_eq!(reason(&r), FailureReason::Unauthenticated, "len {len}");
     }
     // 33 bytes: the correct tag plus one byte.
     let mut long = full.clone();
@@ -229,7 +235,7 @@ fn truncated_or_extended_mac_is_refused() {
     let r = f
         .go(&format!("{head}.{}", b64::encode(&long)), t(100))
         .unwrap_err();
-    assert_eq!(reason(&r), FailureReason::BadMac);
+    assert_eq!(reason(&r), FailureReason::Unauthenticated);
     // Over the parser cap: malformed before any lookup.
     let r = f
         .go(&format!("{head}.{}", b64::encode(&[0u8; 65])), t(100))
@@ -302,8 +308,8 @@ fn unknown_device_and_not_approved_look_the_same_to_the_device() {
         assert_eq!(r.error, DeviceError::Unauthorized);
         assert_eq!(r.error.to_string(), unknown.error.to_string());
     }
-    assert_eq!(reason(&unknown), FailureReason::UnknownDevice);
-    assert_eq!(reason(&unknown_key), FailureReason::UnknownKey);
+    assert_eq!(reason(&unknown), FailureReason::Unauthenticated);
+    assert_eq!(reason(&unknown_key), FailureReason::Unauthenticated);
     assert_eq!(reason(&not_approved), FailureReason::NotApproved);
     assert_eq!(reason(&suspended), FailureReason::NotApproved);
 }
@@ -347,6 +353,16 @@ fn retiring_key_works_inside_its_overlap_only() {
 #[test]
 fn full_nonce_store_fails_closed() {
     let mut f = fixture();
+    // A quota large enough that the store, not the device's share, is the limit here.
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    f.gateway = Gateway::builder(
+        GatewayId::new("gw-1").unwrap(),
+        t(0),
+        HmacSecret::generate(&mut rng),
+    )
+    .nonce_quota(MAX_NONCE_QUOTA, 10)
+    .build()
+    .unwrap();
     // The in-memory log holds at most one live entry per shard (16 shards).
     let small = InMemoryReplayLog::new(1);
     let (mut ok, mut full) = (0, 0);
@@ -404,7 +420,7 @@ fn mac_binds_gateway_body_and_every_field() {
         .to_wire();
     assert_eq!(
         reason(&f.go(&wire, t(100)).unwrap_err()),
-        FailureReason::BadMac
+        FailureReason::Unauthenticated
     );
     // Covers another body than the one received.
     let gw = f.gateway.gateway_id().clone();
@@ -420,7 +436,7 @@ fn mac_binds_gateway_body_and_every_field() {
     assert_ne!(forged, wire);
     assert_eq!(
         reason(&f.go(&forged, t(100)).unwrap_err()),
-        FailureReason::BadMac
+        FailureReason::Unauthenticated
     );
 }
 
@@ -509,13 +525,49 @@ fn configuration_is_bounded() {
             .build(),
         Err(DeviceError::Config(_))
     ));
+    for (per_device, devices) in [(0, 10), (MAX_NONCE_QUOTA + 1, 10), (16, 0)] {
+        assert!(matches!(
+            Gateway::builder(gw(), t(0), key.clone())
+                .nonce_quota(per_device, devices)
+                .build(),
+            Err(DeviceError::Config(_))
+        ));
+    }
+    let g = Gateway::builder(gw(), t(0), key).build().unwrap();
+    assert_eq!(g.skew_secs(), 120);
+    assert_eq!(g.nonce_quota(), DEFAULT_NONCE_QUOTA);
+}
+
+#[test]
+fn quota_refusal_names_the_retry_time_and_counts_future_skew_against_the_device() {
+    let mut f = fixture();
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    f.gateway = Gateway::builder(
+        GatewayId::new("gw-1").unwrap(),
+        t(0),
+        HmacSecret::generate(&mut rng),
+    )
+    .nonce_quota(2, 10)
+    .build()
+    .unwrap();
+    // Two handshakes dated 100 s ahead hold the device's two slots until t(100+100+120).
+    for _ in 0..2 {
+        let wire = f.wire_at(t(200));
+        assert!(f.go(&wire, t(100)).is_ok());
+    }
+    let wire = f.wire_at(t(100));
+    let r = f.go(&wire, t(100)).unwrap_err();
     assert_eq!(
-        Gateway::builder(gw(), t(0), key)
-            .build()
-            .unwrap()
-            .skew_secs(),
-        120
+        r.error,
+        DeviceError::NonceQuotaExceeded { retry_at: t(321) }
     );
+    assert_eq!(reason(&r), FailureReason::QuotaExceeded);
+    assert!(r.error.to_string().contains("retry at"));
+    // Still refused just before, served from the retry time on.
+    let wire = f.wire_at(t(320));
+    assert!(f.go(&wire, t(320)).is_err());
+    let wire = f.wire_at(t(321));
+    assert!(f.go(&wire, t(321)).is_ok());
 }
 
 #[test]
@@ -534,7 +586,7 @@ fn audit_events_carry_no_secret_token_or_mac() {
     let all = lines.join("\n");
     assert!(all.contains(r#""event":"handshake_ok""#));
     assert!(all.contains(r#""reason":"replay""#));
-    assert!(all.contains(r#""reason":"bad_mac""#));
+    assert!(all.contains(r#""reason":"unauthenticated""#));
     let token = issued.token.expose().to_owned();
     let (_, sid_and_secret) = token.split_at(SESSION_TOKEN_PREFIX.len());
     let (sid, secret) = sid_and_secret.split_once('.').unwrap();
@@ -617,4 +669,29 @@ impl ReplayLog for Broken {
     ) -> Result<ReplayVerdict, ReplayStoreError> {
         Err(ReplayStoreError("connection refused".into()))
     }
+}
+
+#[test]
+fn replaying_a_captured_handshake_does_not_use_up_the_device_share() {
+    let mut f = fixture();
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    f.gateway = Gateway::builder(
+        GatewayId::new("gw-1").unwrap(),
+        t(0),
+        HmacSecret::generate(&mut rng),
+    )
+    .nonce_quota(2, 10)
+    .build()
+    .unwrap();
+    let captured = f.wire_at(t(100));
+    assert!(f.go(&captured, t(100)).is_ok());
+    // An attacker replays the captured message many times: each is a replay, none takes a
+    // slot of the device's share.
+    for i in 0..50 {
+        let r = f.go(&captured, t(100 + i % 5)).unwrap_err();
+        assert_eq!(r.error, DeviceError::Replayed);
+    }
+    // The device still has its second slot.
+    let wire = f.wire_at(t(105));
+    assert!(f.go(&wire, t(105)).is_ok());
 }

@@ -320,7 +320,8 @@ fn tokens_are_checked_against_their_session() {
     let (err, update, _) = refused(f.beat(&issued.session, &other.token, t(10)));
     assert_eq!(err, DeviceError::WrongSession);
     assert!(update.is_none());
-    // A forged secret for the right session id revokes it (treated as a stale token).
+    // A forged secret for the right session id is refused and revokes nothing (issue 15,
+    // finding 2): knowing a session id is not enough to end the session.
     let sid = issued.session.session_id.to_base64url();
     let forged = format!(
         "{SESSION_TOKEN_PREFIX}{sid}.{}",
@@ -328,8 +329,15 @@ fn tokens_are_checked_against_their_session() {
     );
     let p = PresentedToken::parse(&forged).unwrap();
     let (err, update, _) = refused(f.gateway.heartbeat(&issued.session, &f.device, &p, t(10)));
-    assert_eq!(err, DeviceError::SessionTokenReused);
-    assert!(update.is_some());
+    assert_eq!(err, DeviceError::SessionTokenUnrecognised);
+    assert!(update.is_none());
+    // The real token's random half with a tag from another session: refused too.
+    let real = issued.token.expose();
+    let other_sid = other.session.session_id.to_base64url();
+    let spliced = real.replace(&sid, &other_sid);
+    let p = PresentedToken::parse(&spliced).unwrap();
+    let (err, update, _) = refused(f.gateway.heartbeat(&other.session, &f.device, &p, t(10)));
+    assert!(update.is_none(), "{err}");
     // Explicit revocation.
     let u = issued.session.revoke(t(20));
     assert_eq!(u.session.revoked_at, Some(t(20)));

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(feature = "encrypted-keys")]
+pub mod encrypted;
 mod error;
 pub mod keyring;
 pub mod keys;

@@ -1,6 +1,8 @@
 //! `host-issuer`: generate host keys, publish the JWKS, mint host tokens, rotate keys,
 //! serve the JWKS over HTTP and inspect tokens.
 
+mod key_file;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,6 +44,11 @@ enum Command {
         /// Longest lifetime of the tokens minted with this keyring, in seconds (1 to 3600).
         #[arg(long, default_value_t = 3600)]
         max_token_lifetime: u64,
+        /// Encrypt the private keys (PKCS#8, PBES2 with scrypt and AES-256-CBC, which
+        /// OpenSSL reads) under a passphrase taken from HOST_ISSUER_PASSPHRASE or asked on
+        /// the terminal (never an argument).
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Print the public JWKS of a keyring on stdout.
     Jwks {
@@ -90,6 +97,10 @@ enum Command {
         /// the longest token lifetime plus the leeway).
         #[arg(long)]
         retire_after: Option<u64>,
+        /// Encrypt the keyring from now on (an encrypted keyring stays encrypted under its
+        /// passphrase); the passphrase as for `generate-keys --encrypt`.
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Serve the JWKS over HTTP (GET /.well-known/jwks.json, /certs, /healthz), picking up
     /// changes to the key file without a restart.
@@ -176,14 +187,19 @@ fn run(cmd: Command) -> Result<(), Error> {
             out,
             force,
             max_token_lifetime,
+            encrypt,
         } => {
             if !force && out.exists() {
                 return Err(exists_error(&out));
             }
+            let pass = encrypt
+                .then(|| key_file::passphrase(&out.display().to_string(), true))
+                .transpose()?;
             let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
             let kid = key.kid().to_owned();
             let ring = Keyring::new(key, now()?).with_max_token_lifetime(max_token_lifetime)?;
-            write_private_file(&out, ring.to_key_file().as_bytes(), force)?;
+            let text = key_file::keyring_text(&ring, pass.as_ref(), &mut rng)?;
+            write_private_file(&out, text.as_bytes(), force)?;
             eprintln!(
                 "wrote a keyring ({alg}) to {} (mode 0600); active kid:",
                 out.display()
@@ -191,7 +207,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             println!("{kid}");
         }
         Command::Jwks { keys } => {
-            let ring = server::read_key_file(&keys)?;
+            let (ring, _) = key_file::read_keyring(&keys)?;
             let resp = ring.jwks_response(now()?);
             let v: Value = serde_json::from_slice(resp.body())
                 .map_err(|e| Error::Server(format!("JWKS body is not JSON: {e}")))?;
@@ -206,7 +222,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             ttl,
             claims,
         } => {
-            let ring = server::read_key_file(&keys)?;
+            let (ring, _) = key_file::read_keyring(&keys)?;
             let mut c = HostClaims::new(iss, aud, sub).ttl(ttl);
             if let Some(t) = tenant {
                 c = c.tenant(t);
@@ -227,8 +243,12 @@ fn run(cmd: Command) -> Result<(), Error> {
             alg,
             kid,
             retire_after,
+            encrypt,
         } => {
-            let mut ring = server::read_key_file(&keys)?;
+            let (mut ring, mut pass) = key_file::read_keyring(&keys)?;
+            if encrypt && pass.is_none() {
+                pass = Some(key_file::passphrase(&keys.display().to_string(), true)?);
+            }
             let now = now()?;
             let pruned = ring.prune(now);
             for d in pruned.dropped() {
@@ -238,7 +258,8 @@ fn run(cmd: Command) -> Result<(), Error> {
             let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
             let retire_after = retire_after.unwrap_or_else(|| ring.retire_after());
             let change = ring.rotate_with_retire_after(key, now, retire_after)?;
-            write_private_file(&keys, ring.to_key_file().as_bytes(), true)?;
+            let text = key_file::keyring_text(&ring, pass.as_ref(), &mut rng)?;
+            write_private_file(&keys, text.as_bytes(), true)?;
             if let Some((old, until)) = change.retired() {
                 eprintln!(
                     "key {old} stopped signing and stays published until {until} (unix time); new active kid:"

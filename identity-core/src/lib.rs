@@ -5,6 +5,8 @@
 pub mod alg;
 pub mod b64;
 pub mod claims;
+#[cfg(feature = "encrypted-keys")]
+pub mod encrypted;
 mod error;
 pub mod jwks;
 pub mod jws;
