@@ -251,3 +251,104 @@ fn unbound_family_accepts_any_proof_or_none_and_stays_unbound() {
         None
     );
 }
+
+// --- issue 18 finding 8: every lifetime boundary, at t - 1, t and t + 1 ---
+
+/// A token is valid while `now < issued_at + idle`, a family while
+/// `now < created_at + absolute`, grace while `now < rotated_at + window`: each instant
+/// named `t` below is the first one refused.
+#[test]
+fn lifetime_boundaries_are_exclusive_at_t_minus_1_t_and_t_plus_1() {
+    let policy = Policy::builder()
+        .idle_lifetime(100)
+        .absolute_lifetime(1_000)
+        .grace_window(10)
+        .build()
+        .unwrap();
+    let e = engine(policy);
+    // Idle: t = T0 + 100.
+    for (at, ok) in [(99, true), (100, false), (101, false)] {
+        let store = InMemoryFamilyStore::new(100);
+        let a = start(&store, &e, "alice", "web", T0, &mut rng())
+            .unwrap()
+            .token;
+        let out = rotate(
+            &store,
+            &e,
+            a.expose_secret(),
+            T0.saturating_add(at),
+            &mut rng(),
+        )
+        .unwrap();
+        match out {
+            Outcome::Issued(_) => assert!(ok, "idle +{at} accepted"),
+            Outcome::Refused(r) => {
+                assert!(!ok, "idle +{at} refused");
+                assert_eq!(r.error.reason(), "token_expired");
+            }
+            _ => panic!("unknown outcome"),
+        }
+    }
+    // Absolute: t = T0 + 1000, rotating every 90 s to stay within idle.
+    for (at, ok) in [(999, true), (1_000, false), (1_001, false)] {
+        let store = InMemoryFamilyStore::new(100);
+        let mut tok = start(&store, &e, "alice", "web", T0, &mut rng())
+            .unwrap()
+            .token;
+        let mut now = 0;
+        while now + 90 < at {
+            now += 90;
+            tok = issued(
+                rotate(
+                    &store,
+                    &e,
+                    tok.expose_secret(),
+                    T0.saturating_add(now),
+                    &mut rng(),
+                )
+                .unwrap(),
+            )
+            .token;
+        }
+        let out = rotate(
+            &store,
+            &e,
+            tok.expose_secret(),
+            T0.saturating_add(at),
+            &mut rng(),
+        )
+        .unwrap();
+        match out {
+            Outcome::Issued(_) => assert!(ok, "absolute +{at} accepted"),
+            Outcome::Refused(r) => {
+                assert!(!ok, "absolute +{at} refused");
+                assert_eq!(r.error.reason(), "family_expired");
+            }
+            _ => panic!("unknown outcome"),
+        }
+    }
+    // Grace: t = rotation + 10.
+    for (at, ok) in [(9, true), (10, false), (11, false)] {
+        let store = InMemoryFamilyStore::new(100);
+        let a = start(&store, &e, "alice", "web", T0, &mut rng())
+            .unwrap()
+            .token;
+        let _ = issued(rotate(&store, &e, a.expose_secret(), T0, &mut rng()).unwrap());
+        let out = rotate(
+            &store,
+            &e,
+            a.expose_secret(),
+            T0.saturating_add(at),
+            &mut rng(),
+        )
+        .unwrap();
+        match out {
+            Outcome::Issued(i) => assert!(ok && i.grace, "grace +{at} accepted"),
+            Outcome::Refused(r) => {
+                assert!(!ok, "grace +{at} refused");
+                assert_eq!(r.error, RefreshError::ReuseDetected);
+            }
+            _ => panic!("unknown outcome"),
+        }
+    }
+}
