@@ -17,9 +17,9 @@ pub use cnf::{Cnf, ath, ath_matches, jkt_matches};
 pub use error::{Endpoint, Error, ErrorCode, WireError};
 pub use nonce::{NONCE_CHARS, NonceCheck, NonceIssuer};
 pub use server::{
-    DEFAULT_IAT_FUTURE_SECS, DEFAULT_IAT_PAST_SECS, DEFAULT_MAX_JTI_BYTES, DEFAULT_MAX_PROOF_BYTES,
-    DPOP_TYP, DpopProof, DpopRequest, DpopVerifier, DpopVerifierBuilder, NoncePolicy,
-    REPLAY_PURPOSE, fuzz_verify,
+    DEFAULT_ALGORITHMS, DEFAULT_IAT_FUTURE_SECS, DEFAULT_IAT_PAST_SECS, DEFAULT_MAX_JTI_BYTES,
+    DEFAULT_MAX_PROOF_BYTES, DPOP_TYP, DpopProof, DpopRequest, DpopVerifier, DpopVerifierBuilder,
+    NoncePolicy, REPLAY_PURPOSE, fuzz_verify,
 };
 pub use uri::MAX_URI_BYTES;
 

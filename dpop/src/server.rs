@@ -21,6 +21,15 @@ pub const DEFAULT_MAX_JTI_BYTES: usize = 256;
 pub const DEFAULT_IAT_PAST_SECS: u64 = 60;
 /// Default tolerance for `iat` in the future, in seconds.
 pub const DEFAULT_IAT_FUTURE_SECS: u64 = 5;
+/// The default proof algorithms: every asymmetric algorithm the family verifies (EdDSA,
+/// ES256, RS256, PS256), so proofs of mainstream clients (RSA keys included) verify
+/// without configuration. Narrow them with [`DpopVerifierBuilder::algorithms`].
+pub const DEFAULT_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
 /// The purpose tag of DPoP replay keys.
 pub const REPLAY_PURPOSE: &str = "dpop/jti";
 
@@ -60,14 +69,17 @@ pub struct DpopVerifierBuilder {
 }
 
 impl DpopVerifierBuilder {
-    /// The accepted proof algorithms (asymmetric only; default ES256 and EdDSA).
+    /// Narrows the accepted proof algorithms (asymmetric only; default
+    /// [`DEFAULT_ALGORITHMS`]: every asymmetric algorithm the family verifies).
     pub fn algorithms(mut self, algs: &[Algorithm]) -> Self {
         self.algorithms = algs.to_vec();
         self
     }
 
     /// How far `iat` may lie in the past and in the future, in seconds (defaults 60 and
-    /// 5; at most 3600 and 300).
+    /// 5; at most 3600 and 300). Both ends are inclusive: a proof is accepted while
+    /// `iat - future_secs <= now <= iat + past_secs`, and its replay entry is kept until
+    /// `iat + past_secs` (or the end of its nonce's validity, if later).
     pub fn iat_window(mut self, past_secs: u64, future_secs: u64) -> Self {
         self.iat_past_secs = past_secs;
         self.iat_future_secs = future_secs;
@@ -156,7 +168,7 @@ pub struct DpopVerifier {
 impl Default for DpopVerifier {
     fn default() -> Self {
         Self {
-            algorithms: vec![Algorithm::ES256, Algorithm::EdDSA],
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
             iat_past_secs: DEFAULT_IAT_PAST_SECS,
             iat_future_secs: DEFAULT_IAT_FUTURE_SECS,
             nonce: NoncePolicy::Off,
@@ -181,6 +193,38 @@ pub struct DpopRequest<'a> {
     uri: &'a str,
     access_token: Option<&'a str>,
     expected_jkt: Option<&'a str>,
+    nonces: Option<ExpectedNonces<'a>>,
+}
+
+/// Nonces the application keeps itself (RFC 9449 section 8 leaves their form to the
+/// server): the one to hand out now, and others still accepted.
+#[derive(Clone, Copy)]
+struct ExpectedNonces<'a> {
+    current: &'a str,
+    also: &'a [&'a str],
+}
+
+impl ExpectedNonces<'_> {
+    fn accepts(&self, nonce: &str) -> bool {
+        // Every candidate is compared, in constant time for equal lengths.
+        let mut hit = ct_str_eq(self.current, nonce);
+        for n in self.also {
+            hit |= ct_str_eq(n, nonce);
+        }
+        hit
+    }
+}
+
+fn ct_str_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// RFC 9449 section 8: `nonce = 1*NQCHAR` (%x21 / %x23-5B / %x5D-7E).
+fn is_nqchar_string(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl fmt::Debug for DpopRequest<'_> {
@@ -191,6 +235,7 @@ impl fmt::Debug for DpopRequest<'_> {
             .field("uri", &self.uri)
             .field("access_token", &self.access_token.is_some())
             .field("expected_jkt", &self.expected_jkt)
+            .field("expected_nonces", &self.nonces.map(|n| 1 + n.also.len()))
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +251,7 @@ impl<'a> DpopRequest<'a> {
             uri,
             access_token: None,
             expected_jkt: None,
+            nonces: None,
         }
     }
 
@@ -222,6 +268,25 @@ impl<'a> DpopRequest<'a> {
     #[must_use]
     pub fn bound_to(mut self, jkt: &'a str) -> Self {
         self.expected_jkt = Some(jkt);
+        self
+    }
+
+    /// Nonces chosen by the application (RFC 9449 section 8: kept in a shared store, or a
+    /// short rotating list): `current` is the nonce to hand out now, `also_accepted` the
+    /// others still accepted (for example the previous one). For this request they
+    /// replace the verifier's [`NoncePolicy`]: the proof must carry one of them, compared
+    /// exactly (in constant time per candidate). A proof without a nonce is refused with
+    /// [`Error::NonceMissing`], one with another nonce with [`Error::NonceStale`], both
+    /// carrying `current` to send in `DPoP-Nonce` (wire code `use_dpop_nonce`); a proof
+    /// with an accepted nonce other than `current` verifies and
+    /// [`DpopProof::next_nonce`] is `current`. Each nonce must be 1 or more NQCHAR
+    /// (otherwise [`Error::Config`]).
+    #[must_use]
+    pub fn with_expected_nonces(mut self, current: &'a str, also_accepted: &'a [&'a str]) -> Self {
+        self.nonces = Some(ExpectedNonces {
+            current,
+            also: also_accepted,
+        });
         self
     }
 }
@@ -310,8 +375,8 @@ fn clip(s: &str) -> String {
 }
 
 impl DpopVerifier {
-    /// A builder starting from the defaults (ES256 and EdDSA; `iat` 60 s back, 5 s ahead;
-    /// no nonces; 8 KiB proofs; 256-byte `jti`).
+    /// A builder starting from the defaults ([`DEFAULT_ALGORITHMS`]; `iat` 60 s back, 5 s
+    /// ahead; no nonces; 8 KiB proofs; 256-byte `jti`).
     pub fn builder() -> DpopVerifierBuilder {
         let d = Self::default();
         DpopVerifierBuilder {
@@ -413,7 +478,20 @@ impl DpopVerifier {
         if request.access_token.is_some() && claims.ath.is_none() {
             return Err(Error::MissingAth);
         }
-        if let NoncePolicy::Required(issuer) = &self.nonce
+        if let Some(expected) = &request.nonces {
+            if !is_nqchar_string(expected.current)
+                || !expected.also.iter().all(|n| is_nqchar_string(n))
+            {
+                return Err(Error::Config(
+                    "an expected DPoP nonce is empty or not NQCHAR (RFC 9449 section 8)",
+                ));
+            }
+            if claims.nonce.is_none() {
+                return Err(Error::NonceMissing {
+                    fresh: expected.current.to_owned(),
+                });
+            }
+        } else if let NoncePolicy::Required(issuer) = &self.nonce
             && claims.nonce.is_none()
         {
             return Err(Error::NonceMissing {
@@ -457,7 +535,17 @@ impl DpopVerifier {
         }
         let mut until = iat.saturating_add(self.iat_past_secs);
         let mut next_nonce = None;
-        if let Some(issuer) = self.nonce.issuer() {
+        if let Some(expected) = &request.nonces {
+            let n = claims.nonce.as_deref().unwrap_or_default();
+            if !expected.accepts(n) {
+                return Err(Error::NonceStale {
+                    fresh: expected.current.to_owned(),
+                });
+            }
+            if !ct_str_eq(expected.current, n) {
+                next_nonce = Some(expected.current.to_owned());
+            }
+        } else if let Some(issuer) = self.nonce.issuer() {
             match &claims.nonce {
                 Some(n) => match issuer.check(n, now) {
                     NonceCheck::Valid { until: nonce_until } => {

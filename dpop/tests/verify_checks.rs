@@ -128,14 +128,23 @@ fn alg_none_hs256_and_unlisted_algorithms_are_refused() {
         verify_one(&tok, "GET", URI, NOW),
         Err(Error::AlgorithmNotAllowed { .. })
     ));
-    // RS256 is real but not in the default list (ES256, EdDSA).
+    // RS256 is in the default list (every asymmetric algorithm) but refused once the
+    // builder narrows the list.
     let rsa = SigningKey::generate(Algorithm::RS256, &mut rng()).unwrap();
     let tok = raw_token(&header_for(&rsa), &c, &rsa);
-    let err = verify_one(&tok, "GET", URI, NOW).unwrap_err();
+    verify_one(&tok, "GET", URI, NOW).unwrap();
+    let narrow = DpopVerifier::builder()
+        .algorithms(&[Algorithm::ES256, Algorithm::EdDSA])
+        .build()
+        .unwrap();
+    let headers = [tok.as_str()];
+    let err = narrow
+        .verify(&DpopRequest::new(&headers, "GET", URI), t(NOW))
+        .unwrap_err();
     assert!(
         matches!(&err, Error::AlgorithmNotAllowed { alg, allowed } if alg == "RS256" && allowed == "ES256 EdDSA")
     );
-    // ... and accepted once the policy lists it.
+    // ... and accepted by a list naming it alone.
     let v = DpopVerifier::builder()
         .algorithms(&[Algorithm::RS256])
         .build()
@@ -714,7 +723,7 @@ fn wire_forms_follow_rfc9449() {
     assert_eq!(
         w.www_authenticate.as_deref(),
         Some(
-            "DPoP error=\"invalid_dpop_proof\", error_description=\"invalid signature\", algs=\"ES256 EdDSA\""
+            "DPoP error=\"invalid_dpop_proof\", error_description=\"invalid signature\", algs=\"ES256 EdDSA RS256 PS256\""
         )
     );
     assert_eq!(w.dpop_nonce, None);

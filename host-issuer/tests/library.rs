@@ -328,7 +328,8 @@ fn rotation_old_tokens_verify_until_retire_time_then_fail() {
     assert_eq!(jwks.len(), 2);
     verify::<Value, _>(old.token(), &jwks, &policy(), t1).unwrap();
     verify::<Value, _>(new.token(), &jwks, &policy(), t1).unwrap();
-    let last = UnixTime::from_secs(T0 + 3600 + 60);
+    // `exp` is exclusive (RFC 7519 4.1.4): the last accepted instant is exp + leeway - 1.
+    let last = UnixTime::from_secs(T0 + 3600 + 60 - 1);
     assert!(last <= not_after);
     verify::<Value, _>(old.token(), &jwks_of(&ring, last), &policy(), last).unwrap();
 

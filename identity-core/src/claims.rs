@@ -385,17 +385,25 @@ impl ValidationBuilder {
     ///
     /// # Errors
     /// [`Error::Policy`] when no issuer or no audience was given (and the audience check
-    /// was not explicitly waived), or a bound is out of range.
+    /// was not explicitly waived), when an issuer or audience is empty or whitespace only,
+    /// or a bound is out of range.
     pub fn build(self) -> Result<Validation, Error> {
         if self.v.issuers.is_empty() {
             return Err(Error::Policy("no issuer accepted: call .issuer(..)"));
         }
-        if self.v.issuers.iter().any(String::is_empty) {
-            return Err(Error::Policy("an accepted issuer is empty"));
+        if self.v.issuers.iter().any(|i| blank(i)) {
+            return Err(Error::Policy(
+                "an accepted issuer is empty or whitespace: check the configuration value (an unset variable?)",
+            ));
         }
         if self.v.audiences.is_empty() && !self.any_audience {
             return Err(Error::Policy(
                 "no audience accepted: call .audience(..) (or dangerous_any_audience())",
+            ));
+        }
+        if self.v.audiences.iter().any(|a| blank(a)) {
+            return Err(Error::Policy(
+                "an accepted audience is empty or whitespace: check the configuration value (an unset variable?)",
             ));
         }
         if self.v.leeway > MAX_LEEWAY_SECS {
@@ -409,6 +417,12 @@ impl ValidationBuilder {
         }
         Ok(self.v)
     }
+}
+
+/// Whether a configured issuer or audience is empty or whitespace only: a token carrying
+/// the same blank value would otherwise match it.
+fn blank(s: &str) -> bool {
+    s.trim().is_empty()
 }
 
 /// Whether a header `typ` equals the required one (RFC 7515 section 4.1.9: media type
@@ -429,7 +443,10 @@ pub fn typ_matches(found: &str, expected: &str) -> bool {
 fn check_claims(r: &RegisteredClaims, v: &Validation, now: UnixTime) -> Result<(), Error> {
     let now_s = now.as_secs();
     let exp = r.exp.ok_or(Error::MissingClaim("exp"))?;
-    if now_s > exp.0.saturating_add(v.leeway) {
+    // RFC 7519 section 4.1.4: the current time MUST be before `exp` (strict): valid while
+    // `now < exp + leeway`, refused from `exp + leeway` on. `nbf` (section 4.1.5) is
+    // inclusive: valid from `nbf - leeway` on. `iat` may not lie beyond `now + leeway`.
+    if now_s >= exp.0.saturating_add(v.leeway) {
         return Err(Error::Expired {
             exp: exp.0,
             now: now_s,

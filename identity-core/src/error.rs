@@ -98,7 +98,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// `exp` has passed (beyond leeway).
+    /// `exp` has passed (beyond leeway): refused when `now >= exp + leeway` (RFC 7519
+    /// section 4.1.4, the current time must be before `exp`).
     #[error("token expired at {exp} (now {now}, leeway {leeway} s); get a new token")]
     Expired {
         /// The token's `exp`.

@@ -185,9 +185,12 @@ const SHARDS: usize = 16;
 
 /// A bounded, thread-safe, in-memory [`ReplayLog`].
 ///
-/// Entries live in time buckets keyed by their expiry; a whole bucket is dropped once its
-/// last instant has passed, so expiry costs O(1) amortised per entry and no entry is ever
-/// dropped before its `until`. Membership is one hash lookup. The log holds at most
+/// Entries live in time buckets keyed by their expiry; a bucket's entries are dropped
+/// once its last instant has passed, at most [`PURGE_STEP`] per call (so a mass expiry
+/// never stalls one call: each `check_and_insert` does a bounded amount of work), so
+/// expiry costs O(1) amortised per entry and no entry is ever dropped before its `until`.
+/// An expired entry not yet purged still answers [`ReplayVerdict::Replayed`] (a refusal
+/// of a value whose acceptance window is over anyway, never an acceptance). Membership is one hash lookup. The log holds at most
 /// `capacity` live entries in total and answers [`ReplayVerdict::AtCapacity`] past that,
 /// after purging expired entries (it never evicts a live entry). Entries whose `until`
 /// lies further ahead than the horizon (default 1 day) are refused as `AtCapacity` too,
@@ -220,18 +223,34 @@ struct Shard {
     buckets: BTreeMap<u64, Vec<u64>>,
 }
 
+/// Most expired entries one call purges in one shard: every `check_and_insert` does at
+/// most this much purge work in its own shard (and, only when the log is full, at most
+/// this much more in total across the other shards), whatever expired before. A mass
+/// expiry is thus purged a step at a time by the calls that follow it instead of stalling
+/// the first of them.
+pub const PURGE_STEP: usize = 64;
+
 impl Shard {
-    /// Drops every bucket before `first_live`; returns how many entries went. O(1)
-    /// amortised per entry (each entry is removed exactly once).
-    fn expire(&mut self, first_live: u64) -> usize {
+    /// Drops up to `budget` entries of the buckets before `first_live`, oldest bucket
+    /// first; returns how many went. Each entry is removed exactly once, so the work is
+    /// O(1) amortised per entry and at most `budget` per call.
+    fn expire(&mut self, first_live: u64, budget: usize) -> usize {
         let mut dropped = 0;
-        while let Some(entry) = self.buckets.first_entry() {
+        while dropped < budget {
+            let Some(mut entry) = self.buckets.first_entry() else {
+                break;
+            };
             if *entry.key() >= first_live {
                 break;
             }
-            for f in entry.remove() {
+            let bucket = entry.get_mut();
+            while dropped < budget {
+                let Some(f) = bucket.pop() else { break };
                 self.index.remove(&f);
                 dropped += 1;
+            }
+            if bucket.is_empty() {
+                entry.remove();
             }
         }
         dropped
@@ -309,11 +328,17 @@ impl InMemoryReplayLog {
         }
     }
 
-    /// Purges expired buckets in every shard, one lock at a time.
-    fn expire_all(&self, first_live: u64) -> Result<(), ReplayStoreError> {
+    /// Purges expired entries shard by shard, one lock at a time, until `budget` went or
+    /// no shard holds any.
+    fn expire_all(&self, first_live: u64, budget: usize) -> Result<(), ReplayStoreError> {
+        let mut left = budget;
         for shard in &self.shards {
-            let dropped = shard.lock().map_err(poisoned)?.expire(first_live);
+            if left == 0 {
+                break;
+            }
+            let dropped = shard.lock().map_err(poisoned)?.expire(first_live, left);
             self.release(dropped);
+            left -= dropped;
         }
         Ok(())
     }
@@ -326,7 +351,7 @@ impl InMemoryReplayLog {
         first_live: u64,
     ) -> Result<Option<ReplayVerdict>, ReplayStoreError> {
         let mut shard = shard.lock().map_err(poisoned)?;
-        let dropped = shard.expire(first_live);
+        let dropped = shard.expire(first_live, PURGE_STEP);
         self.release(dropped);
         if shard.index.contains(&f) {
             return Ok(Some(ReplayVerdict::Replayed));
@@ -372,9 +397,9 @@ impl ReplayLog for InMemoryReplayLog {
         if let Some(v) = self.try_insert(shard, f, until_ix, first_live)? {
             return Ok(v);
         }
-        // Full: expired entries may sit in other shards. Purge them all, then try once
-        // more; still full means fail closed.
-        self.expire_all(first_live)?;
+        // Full: expired entries may sit in other shards. Purge a bounded step of them
+        // (one freed entry is enough), then try once more; still full means fail closed.
+        self.expire_all(first_live, PURGE_STEP)?;
         Ok(self
             .try_insert(shard, f, until_ix, first_live)?
             .unwrap_or(ReplayVerdict::AtCapacity))

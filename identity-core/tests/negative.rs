@@ -586,13 +586,14 @@ fn token_with(k: &SigningKey, f: impl FnOnce(&mut Value)) -> String {
 fn expired_tokens_are_refused_beyond_the_leeway() {
     let k = key(Algorithm::EdDSA);
     let vk = k.verifying_key();
-    let t = token_with(&k, |c| c["exp"] = json!(NOW - 60));
+    let t = token_with(&k, |c| c["exp"] = json!(NOW - 59));
     verify_with(&t, &vk).unwrap(); // within the default 60 s leeway
-    let t = token_with(&k, |c| c["exp"] = json!(NOW - 61));
+    // RFC 7519 4.1.4: now must be before exp (+ leeway), so exp + leeway == now is expired.
+    let t = token_with(&k, |c| c["exp"] = json!(NOW - 60));
     assert_eq!(
         verify_with(&t, &vk).unwrap_err(),
         Error::Expired {
-            exp: NOW - 61,
+            exp: NOW - 60,
             now: NOW,
             leeway: 60
         }

@@ -102,18 +102,21 @@ pub struct PolicyBuilder {
 }
 
 impl PolicyBuilder {
-    /// Idle lifetime per token (default 15 days), 60 s to 400 days.
+    /// Idle lifetime per token (default 15 days), 60 s to 400 days. A token is accepted
+    /// while `now < issued_at + idle` (the end instant itself is refused).
     pub const fn idle_lifetime(mut self, secs: u64) -> Self {
         self.policy.idle = secs;
         self
     }
     /// Absolute lifetime per family (default 30 days), at least the idle lifetime and at
-    /// most 400 days. Anchored at creation, never extended by rotation.
+    /// most 400 days. Anchored at creation, never extended by rotation: the family is live
+    /// while `now < created_at + absolute`.
     pub const fn absolute_lifetime(mut self, secs: u64) -> Self {
         self.policy.absolute = secs;
         self
     }
-    /// Grace window in seconds (default 0 = off, hard cap 60). A non-zero window turns
+    /// Grace window in seconds (default 0 = off, hard cap 60), open while
+    /// `now < rotated_at + window`. A non-zero window turns
     /// grace on in [`GraceMode::IdempotentSuccessor`] unless [`Self::grace_mode`] says
     /// otherwise.
     pub const fn grace_window(mut self, secs: u64) -> Self {

@@ -4,7 +4,8 @@
 //! [`FamilyStore::apply`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use handoff_core::UnixTime;
@@ -93,21 +94,103 @@ pub trait FamilyStore: Send + Sync {
     fn gc(&self, now: UnixTime, max_batch: usize) -> Result<GcReport, RefreshError>;
 }
 
-/// A thread-safe, bounded, in-memory [`FamilyStore`]: one mutex, so every `apply` is
-/// trivially atomic. It fails closed when full ([`RefreshError::StoreFull`]) and never
-/// evicts a live row; run [`FamilyStore::gc`] periodically.
+/// A thread-safe, bounded, in-memory [`FamilyStore`]. It fails closed when full
+/// ([`RefreshError::StoreFull`]) and never evicts a live row; run [`FamilyStore::gc`]
+/// periodically.
+///
+/// Families are spread over 16 independently locked shards by their (random) id,
+/// so rotations of different families run in parallel; a plan that touches several
+/// families (revoking a subject) locks their shards in ascending order, so every
+/// `apply` stays atomic and deadlock-free. The subject index has its own lock, taken only
+/// when a family is created or collected and always after the shard locks. The row count
+/// is one atomic counter, reserved before a plan commits.
 #[derive(Debug)]
 pub struct InMemoryFamilyStore {
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Inner>]>,
+    by_subject: Mutex<BTreeMap<String, BTreeSet<FamilyId>>>,
+    rows: AtomicUsize,
     capacity: usize,
 }
+
+/// Number of shards of [`InMemoryFamilyStore`].
+const SHARDS: usize = 16;
 
 #[derive(Debug, Default)]
 struct Inner {
     families: HashMap<FamilyId, FamilyRecord>,
     tokens: HashMap<(FamilyId, TokenId), TokenRecord>,
     family_tokens: HashMap<FamilyId, Vec<TokenId>>,
-    by_subject: BTreeMap<String, BTreeSet<FamilyId>>,
+}
+
+fn shard_of(family: FamilyId) -> usize {
+    usize::from(family.as_bytes()[0]) % SHARDS
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every mutation is staged and committed without a panic point, so a poisoned
+    // lock still guards consistent data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shards one plan touches, locked in ascending order.
+struct Locked<'a> {
+    guards: Vec<(usize, MutexGuard<'a, Inner>)>,
+}
+
+impl Locked<'_> {
+    fn get(&self, family: FamilyId) -> Option<&Inner> {
+        let ix = shard_of(family);
+        self.guards
+            .iter()
+            .find(|(i, _)| *i == ix)
+            .map(|(_, g)| &**g)
+    }
+    fn get_mut(&mut self, family: FamilyId) -> Option<&mut Inner> {
+        let ix = shard_of(family);
+        self.guards
+            .iter_mut()
+            .find(|(i, _)| *i == ix)
+            .map(|(_, g)| &mut **g)
+    }
+    fn family(&self, id: FamilyId) -> Option<&FamilyRecord> {
+        self.get(id)?.families.get(&id)
+    }
+    fn token(&self, key: (FamilyId, TokenId)) -> Option<&TokenRecord> {
+        self.get(key.0)?.tokens.get(&key)
+    }
+    fn has_family(&self, id: FamilyId) -> bool {
+        self.family(id).is_some()
+    }
+    fn has_token(&self, key: (FamilyId, TokenId)) -> bool {
+        self.token(key).is_some()
+    }
+    fn family_token_ids(&self, family: FamilyId) -> &[TokenId] {
+        self.get(family)
+            .and_then(|s| s.family_tokens.get(&family))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+fn guard_family(g: &Guard) -> Option<FamilyId> {
+    match g {
+        Guard::FamilyAbsent { family }
+        | Guard::FamilyVersion { family, .. }
+        | Guard::TokenActive { family, .. }
+        | Guard::TokenGraceBelow { family, .. } => Some(*family),
+    }
+}
+
+fn write_family(w: &Write) -> Option<FamilyId> {
+    match w {
+        Write::InsertFamily(f) => Some(f.id),
+        Write::InsertToken(t) => Some(t.family),
+        Write::MarkRotated { family, .. }
+        | Write::IncrementGraceUses { family, .. }
+        | Write::MarkSuperseded { family, .. }
+        | Write::SetHead { family, .. }
+        | Write::RetainTokens { family, .. }
+        | Write::RevokeFamily { family, .. } => Some(*family),
+    }
 }
 
 impl InMemoryFamilyStore {
@@ -115,7 +198,9 @@ impl InMemoryFamilyStore {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
+            by_subject: Mutex::new(BTreeMap::new()),
+            rows: AtomicUsize::new(0),
             capacity,
         }
     }
@@ -123,8 +208,7 @@ impl InMemoryFamilyStore {
     /// Rows held (families plus tokens).
     #[must_use]
     pub fn len(&self) -> usize {
-        let g = self.lock();
-        g.families.len() + g.tokens.len()
+        self.rows.load(Ordering::Acquire)
     }
 
     /// Whether the store is empty.
@@ -136,7 +220,7 @@ impl InMemoryFamilyStore {
     /// A consistent copy of one family and all its token rows (for admin tools and tests).
     #[must_use]
     pub fn snapshot(&self, family: FamilyId) -> Option<(FamilyRecord, Vec<TokenRecord>)> {
-        let g = self.lock();
+        let g = lock(&self.shards[shard_of(family)]);
         let fam = g.families.get(&family)?.clone();
         let tokens = g
             .family_tokens
@@ -153,13 +237,44 @@ impl InMemoryFamilyStore {
     /// Ids of every family held.
     #[must_use]
     pub fn family_ids(&self) -> Vec<FamilyId> {
-        self.lock().families.keys().copied().collect()
+        self.shards
+            .iter()
+            .flat_map(|s| lock(s).families.keys().copied().collect::<Vec<_>>())
+            .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every mutation is staged and committed without a panic point, so a poisoned
-        // lock still guards consistent data.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Locks the shards of every family the plan names, in ascending order.
+    fn lock_plan(&self, plan: &WritePlan) -> Locked<'_> {
+        let mut ix: Vec<usize> = plan
+            .guards
+            .iter()
+            .filter_map(guard_family)
+            .chain(plan.writes.iter().filter_map(write_family))
+            .map(shard_of)
+            .collect();
+        ix.sort_unstable();
+        ix.dedup();
+        Locked {
+            guards: ix.into_iter().map(|i| (i, lock(&self.shards[i]))).collect(),
+        }
+    }
+
+    /// Reserves `added - removed` rows, or says the store would be over capacity.
+    fn reserve(&self, added: usize, removed: usize) -> bool {
+        let mut cur = self.rows.load(Ordering::Acquire);
+        loop {
+            let next = cur.saturating_sub(removed).saturating_add(added);
+            if added > removed && next > self.capacity {
+                return false;
+            }
+            match self
+                .rows
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 }
 
@@ -170,32 +285,37 @@ struct Stage {
     tokens: HashMap<(FamilyId, TokenId), TokenRecord>,
     new_families: Vec<FamilyId>,
     new_tokens: Vec<(FamilyId, TokenId)>,
+    /// Held rows to delete ([`Write::RetainTokens`]).
+    deleted: HashSet<(FamilyId, TokenId)>,
 }
 
 impl Stage {
-    fn family<'a>(&'a mut self, inner: &Inner, id: FamilyId) -> Option<&'a mut FamilyRecord> {
+    fn family<'a>(&'a mut self, inner: &Locked<'_>, id: FamilyId) -> Option<&'a mut FamilyRecord> {
         match self.families.entry(id) {
             Entry::Occupied(o) => Some(o.into_mut()),
-            Entry::Vacant(v) => Some(v.insert(inner.families.get(&id)?.clone())),
+            Entry::Vacant(v) => Some(v.insert(inner.family(id)?.clone())),
         }
     }
 
     fn token<'a>(
         &'a mut self,
-        inner: &Inner,
+        inner: &Locked<'_>,
         key: (FamilyId, TokenId),
     ) -> Option<&'a mut TokenRecord> {
+        if self.deleted.contains(&key) {
+            return None;
+        }
         match self.tokens.entry(key) {
             Entry::Occupied(o) => Some(o.into_mut()),
-            Entry::Vacant(v) => Some(v.insert(inner.tokens.get(&key)?.clone())),
+            Entry::Vacant(v) => Some(v.insert(inner.token(key)?.clone())),
         }
     }
 
     /// Stages one write; `false` means the plan conflicts.
-    fn write(&mut self, inner: &Inner, w: &Write) -> bool {
+    fn write(&mut self, inner: &Locked<'_>, w: &Write) -> bool {
         match w {
             Write::InsertFamily(f) => {
-                if inner.families.contains_key(&f.id) || self.families.contains_key(&f.id) {
+                if inner.has_family(f.id) || self.families.contains_key(&f.id) {
                     return false;
                 }
                 self.families.insert(f.id, f.clone());
@@ -204,7 +324,7 @@ impl Stage {
             }
             Write::InsertToken(t) => {
                 let key = (t.family, t.id);
-                if inner.tokens.contains_key(&key)
+                if (inner.has_token(key) && !self.deleted.contains(&key))
                     || self.tokens.contains_key(&key)
                     || self.family(inner, t.family).is_none()
                 {
@@ -273,6 +393,28 @@ impl Stage {
                 }
                 _ => false,
             },
+            Write::RetainTokens { family, keep } => {
+                let held = inner.family_token_ids(*family).iter();
+                let staged = self
+                    .new_tokens
+                    .iter()
+                    .filter(|(f, _)| f == family)
+                    .map(|(_, t)| t);
+                let doomed: Vec<TokenId> = held
+                    .chain(staged)
+                    .filter(|id| !keep.contains(id))
+                    .copied()
+                    .collect();
+                for id in doomed {
+                    let key = (*family, id);
+                    self.tokens.remove(&key);
+                    self.new_tokens.retain(|k| *k != key);
+                    if inner.has_token(key) {
+                        self.deleted.insert(key);
+                    }
+                }
+                true
+            }
             Write::RevokeFamily {
                 family,
                 at,
@@ -293,22 +435,20 @@ impl Stage {
     }
 }
 
-fn guard_holds(inner: &Inner, g: &Guard) -> bool {
+fn guard_holds(inner: &Locked<'_>, g: &Guard) -> bool {
     match g {
-        Guard::FamilyAbsent { family } => !inner.families.contains_key(family),
+        Guard::FamilyAbsent { family } => !inner.has_family(*family),
         Guard::FamilyVersion { family, version } => inner
-            .families
-            .get(family)
+            .family(*family)
             .is_some_and(|f| f.version == *version && f.status == FamilyStatus::Active),
         Guard::TokenActive { family, token } => inner
-            .tokens
-            .get(&(*family, *token))
+            .token((*family, *token))
             .is_some_and(|t| t.state == TokenState::Active),
         Guard::TokenGraceBelow {
             family,
             token,
             max_uses,
-        } => inner.tokens.get(&(*family, *token)).is_some_and(
+        } => inner.token((*family, *token)).is_some_and(
             |t| matches!(t.state, TokenState::Rotated { grace_uses, .. } if grace_uses < *max_uses),
         ),
     }
@@ -316,7 +456,7 @@ fn guard_holds(inner: &Inner, g: &Guard) -> bool {
 
 impl FamilyStore for InMemoryFamilyStore {
     fn load(&self, family: FamilyId, token: TokenId) -> Result<Loaded, RefreshError> {
-        let g = self.lock();
+        let g = lock(&self.shards[shard_of(family)]);
         Ok(Loaded {
             family: g.families.get(&family).cloned(),
             token: g.tokens.get(&(family, token)).cloned(),
@@ -324,7 +464,10 @@ impl FamilyStore for InMemoryFamilyStore {
     }
 
     fn load_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>, RefreshError> {
-        Ok(self.lock().families.get(&family).cloned())
+        Ok(lock(&self.shards[shard_of(family)])
+            .families
+            .get(&family)
+            .cloned())
     }
 
     fn live_families_of_subject(
@@ -333,79 +476,125 @@ impl FamilyStore for InMemoryFamilyStore {
         now: UnixTime,
         max: usize,
     ) -> Result<Vec<FamilyRecord>, RefreshError> {
-        let g = self.lock();
-        Ok(g.by_subject
+        // Copy the ids, release the index, then read each family under its shard lock
+        // (never the index lock while holding a shard's: shards first, index last).
+        let ids: Vec<FamilyId> = lock(&self.by_subject)
             .get(subject)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| g.families.get(id))
-            .filter(|f| !f.is_terminal(now))
-            .take(max)
-            .cloned()
-            .collect())
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(f) = lock(&self.shards[shard_of(id)]).families.get(&id)
+                && !f.is_terminal(now)
+            {
+                out.push(f.clone());
+            }
+        }
+        Ok(out)
     }
 
     fn apply(&self, plan: &WritePlan) -> Result<ApplyOutcome, RefreshError> {
-        let mut g = self.lock();
-        if !plan.guards.iter().all(|guard| guard_holds(&g, guard)) {
+        let mut locked = self.lock_plan(plan);
+        if !plan.guards.iter().all(|guard| guard_holds(&locked, guard)) {
             return Ok(ApplyOutcome::Conflict);
         }
         let mut stage = Stage::default();
         for w in &plan.writes {
-            if !stage.write(&g, w) {
+            if !stage.write(&locked, w) {
                 return Ok(ApplyOutcome::Conflict);
             }
         }
-        let rows = g.families.len() + g.tokens.len();
         let added = stage.new_families.len() + stage.new_tokens.len();
-        if rows.saturating_add(added) > self.capacity {
+        if !self.reserve(added, stage.deleted.len()) {
             return Err(RefreshError::StoreFull {
                 capacity: self.capacity,
             });
         }
-        let inner = &mut *g;
-        for id in &stage.new_families {
-            if let Some(f) = stage.families.get(id) {
-                inner
-                    .by_subject
-                    .entry(f.subject.clone())
-                    .or_default()
-                    .insert(*id);
+        // Commit: nothing below can fail.
+        for key in &stage.deleted {
+            if let Some(inner) = locked.get_mut(key.0) {
+                inner.tokens.remove(key);
+                if let Some(ids) = inner.family_tokens.get_mut(&key.0) {
+                    ids.retain(|id| *id != key.1);
+                }
             }
         }
         for (fid, tid) in &stage.new_tokens {
-            inner.family_tokens.entry(*fid).or_default().push(*tid);
+            if let Some(inner) = locked.get_mut(*fid) {
+                inner.family_tokens.entry(*fid).or_default().push(*tid);
+            }
         }
-        inner.families.extend(stage.families);
-        inner.tokens.extend(stage.tokens);
+        let mut subjects = Vec::new();
+        for id in &stage.new_families {
+            if let Some(f) = stage.families.get(id) {
+                subjects.push((f.subject.clone(), *id));
+            }
+        }
+        for (id, f) in stage.families {
+            if let Some(inner) = locked.get_mut(id) {
+                inner.families.insert(id, f);
+            }
+        }
+        for (key, t) in stage.tokens {
+            if let Some(inner) = locked.get_mut(key.0) {
+                inner.tokens.insert(key, t);
+            }
+        }
+        if !subjects.is_empty() {
+            let mut index = lock(&self.by_subject);
+            for (subject, id) in subjects {
+                index.entry(subject).or_default().insert(id);
+            }
+        }
+        drop(locked);
         Ok(ApplyOutcome::Applied)
     }
 
     fn gc(&self, now: UnixTime, max_batch: usize) -> Result<GcReport, RefreshError> {
-        let mut g = self.lock();
-        let doomed: Vec<FamilyId> = g
-            .families
-            .values()
-            .filter(|f| f.is_terminal(now) && now >= f.gc_after())
-            .take(max_batch)
-            .map(|f| f.id)
-            .collect();
         let mut report = GcReport::default();
-        for id in doomed {
-            if let Some(f) = g.families.remove(&id) {
-                report.families += 1;
-                if let Some(set) = g.by_subject.get_mut(&f.subject) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        g.by_subject.remove(&f.subject);
+        for shard in self.shards.iter() {
+            if report.families >= max_batch {
+                break;
+            }
+            let mut g = lock(shard);
+            let doomed: Vec<FamilyId> = g
+                .families
+                .values()
+                .filter(|f| f.is_terminal(now) && now >= f.gc_after())
+                .take(max_batch - report.families)
+                .map(|f| f.id)
+                .collect();
+            let mut subjects = Vec::new();
+            let mut removed = 0;
+            for id in doomed {
+                if let Some(f) = g.families.remove(&id) {
+                    report.families += 1;
+                    removed += 1;
+                    subjects.push((f.subject, id));
+                }
+                for tid in g.family_tokens.remove(&id).unwrap_or_default() {
+                    if g.tokens.remove(&(id, tid)).is_some() {
+                        report.tokens += 1;
+                        removed += 1;
                     }
                 }
             }
-            for tid in g.family_tokens.remove(&id).unwrap_or_default() {
-                if g.tokens.remove(&(id, tid)).is_some() {
-                    report.tokens += 1;
+            if !subjects.is_empty() {
+                let mut index = lock(&self.by_subject);
+                for (subject, id) in subjects {
+                    if let Some(set) = index.get_mut(&subject) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            index.remove(&subject);
+                        }
+                    }
                 }
             }
+            drop(g);
+            self.rows.fetch_sub(removed, Ordering::AcqRel);
         }
         Ok(report)
     }

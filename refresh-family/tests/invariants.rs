@@ -9,8 +9,8 @@ mod common;
 use common::{ForgetfulStore, T0, assert_consistent, engine, foreign_engine, rng};
 use handoff_core::UnixTime;
 use handoff_refresh::{
-    FamilyId, FamilyStore, GraceMode, Outcome, Policy, RefreshError, RefreshFamilies,
-    RevocationReason, TokenId, fuzz_parse, revoke_family, rotate, start,
+    FamilyId, FamilyStore, GraceMode, MAX_TOKEN_ROWS_PER_FAMILY, Outcome, Policy, RefreshError,
+    RefreshFamilies, RevocationReason, TokenId, fuzz_parse, revoke_family, rotate, start,
 };
 use proptest::prelude::*;
 
@@ -31,6 +31,8 @@ enum Op {
     Revoke(usize),
     Advance(u64),
     Gc,
+    /// Many rotations of one family's head in a row (the row bound must hold).
+    Burst(usize, usize),
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (any::<usize>(), pick()).prop_map(|(f, p)| Op::Present(f, p)),
         1 => any::<usize>().prop_map(Op::Revoke),
         4 => prop_oneof![0u64..5, 0u64..70, 0u64..400].prop_map(Op::Advance),
+        1 => (any::<usize>(), 1usize..40).prop_map(|(f, n)| Op::Burst(f, n)),
         1 => Just(Op::Gc),
     ]
 }
@@ -128,9 +131,18 @@ impl World {
     fn check_store(&self) {
         for f in &self.fams {
             if let Some((fam, rows)) = self.store.inner.snapshot(f.id) {
+                // Includes the bound: at most MAX_TOKEN_ROWS_PER_FAMILY token rows each.
                 assert_consistent(&fam, &rows);
             }
         }
+        // The store as a whole: a family row plus a bounded number of token rows per
+        // family, whatever the rotations (issue 18 finding 2).
+        assert!(
+            self.store.inner.len() <= self.fams.len() * (1 + MAX_TOKEN_ROWS_PER_FAMILY),
+            "{} rows for {} families",
+            self.store.inner.len(),
+            self.fams.len()
+        );
     }
 
     fn step(&mut self, op: Op) {
@@ -157,6 +169,15 @@ impl World {
                 }
             }
             Op::Advance(s) => self.now = self.now.saturating_add(s),
+            Op::Burst(f, n) => {
+                if !self.fams.is_empty() {
+                    let k = f % self.fams.len();
+                    for _ in 0..n {
+                        self.present(k, Pick::Current);
+                        self.check_store();
+                    }
+                }
+            }
             Op::Gc => {
                 let _ = self.store.gc(self.now, 100).unwrap();
             }

@@ -6,7 +6,7 @@
 //! with [`JwksCache::on_fetch_complete`] or [`JwksCache::on_fetch_failed`]; call
 //! [`JwksCache::handle_timeout`] at the instant [`JwksCache::poll_timeout`] names.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use handoff_core::jwks::{Jwks, JwksLimits, KidlessTokens, SkippedKey};
 use handoff_core::keys::MAX_KID_BYTES;
@@ -302,6 +302,65 @@ fn clean_etag(etag: Option<String>) -> Option<String> {
     })
 }
 
+/// The unknown-kid memory: kid -> (refused until, insertion sequence), plus the
+/// insertion order for eviction. Both hold exactly the same kids: every insertion and
+/// removal goes through this type and updates both, so the order's size is the map's
+/// size by construction, never more than the capacity.
+#[derive(Debug, Default)]
+struct NegativeCache {
+    map: HashMap<String, (UnixTime, u64)>,
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+}
+
+impl NegativeCache {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&self, kid: &str) -> Option<UnixTime> {
+        self.map.get(kid).map(|e| e.0)
+    }
+
+    fn remove(&mut self, kid: &str) {
+        if let Some((_, seq)) = self.map.remove(kid) {
+            self.order.remove(&seq);
+        }
+    }
+
+    /// Remembers `kid` until `until` (extending a remembered one), evicting the oldest
+    /// entries first when `capacity` is reached.
+    fn remember(&mut self, kid: &str, until: UnixTime, capacity: usize) {
+        if let Some(e) = self.map.get_mut(kid) {
+            e.0 = e.0.max(until);
+            return;
+        }
+        while self.map.len() >= capacity {
+            match self.order.pop_first() {
+                Some((_, old)) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.map.insert(kid.to_owned(), (until, seq));
+        self.order.insert(seq, kid.to_owned());
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let order = &mut self.order;
+        self.map.retain(|kid, (_, seq)| {
+            let k = keep(kid);
+            if !k {
+                order.remove(seq);
+            }
+            k
+        });
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     id: FetchId,
@@ -336,8 +395,7 @@ pub struct JwksCache {
     failures: u32,
     retry_at: Option<UnixTime>,
     unknown_kid_fetch_after: UnixTime,
-    negative: HashMap<String, UnixTime>,
-    negative_order: VecDeque<String>,
+    negative: NegativeCache,
     pending_kids: Vec<String>,
 }
 
@@ -360,8 +418,7 @@ impl JwksCache {
             failures: 0,
             retry_at: None,
             unknown_kid_fetch_after: UnixTime::EPOCH,
-            negative: HashMap::new(),
-            negative_order: VecDeque::new(),
+            negative: NegativeCache::default(),
             pending_kids: Vec::new(),
         })
     }
@@ -452,20 +509,17 @@ impl JwksCache {
     }
 
     fn remember_unknown(&mut self, kid: &str, until: UnixTime) {
-        if let Some(e) = self.negative.get_mut(kid) {
-            *e = (*e).max(until);
-            return;
-        }
-        while self.negative.len() >= self.config.negative_capacity {
-            match self.negative_order.pop_front() {
-                Some(old) => {
-                    self.negative.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.negative.insert(kid.to_owned(), until);
-        self.negative_order.push_back(kid.to_owned());
+        self.negative
+            .remember(kid, until, self.config.negative_capacity);
+    }
+
+    /// The size of the negative cache's eviction order: always equal to
+    /// [`Self::unknown_kids_remembered`], so at most the configured capacity. For tests
+    /// of that invariant.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn unknown_kids_order_len(&self) -> usize {
+        self.negative.order.len()
     }
 
     /// One lookup rule for the whole family: [`Jwks::find_index`] (by `kid` index, the
@@ -542,7 +596,7 @@ impl JwksCache {
                 retry_after: self.unknown_kid_fetch_after.max(now),
             });
         }
-        if let Some(&until) = self.negative.get(name) {
+        if let Some(until) = self.negative.get(name) {
             if now < until {
                 return Lookup::Reject(Rejection::UnknownKid { retry_after: until });
             }
@@ -671,13 +725,13 @@ impl JwksCache {
                 self.remember_unknown(&kid, until);
             }
         }
+        // Bounded work per fetch: at most `negative_capacity` entries, each checked
+        // against the (size-limited) set.
         let set = &self.keys;
-        self.negative.retain(|kid, _| {
+        self.negative.retain(|kid| {
             !set.as_ref()
-                .is_some_and(|s| s.keys().iter().any(|k| k.kid() == Some(kid.as_str())))
+                .is_some_and(|s| s.keys().iter().any(|k| k.kid() == Some(kid)))
         });
-        let live = &self.negative;
-        self.negative_order.retain(|k| live.contains_key(k));
     }
 
     /// Withdraws a fetch the caller will not perform (for example a background refresh

@@ -372,7 +372,8 @@ impl VerifierBuilder {
     /// Finishes the profile.
     ///
     /// # Errors
-    /// [`VerifyError::Policy`] when no algorithm, issuer or audience was given, when the
+    /// [`VerifyError::Policy`] when no algorithm, issuer or audience was given, when an
+    /// issuer or audience is empty or whitespace only, when the
     /// algorithms break the kind's rule (host tokens: EdDSA only; service tokens: no
     /// HS256), when replay is set against the kind's rule, or a bound is out of range.
     pub fn build(self) -> Result<Verifier, VerifyError> {
@@ -389,6 +390,16 @@ impl VerifierBuilder {
         if self.audiences.is_empty() {
             return Err(VerifyError::Policy(
                 "no audience accepted: call .audience(..) at least once",
+            ));
+        }
+        if self.issuers.iter().any(|i| i.trim().is_empty()) {
+            return Err(VerifyError::Policy(
+                "an accepted issuer is empty or whitespace: check the configuration value (an unset variable?)",
+            ));
+        }
+        if self.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(VerifyError::Policy(
+                "an accepted audience is empty or whitespace: check the configuration value (an unset variable?)",
             ));
         }
         let replay = match (self.kind, self.replay) {

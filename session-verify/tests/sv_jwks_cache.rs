@@ -480,3 +480,125 @@ fn out_of_bounds_configuration_is_refused() {
     assert!(JwksCache::new(cfg).is_err());
     assert!(JwksCache::new(JwksCacheConfig::new("")).is_err());
 }
+
+/// Issue 18 finding 1: six simulated hours of forged-kid traffic (20 tokens/s over 1000
+/// kids) must keep the unknown-kid memory, its eviction order included, within the
+/// configured capacity, so the per-fetch cleanup (which walks it) stays bounded. Before
+/// the fix the order queue grew to 431 281 entries.
+#[test]
+fn six_hours_of_forged_kids_keep_the_unknown_kid_memory_bounded() {
+    let k1 = key(ED, "k1");
+    let body = set_json(&[&k1]);
+    let mut c = loaded(&[&k1], NOW);
+    let capacity = c.config().negative_capacity;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut max_order = 0;
+    let mut fetches = 0u64;
+    for sec in 1..=6 * 3600u64 {
+        let now = NOW + sec;
+        for _ in 0..20 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let kid = format!("forged-{}", (x >> 33) % 1000);
+            let req = match c.lookup(t(now), Some(&kid), ED) {
+                Lookup::Fetch(r) | Lookup::UseAndRefresh(_, r) => Some(r),
+                Lookup::Reject(_) | Lookup::Wait { .. } => None,
+                other => panic!("unexpected {other:?}"),
+            };
+            if let Some(r) = req {
+                // The work of this fetch's cleanup is proportional to the order's size.
+                assert!(c.unknown_kids_order_len() <= capacity);
+                fetches += 1;
+                let _ = c.on_fetch_complete(t(now), r.id, ok(&body, Some("max-age=600")));
+            }
+            let order = c.unknown_kids_order_len();
+            assert_eq!(
+                order,
+                c.unknown_kids_remembered(),
+                "order and map hold the same kids"
+            );
+            assert!(
+                order <= capacity,
+                "order {order} > capacity {capacity} at {sec} s"
+            );
+            max_order = max_order.max(order);
+        }
+    }
+    assert!(
+        fetches > 6 * 3600 / 30 / 2,
+        "unknown kids still trigger fetches: {fetches}"
+    );
+    // The 1000 forged kids plus "any", remembered by the first fetch.
+    assert!(max_order <= 1001, "{max_order}");
+    assert!(uses(&mut c, NOW + 6 * 3600, "k1"));
+}
+
+#[derive(Debug, Clone)]
+enum CacheOp {
+    Lookup(u16),
+    Advance(u16),
+    Complete { with_kid: Option<u16>, status: u16 },
+    Fail,
+}
+
+fn cache_op() -> impl Strategy<Value = CacheOp> {
+    prop_oneof![
+        8 => (0u16..64).prop_map(CacheOp::Lookup),
+        3 => (0u16..120).prop_map(CacheOp::Advance),
+        2 => (prop::option::of(0u16..64), prop_oneof![Just(200u16), Just(304), Just(500)])
+            .prop_map(|(with_kid, status)| CacheOp::Complete { with_kid, status }),
+        1 => Just(CacheOp::Fail),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// State machine over lookups of a small kid pool, time, fetch completions (sets
+    /// that may hold one of the pool's kids) and failures: the unknown-kid memory and its
+    /// eviction order always hold the same kids, at most the configured capacity.
+    #[test]
+    fn unknown_kid_memory_stays_within_capacity(
+        capacity in 1usize..8,
+        ops in prop::collection::vec(cache_op(), 1..200),
+    ) {
+        let k1 = key(ED, "k1");
+        let mut cfg = JwksCacheConfig::new(JWKS_URI);
+        cfg.negative_capacity = capacity;
+        cfg.negative_ttl = 30;
+        cfg.unknown_kid_cooldown = 5;
+        let mut c = JwksCache::new(cfg).unwrap();
+        let mut now = NOW;
+        let mut pending: Option<handoff_verify::FetchId> = None;
+        for op in ops {
+            match op {
+                CacheOp::Lookup(k) => {
+                    let kid = format!("kid-{k}");
+                    match c.lookup(t(now), Some(&kid), ED) {
+                        Lookup::Fetch(r) | Lookup::UseAndRefresh(_, r) => pending = Some(r.id),
+                        _ => {}
+                    }
+                }
+                CacheOp::Advance(s) => now += u64::from(s),
+                CacheOp::Complete { with_kid, status } => {
+                    if let Some(id) = pending.take() {
+                        let extra = with_kid.map(|k| key(ED, &format!("kid-{k}")));
+                        let mut keys = vec![&k1];
+                        if let Some(e) = &extra {
+                            keys.push(e);
+                        }
+                        let mut resp = ok(&set_json(&keys), Some("max-age=60"));
+                        resp.status = status;
+                        let _ = c.on_fetch_complete(t(now), id, resp);
+                    }
+                }
+                CacheOp::Fail => {
+                    if let Some(id) = pending.take() {
+                        let _ = c.on_fetch_failed(t(now), id);
+                    }
+                }
+            }
+            prop_assert_eq!(c.unknown_kids_order_len(), c.unknown_kids_remembered());
+            prop_assert!(c.unknown_kids_remembered() <= capacity);
+        }
+    }
+}

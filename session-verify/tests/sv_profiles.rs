@@ -674,3 +674,39 @@ fn incomplete_or_contradictory_policies_are_refused() {
         .contains("cap")
     );
 }
+
+/// Issue 18 finding 3: an empty or whitespace-only issuer or audience (an unset
+/// environment variable) is refused by the builder of every token kind, with a precise
+/// error, even next to a good value.
+#[test]
+fn blank_issuers_and_audiences_are_refused_for_every_kind() {
+    for kind in [TokenKind::Access, TokenKind::Host, TokenKind::Service] {
+        for blank in ["", " ", "\t\n"] {
+            let good = || {
+                Verifier::builder(kind)
+                    .algorithm(Algorithm::EdDSA)
+                    .issuer(ISS)
+                    .audience(AUD)
+            };
+            for (what, b) in [
+                ("audience", good().audience(blank)),
+                ("issuer", good().issuer(blank)),
+                (
+                    "audience",
+                    Verifier::builder(kind)
+                        .algorithm(Algorithm::EdDSA)
+                        .issuer(ISS)
+                        .audience(blank),
+                ),
+            ] {
+                match b.build() {
+                    Err(VerifyError::Policy(m)) => assert!(
+                        m.contains(&format!("{what} is empty or whitespace")),
+                        "{kind:?} {what} {blank:?}: {m}"
+                    ),
+                    other => panic!("{kind:?} {what} {blank:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}
