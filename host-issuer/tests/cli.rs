@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Served, cli, fails, http, ok, scratch};
+use common::{wait_for_active_kid, wait_for_health_status};
 use handoff_core::{Jwks, JwksLimits, Validation, b64, verify};
 use handoff_issuer::{HOST_TOKEN_TYP, Keyring, UnixTime};
 use serde_json::Value;
@@ -225,16 +226,10 @@ fn serve_routes_reload_and_dev_endpoint() {
     assert_eq!(http(s.addr, "GET", "/nope", None, b"").0, 404);
     let (status, head, _) = http(s.addr, "POST", "/certs", None, b"");
     assert_eq!(status, 405);
-    assert!(head.contains("allow: get, head"));
+    assert!(head.contains("allow: get,head"), "{head}");
 
-    // Dev endpoint: form and JSON bodies, validation, content types.
-    let (status, _, body) = http(
-        s.addr,
-        "POST",
-        "/token",
-        Some("application/x-www-form-urlencoded"),
-        b"sub=user%2042&ttl=60",
-    );
+    // Dev endpoint: query string and JSON bodies, validation, content types.
+    let (status, _, body) = http(s.addr, "POST", "/token?sub=user%2042&ttl=60", None, b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: Value = serde_json::from_slice(&body).unwrap();
     let c = claims_of(v["token"].as_str().unwrap());
@@ -275,6 +270,18 @@ fn serve_routes_reload_and_dev_endpoint() {
         http(s.addr, "POST", "/token", Some("text/plain"), b"sub=u").0,
         415
     );
+    // A form post (no CORS preflight) is refused.
+    assert_eq!(
+        http(
+            s.addr,
+            "POST",
+            "/token",
+            Some("application/x-www-form-urlencoded"),
+            b"sub=u"
+        )
+        .0,
+        415
+    );
     let big = vec![b'a'; 9000];
     assert_eq!(
         http(s.addr, "POST", "/token", Some("application/json"), &big).0,
@@ -283,6 +290,7 @@ fn serve_routes_reload_and_dev_endpoint() {
 
     // Rotation is picked up without a restart.
     ok(&["rotate", "--keys", k, "--kid", "second"]);
+    wait_for_active_kid(s.addr, "second");
     let (_, head, body) = http(s.addr, "GET", "/.well-known/jwks.json", None, b"");
     let v: Value = serde_json::from_slice(&body).unwrap();
     let kids: Vec<&str> = v["keys"]
@@ -295,7 +303,7 @@ fn serve_routes_reload_and_dev_endpoint() {
     assert!(head.contains("max-age=300"));
     // A broken key file keeps the last good keys and reports it on /healthz.
     std::fs::write(&keys, b"{ broken").unwrap();
-    let (status, _, body) = http(s.addr, "GET", "/healthz", None, b"");
+    let (status, body) = wait_for_health_status(s.addr, 503);
     assert_eq!(status, 503);
     assert!(String::from_utf8_lossy(&body).contains("degraded"));
     let (status, _, body) = http(s.addr, "GET", "/certs", None, b"");

@@ -81,6 +81,7 @@ fn jose_verifies_library_and_cli_tokens_for_every_algorithm() {
         );
         let new_kid = ok(&["rotate", "--keys", k, "--kid", "two"]);
         assert_eq!(new_kid, "two");
+        common::wait_for_active_kid(served.addr, "two");
         let after = ok(&mint);
         let lines = check(
             json!({ "jwks_url": served.url("/certs"), "cases": [
@@ -136,7 +137,7 @@ fn jose_verifies_dev_endpoint_tokens_from_the_library_server() {
     .dev_token_endpoint(DevTokenConfig {
         default_iss: Some(ISS.into()),
         default_aud: AUD.into(),
-        allow_non_loopback: false,
+        ..DevTokenConfig::default()
     });
     let server = spawn(config).unwrap();
     let (status, _, body) = common::http(
@@ -158,6 +159,5 @@ fn jose_verifies_dev_endpoint_tokens_from_the_library_server() {
     assert_eq!(lines[0]["sub"], "dev-user");
     let addr = server.addr();
     server.shutdown();
-    // tiny_http closes its listener on its own accept thread: wait (bounded) for it.
     assert!(common::port_closes(addr), "server stopped");
 }
