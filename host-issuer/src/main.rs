@@ -443,7 +443,12 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 ..DevTokenConfig::simulator()
             };
             let addr = SocketAddr::new(bind, port);
-            server::check_dev_bind(addr, &dev)?;
+            if !bind.is_loopback() {
+                return Err(Error::Server(format!(
+                    "refusing to bind the dev issuer to {bind}: it mints tokens for anyone who can reach it, so it listens on loopback only; use --bind 127.0.0.1 or ::1"
+                ))
+                .into());
+            }
             let (key, source) = server::load_or_create_dev_key(
                 persist_keys_dir.as_deref(),
                 KeyFileAccess::default(),

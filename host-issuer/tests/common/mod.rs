@@ -46,19 +46,27 @@ pub struct Served {
 
 impl Served {
     pub fn start(keys: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--keys",
-                keys.to_str().unwrap(),
-                "--port",
-                "0",
-                "--reload-interval-ms",
-                "50",
-            ])
-            .args(extra)
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--port",
+            "0",
+            "--reload-interval-ms",
+            "50",
+        ])
+        .args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `serve` or `dev-issuer` command) and reads the address it prints.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .env_remove("HANDOFF_ENV")
+            .env_remove("NODE_ENV")
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -75,6 +83,21 @@ impl Served {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded: 20 s) for the exit status.
+    #[cfg(unix)]
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not stop within 20 s of SIGTERM");
     }
 }
 
