@@ -396,7 +396,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
             }
             if !activate {
                 eprintln!(
-                    "one-step rotation: the new key signs NOW. Verifiers that fetched the JWKS moments ago do not know it yet and refuse its tokens until they refetch (on an unknown kid, once their cooldown allows: 30 s for panva's jose; at the latest after the JWKS max-age, {wait} s). To rotate without that window: `rotate --publish-next`, wait {wait} s, `rotate --activate`."
+                    "one-step rotation: the new key signs NOW. Verifiers that fetched the JWKS moments ago do not know it yet and refuse its tokens until they refetch (on an unknown kid, once their cooldown allows: 30 s for panva's jose; at the latest after the JWKS max-age, {wait} s, for verifiers that honour Cache-Control). To rotate without that window: `rotate --publish-next`, wait {wait} s, `rotate --activate`."
                 );
             }
             eprintln!("new active kid:");
