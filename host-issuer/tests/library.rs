@@ -568,3 +568,57 @@ fn key_file_of_sixteen_rsa_4096_keys_is_written_without_reallocation() {
     let single = back.active().to_key_file();
     assert_eq!(single.capacity(), single.len());
 }
+
+/// The host profile of handoff-verify accepts the algorithms the CLI and README offer
+/// when configured with them, EdDSA by default, and nothing else.
+#[test]
+fn host_profile_verifies_every_algorithm_the_issuer_offers() {
+    use handoff_verify::{HostTokenVerifier, NoCustomClaims, VerifyError};
+    let now = UnixTime::from_secs(1_800_000_000);
+    let c = claims();
+    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+        let ring = Keyring::new(
+            HostIssuerKeys::generate(alg, None, &mut rng()).unwrap(),
+            now,
+        );
+        let token = ring.mint(&c, now, &mut rng()).unwrap();
+        let jwks = jwks_of(&ring, now);
+        let configured = HostTokenVerifier::builder(c.iss.clone(), c.aud.clone())
+            .algorithms([alg])
+            .build()
+            .unwrap();
+        let v = configured
+            .verify::<NoCustomClaims, _>(token.token(), &jwks, now)
+            .unwrap();
+        assert_eq!(v.get_unconfirmed().subject(), c.sub, "{alg:?}");
+        let default = HostTokenVerifier::builder(c.iss.clone(), c.aud.clone())
+            .build()
+            .unwrap();
+        let r = default.verify::<NoCustomClaims, _>(token.token(), &jwks, now);
+        if alg == Algorithm::EdDSA {
+            assert!(r.is_ok(), "EdDSA is the default");
+        } else {
+            assert!(
+                matches!(
+                    r,
+                    Err(VerifyError::Token(handoff_core::Error::AlgorithmNotAllowed(a))) if a == alg
+                ),
+                "{alg:?}: {r:?}"
+            );
+        }
+    }
+    for bad in [Algorithm::HS256, Algorithm::PS256] {
+        assert!(
+            HostTokenVerifier::builder("i", "a")
+                .algorithms([bad])
+                .build()
+                .is_err()
+        );
+    }
+    assert!(
+        HostTokenVerifier::builder("i", "a")
+            .algorithms([])
+            .build()
+            .is_err()
+    );
+}
