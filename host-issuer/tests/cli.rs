@@ -650,12 +650,10 @@ fn malformed_key_files_get_whole_words_and_what_to_put_there() {
         "unexpected_member_name_".repeat(8)
     );
     let err = write(long_garbage.as_bytes());
-    for e in [&err] {
-        assert!(
-            e.contains("generate-keys"),
-            "says what the file should contain: {e}"
-        );
-    }
+    assert!(
+        err.contains("generate-keys"),
+        "says what the file should contain: {err}"
+    );
     // Every message ends on whole words: no token is cut in the middle.
     for e in [
         write(jwks.as_bytes()),
