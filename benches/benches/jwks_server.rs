@@ -130,8 +130,11 @@ fn run(
 }
 
 fn jwks_server(c: &mut Criterion) {
-    let server: ServerHandle =
-        spawn(ServerConfig::with_keyring(ring(), "127.0.0.1:0".parse().unwrap())).unwrap();
+    let server: ServerHandle = spawn(ServerConfig::with_keyring(
+        ring(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .unwrap();
     let clients_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
