@@ -1,7 +1,7 @@
 //! A host platform's web app with the JWKS mounted into it (`cargo run --example host_app`).
 //!
 //! The host app is an ordinary axum app with its own routes; one line mounts the key set:
-//! `.merge(jwks_router(keys.clone()))` (`/.well-known/jwks.json`, `/certs`, `/healthz`).
+//! `.merge(jwks_routes(keys.clone()))` (`/.well-known/jwks.json`, `/certs`, `/healthz`).
 //! The app's own `POST /handoff` mints a host token for the user it has logged in, with
 //! the same [`SharedKeyring`], and rotates keys at run time with `replace` (no restart,
 //! no file). By default it then checks itself over loopback, as the receiving service
@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use examples::http;
 use examples::{During, ExampleError, Narrator, expect, system_rng};
 use handoff_core::{Jwks, JwksLimits};
-use handoff_issuer::server::{JWKS_PATH, SharedKeyring, jwks_router, system_now};
+use handoff_issuer::server::{JWKS_PATH, SharedKeyring, jwks_routes, system_now};
 use handoff_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
 use handoff_verify::{HostTokenVerifier, NoCustomClaims};
 use serde_json::{Value, json};
@@ -70,8 +70,10 @@ fn host_app(keys: SharedKeyring) -> Router {
     Router::new()
         .route("/", get(|| async { "the host platform's home page" }))
         .route("/handoff", post(handoff))
-        .with_state(AppState { keys: keys.clone() })
-        .merge(jwks_router(keys))
+        // Merged while the app's router still awaits its state; `jwks_router(keys)` is the
+        // same routes as a finished `Router` (merge it after `.with_state(..)`).
+        .merge(jwks_routes(keys.clone()))
+        .with_state(AppState { keys })
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -251,6 +251,12 @@ impl SharedKeyring {
 ///
 /// Other methods get `405` with `Allow`. The routes read no request body.
 pub fn jwks_router(keys: SharedKeyring) -> Router {
+    jwks_routes(keys)
+}
+
+/// [`jwks_router`] for an app whose router still awaits its own state (`Router<S>`
+/// before `.with_state(..)`): `Router::new().route(..).merge(jwks_routes(keys)).with_state(app)`.
+pub fn jwks_routes<S: Clone + Send + Sync + 'static>(keys: SharedKeyring) -> Router<S> {
     Router::new()
         .route(JWKS_PATH, get(jwks_handler))
         .route(CERTS_PATH, get(jwks_handler))
