@@ -171,9 +171,14 @@ struct DevState {
     format: DevTokenFormat,
 }
 
-/// `POST /token` over `keys` (see the [module docs](self) for the rules it enforces).
-/// `base_url` is the default `iss` of host tokens when `dev.default_iss` is `None`.
-/// Bodies over [`MAX_TOKEN_REQUEST_BYTES`] are refused with `413`.
+/// `POST /token` over `keys`, development only. It refuses a `Host` that is not a loopback
+/// name or address (`421`, DNS rebinding), an `Origin` that is not a loopback origin,
+/// `null` included (`403`), and any body that is not `Content-Type: application/json`
+/// (`415`: form and text posts need no CORS preflight); `sub` comes from the query string
+/// or the JSON body. Bodies over [`MAX_TOKEN_REQUEST_BYTES`] are refused with `413`.
+/// `base_url` is the default `iss` of host tokens when `dev.default_iss` is `None`. Check
+/// the bind address with [`check_dev_bind`] and the environment with
+/// [`check_not_production`] before serving it ([`super::ServerConfig::bind`] does).
 pub fn dev_token_router(keys: SharedKeyring, dev: &DevTokenConfig, base_url: &str) -> Router {
     let iss = dev.default_iss.clone().unwrap_or_else(|| match dev.format {
         DevTokenFormat::Simulator => DEV_ISSUER.to_owned(),
