@@ -4,11 +4,12 @@
 
 #[cfg(feature = "encrypted-keys")]
 pub mod encrypted;
+pub mod dev;
 mod error;
 pub mod keyring;
 pub mod keys;
 pub mod mint;
-#[cfg(feature = "cli")]
+#[cfg(feature = "server")]
 pub mod server;
 
 pub use error::Error;
