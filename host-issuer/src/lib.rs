@@ -2,9 +2,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod dev;
 #[cfg(feature = "encrypted-keys")]
 pub mod encrypted;
-pub mod dev;
 mod error;
 pub mod keyring;
 pub mod keys;

@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use handoff_issuer::encrypted::Passphrase;
 use handoff_issuer::server::{
     self, DevKeySource, DevTokenConfig, KeyFileAccess, ServerConfig, ServerLimits,
     write_private_file,
 };
-use handoff_issuer::encrypted::Passphrase;
 use handoff_issuer::{Algorithm, Error, HostClaims, HostIssuerKeys, Keyring};
 use rand_core::UnwrapErr;
 use serde_json::Value;
@@ -387,7 +387,10 @@ fn run(cmd: Command) -> Result<(), Failure> {
         } => {
             let (mut ring, mut pass) = keys.load()?;
             if encrypt && pass.is_none() {
-                pass = Some(key_file::passphrase(&keys.keys.display().to_string(), true)?);
+                pass = Some(key_file::passphrase(
+                    &keys.keys.display().to_string(),
+                    true,
+                )?);
             }
             let now = now()?;
             let pruned = ring.prune(now);

@@ -57,9 +57,9 @@ pub use dev_endpoint::{
     DevTokenConfig, DevTokenFormat, MAX_TOKEN_REQUEST_BYTES, PRODUCTION_ENV_VARS, check_dev_bind,
     check_not_production, dev_token_router, is_loopback_host, is_loopback_origin,
 };
-pub use keyfile::{KeyFileAccess, load_key_file, write_private_file};
 #[cfg(feature = "encrypted-keys")]
 pub use keyfile::load_any_key_file;
+pub use keyfile::{KeyFileAccess, load_key_file, write_private_file};
 pub use run::{
     BoundServer, DevKeySource, ServerConfig, ServerHandle, ServerLimits, load_or_create_dev_key,
     run, serve, shutdown_signal, spawn,
