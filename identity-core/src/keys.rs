@@ -261,8 +261,18 @@ fn rsa_bits_ok(bits: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Bit length of a public RSA modulus, from its minimal big-endian bytes (no crypto-bigint
+/// bit-count method: their names changed between 0.7 releases, see issue 16).
+fn modulus_bits(n: &BoxedUint) -> usize {
+    let bytes = trimmed(n);
+    match bytes.first() {
+        None => 0,
+        Some(&top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
 fn rsa_public(key: RsaPublicKey, alg: Algorithm) -> Result<VerifyingInner, Error> {
-    rsa_bits_ok(key.n().bits_vartime() as usize)?;
+    rsa_bits_ok(modulus_bits(key.n().as_ref()))?;
     Ok(match alg {
         Algorithm::RS256 => VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(key))),
         Algorithm::PS256 => VerifyingInner::Ps256(Box::new(rsa::pss::VerifyingKey::new(key))),
@@ -271,7 +281,7 @@ fn rsa_public(key: RsaPublicKey, alg: Algorithm) -> Result<VerifyingInner, Error
 }
 
 fn rsa_private(key: RsaPrivateKey, alg: Algorithm) -> Result<SigningInner, Error> {
-    rsa_bits_ok(key.n().bits_vartime() as usize)?;
+    rsa_bits_ok(modulus_bits(key.n().as_ref()))?;
     Ok(match alg {
         Algorithm::RS256 => SigningInner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key))),
         Algorithm::PS256 => SigningInner::Ps256(Box::new(rsa::pss::BlindedSigningKey::new(key))),
