@@ -251,6 +251,8 @@ pub struct Validation {
     required: Vec<Claim>,
     understood_crit: Vec<&'static str>,
     replay_purpose: Option<&'static str>,
+    /// Headers of tokens verified under this policy (see [`jws::HeaderCache`]).
+    headers: jws::HeaderCache,
 }
 
 /// Builds a [`Validation`].
@@ -276,6 +278,7 @@ impl Validation {
                 required: Vec::new(),
                 understood_crit: Vec::new(),
                 replay_purpose: None,
+                headers: jws::HeaderCache::default(),
             },
             any_audience: false,
         }
@@ -525,7 +528,7 @@ impl Validation {
             max_bytes: self.max_bytes,
             understood_crit: &self.understood_crit,
         };
-        let compact = jws::decode(token, &opts)?;
+        let compact = jws::decode_cached(token, &opts, Some(&self.headers))?;
         let header = compact.header();
         if let Some(expected) = &self.typ {
             match header.typ() {
@@ -573,9 +576,10 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     let header = compact.header();
     let key = keys.select(header.kid(), header.alg())?;
     compact.verify(key)?;
-    let (header, payload) = compact.into_parts();
-    let (registered, custom) = parse_claims::<T>(&payload)?;
+    v.headers.remember(&compact);
+    let (registered, custom) = parse_claims::<T>(compact.payload())?;
     check_claims(&registered, v, now)?;
+    let header = compact.into_header();
     Ok(Verified {
         header,
         registered,
@@ -1191,6 +1195,84 @@ mod tests {
             ok > 300 && refused > 300,
             "{ok} accepted, {refused} refused"
         );
+    }
+
+    /// The header cache only learns from tokens whose signature verified, holds at most
+    /// four headers, and a hit changes no verdict: a forged signature, a wrong `typ` or
+    /// an expired token with a cached header are refused as without the cache.
+    #[test]
+    fn the_header_cache_learns_from_verified_tokens_only_and_changes_no_verdict() {
+        use crate::jws::{SignHeader, sign};
+        use crate::{SigningKey, VerifyingKey};
+        let secret = [7u8; 32];
+        let sk = SigningKey::hs256(secret.to_vec()).unwrap();
+        let vk = VerifyingKey::hs256(secret.to_vec()).unwrap();
+        let v = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .typ("JWT")
+            .build()
+            .unwrap();
+        let now = UnixTime::from_secs(1_000);
+        let entries = |v: &Validation| v.headers.len();
+        let token = |typ: &str, exp: u64, key: &SigningKey| {
+            let payload = format!(r#"{{"iss":"i","aud":"a","exp":{exp}}}"#);
+            let h = SignHeader {
+                typ: Some(typ),
+                ..SignHeader::default()
+            };
+            sign(
+                key,
+                &h,
+                payload.as_bytes(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap()
+        };
+        // A forged token (other key) teaches nothing.
+        let other = SigningKey::hs256(vec![8u8; 32]).unwrap();
+        let forged = token("JWT", 2_000, &other);
+        assert_eq!(
+            verify::<Value, _>(&forged, &vk, &v, now).unwrap_err(),
+            Error::InvalidSignature
+        );
+        assert_eq!(entries(&v), 0);
+        // A verified token is remembered, once.
+        let good = token("JWT", 2_000, &sk);
+        for _ in 0..3 {
+            verify::<Value, _>(&good, &vk, &v, now).unwrap();
+        }
+        assert_eq!(entries(&v), 1);
+        // Same header segment, forged signature: still refused (and the cache is used).
+        assert_eq!(
+            verify::<Value, _>(&forged, &vk, &v, now).unwrap_err(),
+            Error::InvalidSignature
+        );
+        assert!(v.decode(&forged).unwrap().header_cached_for_tests());
+        // Same header, expired: refused.
+        let expired = token("JWT", 10, &sk);
+        assert!(matches!(
+            verify::<Value, _>(&expired, &vk, &v, now).unwrap_err(),
+            Error::Expired { .. }
+        ));
+        // A header cached under this policy still meets the policy's typ check elsewhere.
+        let strict = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .typ("at+jwt")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            verify::<Value, _>(&good, &vk, &strict, now).unwrap_err(),
+            Error::WrongType { .. }
+        ));
+        // At most four headers.
+        for typ in ["jwt", "application/jwt", "Jwt", "JWt", "jWT"] {
+            verify::<Value, _>(&token(typ, 2_000, &sk), &vk, &v, now).unwrap();
+        }
+        assert_eq!(entries(&v), 4);
+        // A clone starts empty.
+        assert_eq!(entries(&v.clone()), 0);
     }
 
     #[test]
