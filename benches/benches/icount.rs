@@ -18,8 +18,8 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use benches::fixtures::{
-    BenchClaims, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, LargeClaims, P256_PEM,
-    P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, large_policy, policy, sign_claims, sign_large,
+    BenchClaims, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, LargeClaims, LargeCustom,
+    P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, large_policy, policy, sign_claims, sign_large,
     verify_large, verify_ours,
 };
 use benches::report::{
@@ -136,7 +136,7 @@ fn build(group: &str, function: &str) -> Box<dyn FnMut()> {
             let v = common::jwt_validation(alg);
             if large {
                 Box::new(move || {
-                    jsonwebtoken::decode::<LargeClaims>(black_box(&token), &dec, &v).unwrap();
+                    jsonwebtoken::decode::<LargeCustom>(black_box(&token), &dec, &v).unwrap();
                 })
             } else if verify {
                 Box::new(move || {

@@ -330,6 +330,14 @@ impl LargeClaims {
     }
 }
 
+/// What the verifiers read from a large token besides the registered claims (which
+/// identity-core and jsonwebtoken each check themselves): the grants, as a plain struct.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LargeCustom {
+    /// Custom claims: a list of grants.
+    pub grants: Vec<Grant>,
+}
+
 /// Token cap of the large-token policy (the default 16 KiB is below the large token).
 pub const LARGE_MAX_BYTES: usize = 64 * 1024;
 
@@ -364,7 +372,7 @@ pub fn sign_large<R: CryptoRng + ?Sized>(
 }
 
 /// What `ours` does to verify a large token: [`handoff_core::verify`] into
-/// [`LargeClaims`] with [`large_policy`].
+/// [`LargeCustom`] with [`large_policy`].
 ///
 /// # Errors
 /// [`Error::Core`] with the reason the token was refused.
@@ -373,8 +381,8 @@ pub fn verify_large(
     key: &VerifyingKey,
     policy: &Validation,
     now: UnixTime,
-) -> Result<handoff_core::Verified<LargeClaims>, Error> {
-    Ok(handoff_core::verify::<LargeClaims, _>(
+) -> Result<handoff_core::Verified<LargeCustom>, Error> {
+    Ok(handoff_core::verify::<LargeCustom, _>(
         token, key, policy, now,
     )?)
 }
