@@ -683,6 +683,48 @@ mod tests {
     }
 
     #[test]
+    fn instruction_counts_merge_by_id_and_meet_targets_like_times() {
+        let root = temp_dir("icount");
+        let path = root.join(ICOUNT_FILE);
+        let e = |g: &str, f: &str, n: f64| IcountEntry {
+            group: g.into(),
+            function: f.into(),
+            instructions: n,
+        };
+        assert_eq!(
+            merge_icount(&path, vec![e("verify/HS256", OURS, 40_000.0)]).unwrap(),
+            1
+        );
+        // A second run replaces the same operation and adds the others.
+        let n = merge_icount(
+            &path,
+            vec![
+                e("verify/HS256", OURS, 30_000.0),
+                e("verify/HS256", RAW_PREPARED, 20_000.0),
+                e("verify/HS256", JSONWEBTOKEN, 50_000.0),
+            ],
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        let counts = read_icount(&path).unwrap();
+        let ms = icount_measurements(&counts);
+        assert_eq!(mean(&ms, "verify/HS256", OURS), Some(30_000.0));
+        let t = check_targets(&ms, None);
+        let by = |n: &str| t.iter().find(|t| t.name == n).unwrap().clone();
+        assert_eq!(by("verify/HS256 ours/raw-prepared").met(), Some(true));
+        assert_eq!(by("verify/HS256 ours/jsonwebtoken").met(), Some(false));
+        let text = render_icount(&counts);
+        assert!(text.contains("| verify/HS256 | ours | 30.0 k |"), "{text}");
+        assert!(
+            text.contains("verify/HS256 ours/jsonwebtoken: MISSED"),
+            "{text}"
+        );
+        // No file yet: no counts, no error.
+        assert!(read_icount(&root.join("none.json")).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn units() {
         assert_eq!(format_ns(812.0), "812 ns");
         assert_eq!(format_ns(45_300.0), "45.3 us");
