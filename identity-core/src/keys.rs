@@ -587,6 +587,9 @@ impl SigningKey {
 
     /// Signs `msg` with the key's algorithm. ECDSA signatures come out in raw `r || s`
     /// form; PS256 draws its salt from `rng`, RSA signing is blinded with `rng`.
+    /// With the `aws-lc-rs` feature, ES256, RS256 and PS256 sign on aws-lc, which draws
+    /// nonces, salts and blinding from its own generator (seeded by the operating system)
+    /// and ignores `rng`.
     ///
     /// # Errors
     /// [`Error::InvalidSignature`] if the primitive fails (it does not for valid keys).
