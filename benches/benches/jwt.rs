@@ -13,7 +13,8 @@ use benches::fixtures::{
     AUDIENCE, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, JTI, LEEWAY_SECS,
     P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, SUBJECT, policy, sign_claims, verify_ours,
 };
-use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, RAW};
+use benches::fixtures::{LargeClaims, LargeCustom, large_policy, sign_large, verify_large};
+use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, OURS_AWS_LC, RAW, RAW_PREPARED};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -79,9 +80,73 @@ fn raw_verify(c: &mut Criterion, f: &Fixture) {
                     m.verify_slice(black_box(&sig)).unwrap()
                 })
             });
+            // The keyed state prepared once and cloned per MAC, as identity-core does.
+            g.bench_function(RAW_PREPARED, |b| {
+                b.iter(|| {
+                    let mut m = mac.clone();
+                    m.update(black_box(&msg));
+                    m.verify_slice(black_box(&sig)).unwrap()
+                })
+            });
         }
         other => panic!("no raw benchmark for {other}"),
     }
+}
+
+/// `ours` under the backend of this build (`--features aws-lc`: `ours-aws-lc`).
+const fn ours_name() -> &'static str {
+    if cfg!(feature = "aws-lc") {
+        OURS_AWS_LC
+    } else {
+        OURS
+    }
+}
+
+/// `verify-large/<ALG>`: a token with 16 KB of custom claims, read into [`LargeClaims`]
+/// by `ours` and `jsonwebtoken`; `raw` is the primitive over the large signing input.
+fn large(c: &mut Criterion, f: &Fixture) {
+    let now = common::now();
+    let mut rng = common::rng();
+    let claims = LargeClaims::issued_at(now);
+    let token = sign_large(&f.signing, &claims, &mut rng).unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let msg = input.as_bytes().to_vec();
+    let sig = handoff_core::b64::decode(sig).unwrap();
+    let mut g = c.benchmark_group(format!("verify-large/{}", f.alg));
+    match f.alg {
+        Algorithm::EdDSA => {
+            use ed25519_dalek::pkcs8::DecodePublicKey;
+            let vk = ed25519_dalek::VerifyingKey::from_public_key_pem(ED25519_PUB_PEM).unwrap();
+            let s = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+            g.bench_function(RAW, |b| {
+                b.iter(|| vk.verify_strict(black_box(&msg), black_box(&s)).unwrap())
+            });
+        }
+        _ => {
+            use hmac::{KeyInit, Mac};
+            let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS256_SECRET).unwrap();
+            g.bench_function(RAW, |b| {
+                b.iter(|| {
+                    let mut m = mac.clone();
+                    m.update(black_box(&msg));
+                    m.verify_slice(black_box(&sig)).unwrap()
+                })
+            });
+        }
+    }
+    let p = large_policy(f.alg).unwrap();
+    let got = verify_large(&token, &f.verifying, &p, now).expect("ours accepts the large token");
+    assert_eq!(got.custom().grants, claims.grants);
+    g.bench_function(ours_name(), |b| {
+        b.iter(|| verify_large(black_box(&token), &f.verifying, &p, now).unwrap())
+    });
+    let (_, dec) = common::jwt_keys(f.alg);
+    let v = common::jwt_validation(f.alg);
+    let data = jsonwebtoken::decode::<LargeCustom>(&token, &dec, &v).expect("peer accepts it");
+    assert_eq!(data.claims.grants, claims.grants);
+    g.bench_function(JSONWEBTOKEN, |b| {
+        b.iter(|| jsonwebtoken::decode::<LargeCustom>(black_box(&token), &dec, &v).unwrap())
+    });
 }
 
 fn raw_sign(c: &mut Criterion, f: &Fixture) {
@@ -137,11 +202,11 @@ fn ours(c: &mut Criterion, f: &Fixture) {
     let now = common::now();
     let policy = policy(f.alg).unwrap();
     verify_ours(&f.token, &f.verifying, &policy, now).expect("ours accepts the token");
-    group(c, "verify", f.alg).bench_function(OURS, |b| {
+    group(c, "verify", f.alg).bench_function(ours_name(), |b| {
         b.iter(|| verify_ours(black_box(&f.token), &f.verifying, &policy, now).unwrap())
     });
     let mut rng = common::rng();
-    group(c, "sign", f.alg).bench_function(OURS, |b| {
+    group(c, "sign", f.alg).bench_function(ours_name(), |b| {
         b.iter(|| sign_claims(&f.signing, black_box(&f.claims), &mut rng).unwrap())
     });
 }
@@ -270,7 +335,19 @@ fn jwt(c: &mut Criterion) {
         .install_default()
         .expect("first provider of this process");
     let fixtures = common::fixtures();
+    if cfg!(feature = "aws-lc") {
+        // The accelerated build measures `ours-aws-lc` only (the rest is the default run's).
+        for f in &fixtures {
+            ours(c, f);
+        }
+        let ps = Fixture::new(Algorithm::PS256, common::now(), &mut common::rng()).unwrap();
+        ours(c, &ps);
+        return;
+    }
     for f in &fixtures {
+        if matches!(f.alg, Algorithm::EdDSA | Algorithm::HS256) {
+            large(c, f);
+        }
         raw_verify(c, f);
         raw_sign(c, f);
         ours(c, f);

@@ -279,3 +279,110 @@ pub fn prefill(
     }
     Ok(fresh)
 }
+
+/// One entry of the large custom claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// A number.
+    pub id: u64,
+    /// A resource name.
+    pub resource: String,
+    /// Actions on it.
+    pub actions: Vec<String>,
+}
+
+/// The benchmark claims plus about 16 KB of custom claims (`grants`), for the
+/// `verify-large/<ALG>` groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LargeClaims {
+    /// The registered claims of every benchmark token.
+    #[serde(flatten)]
+    pub base: BenchClaims,
+    /// Custom claims: a list of grants.
+    pub grants: Vec<Grant>,
+}
+
+/// Bytes of custom claims in [`LargeClaims::issued_at`] (at least).
+pub const LARGE_CLAIMS_BYTES: usize = 16 * 1024;
+
+impl LargeClaims {
+    /// The claims of a large token issued at `now`: [`BenchClaims`] and grants up to
+    /// [`LARGE_CLAIMS_BYTES`] of JSON.
+    #[must_use]
+    pub fn issued_at(now: UnixTime) -> Self {
+        let mut grants = Vec::new();
+        let mut len = 0;
+        let mut id = 0;
+        while len < LARGE_CLAIMS_BYTES {
+            let g = Grant {
+                id,
+                resource: format!("urn:example:resource:{id:05}/documents"),
+                actions: vec!["read".into(), "write".into(), "share".into()],
+            };
+            len += serde_json::to_string(&g).map_or(0, |s| s.len() + 1);
+            grants.push(g);
+            id += 1;
+        }
+        Self {
+            base: BenchClaims::issued_at(now),
+            grants,
+        }
+    }
+}
+
+/// What the verifiers read from a large token besides the registered claims (which
+/// identity-core and jsonwebtoken each check themselves): the grants, as a plain struct.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LargeCustom {
+    /// Custom claims: a list of grants.
+    pub grants: Vec<Grant>,
+}
+
+/// Token cap of the large-token policy (the default 16 KiB is below the large token).
+pub const LARGE_MAX_BYTES: usize = 64 * 1024;
+
+/// [`policy`] with the cap raised to [`LARGE_MAX_BYTES`].
+///
+/// # Errors
+/// [`Error::Core`] when identity-core refuses the policy.
+pub fn large_policy(alg: Algorithm) -> Result<Validation, Error> {
+    Ok(Validation::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .algorithm(alg)
+        .leeway(LEEWAY_SECS)
+        .max_bytes(LARGE_MAX_BYTES)
+        .build()?)
+}
+
+/// A large token (see [`LargeClaims`]) signed with `key`.
+///
+/// # Errors
+/// [`Error::Core`] when signing fails.
+pub fn sign_large<R: CryptoRng + ?Sized>(
+    key: &SigningKey,
+    claims: &LargeClaims,
+    rng: &mut R,
+) -> Result<String, Error> {
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::Json {
+        path: "<large benchmark claims>".into(),
+        detail: e.to_string(),
+    })?;
+    Ok(jws::sign(key, &sign_header(), &payload, rng)?)
+}
+
+/// What `ours` does to verify a large token: [`handoff_core::verify`] into
+/// [`LargeCustom`] with [`large_policy`].
+///
+/// # Errors
+/// [`Error::Core`] with the reason the token was refused.
+pub fn verify_large(
+    token: &str,
+    key: &VerifyingKey,
+    policy: &Validation,
+    now: UnixTime,
+) -> Result<handoff_core::Verified<LargeCustom>, Error> {
+    Ok(handoff_core::verify::<LargeCustom, _>(
+        token, key, policy, now,
+    )?)
+}

@@ -24,6 +24,77 @@ pub const JSONWEBTOKEN_AWS_LC: &str = "jsonwebtoken-aws-lc";
 pub const JWT_SIMPLE: &str = "jwt-simple";
 /// The peers, in table order.
 pub const PEERS: [&str; 3] = [JSONWEBTOKEN, JSONWEBTOKEN_AWS_LC, JWT_SIMPLE];
+/// Function name of our public API built with the `aws-lc-rs` feature
+/// (`cargo bench -p benches --features aws-lc`).
+pub const OURS_AWS_LC: &str = "ours-aws-lc";
+/// Function name of the aws-lc-rs primitive alone.
+pub const RAW_AWS_LC: &str = "raw-aws-lc";
+/// Function name of HMAC-SHA256 from a prepared (already keyed) state, cloned per MAC.
+pub const RAW_PREPARED: &str = "raw-prepared";
+
+/// File name (inside the criterion directory) of the instruction counts written by the
+/// `icount` bench target.
+pub const ICOUNT_FILE: &str = "icount.json";
+
+/// One instruction count: callgrind's instructions per iteration of an operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IcountEntry {
+    /// Group, as in criterion (`verify/EdDSA`).
+    pub group: String,
+    /// Function, as in criterion (`ours`).
+    pub function: String,
+    /// Instructions per iteration.
+    pub instructions: f64,
+}
+
+/// Reads the instruction counts, if the `icount` bench target has written them.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Json`] when the file exists but cannot be read.
+pub fn read_icount(path: &Path) -> Result<Vec<IcountEntry>, Error> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    parse_json(path)
+}
+
+/// Merges `new` into the counts at `path` (same group and function: replaced) and writes
+/// the file back; returns how many counts it holds.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Json`] when the file cannot be read or written.
+pub fn merge_icount(path: &Path, new: Vec<IcountEntry>) -> Result<usize, Error> {
+    let mut all = read_icount(path)?;
+    for e in new {
+        all.retain(|o| !(o.group == e.group && o.function == e.function));
+        all.push(e);
+    }
+    all.sort_by(|a, b| (&a.group, &a.function).cmp(&(&b.group, &b.function)));
+    let text = serde_json::to_string_pretty(&all).map_err(|e| Error::Json {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(all.len())
+}
+
+/// The instruction counts as measurements (`mean_ns` holds instructions), so the same
+/// ratios and targets apply to them.
+#[must_use]
+pub fn icount_measurements(counts: &[IcountEntry]) -> Vec<Measurement> {
+    counts
+        .iter()
+        .map(|c| Measurement {
+            group: c.group.clone(),
+            function: c.function.clone(),
+            value: None,
+            mean_ns: c.instructions,
+        })
+        .collect()
+}
 
 /// Largest results file read, in bytes (criterion's are a few KiB).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -275,37 +346,67 @@ impl TargetCheck {
     }
 }
 
-/// The targets, checked against the measurements.
+/// The targets, checked against the measurements (criterion means, or
+/// instruction counts through [`icount_measurements`]).
 #[must_use]
 pub fn check_targets(ms: &[Measurement], replay: Option<&ReplayMemory>) -> Vec<TargetCheck> {
     let mut out = Vec::new();
-    for alg in ["EdDSA", "ES256", "RS256"] {
-        let g = format!("verify/{alg}");
+    let mut push = |name: String, limit: f64, actual: Option<f64>| {
         out.push(TargetCheck {
-            name: format!("{g} ours/raw"),
-            limit: 1.10,
-            actual: ratio(mean(ms, &g, OURS), mean(ms, &g, RAW)),
+            name,
+            limit,
+            actual,
             unit: "x",
         });
+    };
+    let r = |g: &str, a: &str, b: &str| ratio(mean(ms, g, a), mean(ms, g, b));
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        let g = format!("verify/{alg}");
+        push(format!("{g} ours/raw"), 1.10, r(&g, OURS, RAW));
     }
-    out.push(TargetCheck {
-        name: "verify/HS256 ours/jsonwebtoken".into(),
-        limit: 0.5,
-        actual: ratio(
-            mean(ms, "verify/HS256", OURS),
-            mean(ms, "verify/HS256", JSONWEBTOKEN),
-        ),
-        unit: "x",
-    });
-    out.push(TargetCheck {
-        name: "verify/EdDSA ours/jsonwebtoken-aws-lc".into(),
-        limit: 1.0,
-        actual: ratio(
-            mean(ms, "verify/EdDSA", OURS),
-            mean(ms, "verify/EdDSA", JSONWEBTOKEN_AWS_LC),
-        ),
-        unit: "x",
-    });
+    push(
+        "verify/HS256 ours/raw-prepared".into(),
+        2.0,
+        r("verify/HS256", OURS, RAW_PREPARED),
+    );
+    push(
+        "verify/HS256 ours/jsonwebtoken".into(),
+        0.35,
+        r("verify/HS256", OURS, JSONWEBTOKEN),
+    );
+    push(
+        "verify-large/EdDSA ours/raw".into(),
+        1.10,
+        r("verify-large/EdDSA", OURS, RAW),
+    );
+    push(
+        "verify-large/HS256 ours/jsonwebtoken".into(),
+        0.6,
+        r("verify-large/HS256", OURS, JSONWEBTOKEN),
+    );
+    for alg in ["ES256", "RS256", "PS256"] {
+        for op in ["verify", "sign"] {
+            let g = format!("{op}/{alg}");
+            if mean(ms, &g, OURS_AWS_LC).is_none() {
+                continue;
+            }
+            push(
+                format!("{g} ours-aws-lc/jsonwebtoken-aws-lc"),
+                1.0,
+                r(&g, OURS_AWS_LC, JSONWEBTOKEN_AWS_LC),
+            );
+            push(
+                format!("{g} ours-aws-lc/raw-aws-lc"),
+                1.10,
+                r(&g, OURS_AWS_LC, RAW_AWS_LC),
+            );
+        }
+    }
+    push(
+        "verify/EdDSA ours/jsonwebtoken-aws-lc".into(),
+        1.0,
+        r("verify/EdDSA", OURS, JSONWEBTOKEN_AWS_LC),
+    );
     out.push(TargetCheck {
         name: "replay log bytes per live entry (1M entries)".into(),
         limit: 96.0,
@@ -322,6 +423,59 @@ pub fn check_targets(ms: &[Measurement], replay: Option<&ReplayMemory>) -> Vec<T
         unit: "x",
     });
     out
+}
+
+/// Formats an instruction count (`1.23 M`, `45.6 k`, `812`).
+#[must_use]
+pub fn format_count(n: f64) -> String {
+    if n < 10_000.0 {
+        format!("{n:.0}")
+    } else if n < 10_000_000.0 {
+        format!("{:.1} k", n / 1_000.0)
+    } else {
+        format!("{:.2} M", n / 1_000_000.0)
+    }
+}
+
+/// Renders the instruction counts: per group, every function with its count and its
+/// ratio to `raw` (or `raw-aws-lc` for `ours-aws-lc`), then the targets on counts.
+#[must_use]
+pub fn render_icount(counts: &[IcountEntry]) -> String {
+    let ms = icount_measurements(counts);
+    let mut s = String::new();
+    let _ = writeln!(s, "### instruction counts (callgrind, per operation)\n");
+    let _ = writeln!(
+        s,
+        "| group | function | instructions | vs raw | vs jsonwebtoken | vs jsonwebtoken-aws-lc |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    for m in &ms {
+        let base = if m.function == OURS_AWS_LC {
+            RAW_AWS_LC
+        } else {
+            RAW
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            m.group,
+            m.function,
+            format_count(m.mean_ns),
+            ratio_cell(ratio(Some(m.mean_ns), mean(&ms, &m.group, base))),
+            ratio_cell(ratio(Some(m.mean_ns), mean(&ms, &m.group, JSONWEBTOKEN))),
+            ratio_cell(ratio(
+                Some(m.mean_ns),
+                mean(&ms, &m.group, JSONWEBTOKEN_AWS_LC)
+            )),
+        );
+    }
+    let _ = writeln!(s, "\n### targets on instruction counts\n");
+    for t in check_targets(&ms, None) {
+        if t.unit == "x" && t.actual.is_some() {
+            let _ = writeln!(s, "- {}: {}", t.name, t.verdict());
+        }
+    }
+    s
 }
 
 /// Renders the markdown report: the verify and sign tables (mean times, then ratios of
@@ -526,6 +680,48 @@ mod tests {
             text.contains("| jwks/lookup | keys/1024 | 30 ns | 1.50x of 1 key |"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn instruction_counts_merge_by_id_and_meet_targets_like_times() {
+        let root = temp_dir("icount");
+        let path = root.join(ICOUNT_FILE);
+        let e = |g: &str, f: &str, n: f64| IcountEntry {
+            group: g.into(),
+            function: f.into(),
+            instructions: n,
+        };
+        assert_eq!(
+            merge_icount(&path, vec![e("verify/HS256", OURS, 40_000.0)]).unwrap(),
+            1
+        );
+        // A second run replaces the same operation and adds the others.
+        let n = merge_icount(
+            &path,
+            vec![
+                e("verify/HS256", OURS, 30_000.0),
+                e("verify/HS256", RAW_PREPARED, 20_000.0),
+                e("verify/HS256", JSONWEBTOKEN, 50_000.0),
+            ],
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        let counts = read_icount(&path).unwrap();
+        let ms = icount_measurements(&counts);
+        assert_eq!(mean(&ms, "verify/HS256", OURS), Some(30_000.0));
+        let t = check_targets(&ms, None);
+        let by = |n: &str| t.iter().find(|t| t.name == n).unwrap().clone();
+        assert_eq!(by("verify/HS256 ours/raw-prepared").met(), Some(true));
+        assert_eq!(by("verify/HS256 ours/jsonwebtoken").met(), Some(false));
+        let text = render_icount(&counts);
+        assert!(text.contains("| verify/HS256 | ours | 30.0 k |"), "{text}");
+        assert!(
+            text.contains("verify/HS256 ours/jsonwebtoken: MISSED"),
+            "{text}"
+        );
+        // No file yet: no counts, no error.
+        assert!(read_icount(&root.join("none.json")).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -58,6 +58,25 @@ pub(crate) fn decode_public_into(text: &[u8], out: &mut [u8]) -> Result<(), base
     if decoded_len(text.len()) != Some(out.len()) {
         return Err(base64ct::Error::InvalidLength);
     }
+    // Eight characters (six bytes) at a time: one validity test and one 48-bit word per
+    // block. Each block maps to exactly six output bytes, so what is left of `text` and
+    // `out` after the blocks still have matching lengths for the tail loop.
+    let blocks = text.len() / 8;
+    let (head, text) = text.split_at(blocks * 8);
+    let (head_out, out) = out.split_at_mut(blocks * 6);
+    for (c, o) in head.chunks_exact(8).zip(head_out.chunks_exact_mut(6)) {
+        let mut n = 0u64;
+        let mut bad = 0u8;
+        for &ch in c {
+            let v = TABLE[usize::from(ch)];
+            bad |= v;
+            n = n << 6 | u64::from(v);
+        }
+        if bad & 0xc0 != 0 {
+            return Err(base64ct::Error::InvalidEncoding);
+        }
+        o.copy_from_slice(n.to_be_bytes().get(2..).unwrap_or_default());
+    }
     let mut chunks = text.chunks_exact(4);
     let mut outs = out.chunks_exact_mut(3);
     for (c, o) in (&mut chunks).zip(&mut outs) {

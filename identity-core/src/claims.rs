@@ -1,16 +1,14 @@
 //! JWT claims (RFC 7519) and the validation policy applied to them.
 
-use core::cell::Cell;
 use core::fmt;
-use std::borrow::Cow;
-use std::collections::BTreeSet;
 
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::jwks::KeySource;
 use crate::jws::{self, Compact, DecodeOptions, Header, Name};
 use crate::replay::{ReplayKey, Unconfirmed};
+use crate::strict::{Cx, Got, Key, Names, Want, WrapSeed};
 use crate::{Algorithm, Error, UnixTime};
 
 /// Largest leeway a policy may set, in seconds.
@@ -253,6 +251,8 @@ pub struct Validation {
     required: Vec<Claim>,
     understood_crit: Vec<&'static str>,
     replay_purpose: Option<&'static str>,
+    /// Headers of tokens verified under this policy (see [`jws::HeaderCache`]).
+    headers: jws::HeaderCache,
 }
 
 /// Builds a [`Validation`].
@@ -278,6 +278,7 @@ impl Validation {
                 required: Vec::new(),
                 understood_crit: Vec::new(),
                 replay_purpose: None,
+                headers: jws::HeaderCache::default(),
             },
             any_audience: false,
         }
@@ -544,7 +545,7 @@ impl Validation {
             max_bytes: self.max_bytes,
             understood_crit: &self.understood_crit,
         };
-        let compact = jws::decode(token, &opts)?;
+        let compact = jws::decode_cached(token, &opts, Some(&self.headers))?;
         let header = compact.header();
         if let Some(expected) = &self.typ {
             match header.typ() {
@@ -592,9 +593,10 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     let header = compact.header();
     let key = keys.select(header.kid(), header.alg())?;
     compact.verify(key)?;
-    let (header, payload) = compact.into_parts();
-    let (registered, custom) = parse_claims::<T>(&payload)?;
+    v.headers.remember(&compact);
+    let (registered, custom) = parse_claims::<T>(compact.payload())?;
     check_claims(&registered, v, now)?;
+    let header = compact.into_header();
     Ok(Verified {
         header,
         registered,
@@ -602,55 +604,103 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     })
 }
 
-/// Parses a claims payload in one strict pass: the caller's `T` reads the claims object
-/// through a forwarding view that types the registered claims and refuses duplicate
-/// members at every depth (depth bounded by `serde_json`'s recursion limit, size by the
-/// token cap) as they stream by. When that pass fails for any reason, the payload is read
-/// again the slow way (registered claims first, then `T`) so the error is exactly the
-/// precise one: a duplicate before a wrongly typed claim before `T`'s own complaint.
+/// Parses a claims payload in one strict streaming pass: the caller's `T` reads the claims
+/// object through a view that refuses duplicate members at every depth (depth bounded by
+/// `serde_json`'s recursion limit, size by the token cap), walks the values `T` skips, and
+/// captures the registered claims as they go by. No `serde_json::Value` is built.
+///
+/// Errors keep one precedence whatever the member order: a duplicate member, then a
+/// registered claim of the wrong type, then `T`'s own complaint. When `T` fails first,
+/// the same streaming pass runs once more without `T` to find out whether a duplicate or
+/// a wrongly typed claim lies further on (only on that error path).
 fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<(RegisteredClaims, T), Error> {
     // UTF-8 checked once for the whole payload, so no pass checks each string again.
     let payload = core::str::from_utf8(payload).map_err(|e| Error::Json {
         part: "claims",
         detail: crate::error::clip(&format!("the claims are not UTF-8: {e}")),
     })?;
-    if let Some(parsed) = one_pass::<T>(payload) {
-        return Ok(parsed);
+    match stream::<T>(payload) {
+        Ok((registered, wrong, custom)) => {
+            wrong_type(wrong)?;
+            Ok((registered, custom))
+        }
+        Err(Failure::Duplicate(name)) => Err(Error::DuplicateMember {
+            part: "claims",
+            name,
+        }),
+        Err(Failure::Json(detail)) => {
+            // T stopped the pass: does the rest hide a duplicate or a wrong type?
+            match stream::<IgnoredAny>(payload) {
+                Ok((_, wrong, IgnoredAny)) => {
+                    wrong_type(wrong)?;
+                    Err(Error::Json {
+                        part: "claims",
+                        detail,
+                    })
+                }
+                Err(Failure::Duplicate(name)) => Err(Error::DuplicateMember {
+                    part: "claims",
+                    name,
+                }),
+                Err(Failure::Json(detail)) => Err(Error::Json {
+                    part: "claims",
+                    detail,
+                }),
+            }
+        }
     }
-    let registered = parse_registered(payload)?;
-    let custom = serde_json::from_str::<T>(payload).map_err(|e| Error::Json {
-        part: "claims",
-        detail: crate::error::clip(&e.to_string()),
-    })?;
-    Ok((registered, custom))
 }
 
-/// The fast path of [`parse_claims`]: `None` whenever anything is wrong (the slow path
-/// then names it).
-fn one_pass<T: DeserializeOwned>(payload: &str) -> Option<(RegisteredClaims, T)> {
-    let duplicate = Cell::new(None);
+/// Why the streaming pass stopped.
+enum Failure {
+    Duplicate(String),
+    Json(String),
+}
+
+/// The one streaming pass: the registered claims, a bit per registered claim of the wrong
+/// type (in [`REGISTERED_NAMES`] order), and `T`.
+fn stream<T: DeserializeOwned>(payload: &str) -> Result<(RegisteredClaims, u8, T), Failure> {
+    let cx = Cx::default();
     let mut st = OnePass {
-        duplicate: &duplicate,
+        cx: &cx,
         registered: RegisteredClaims::default(),
         seen: 0,
+        wrong: 0,
         others: Names::new(),
     };
     let mut de = serde_json::Deserializer::from_str(payload);
-    let custom = T::deserialize(Forward {
+    let parsed = T::deserialize(Forward {
         de: &mut de,
         st: &mut st,
     })
-    .ok()?;
-    de.end().ok()?;
-    Some((st.registered, custom))
+    .and_then(|custom| de.end().map(|()| custom));
+    match parsed {
+        Ok(custom) => Ok((st.registered, st.wrong, custom)),
+        Err(e) => Err(match cx.take_duplicate() {
+            Some(name) => Failure::Duplicate(name),
+            None => Failure::Json(crate::error::clip(&e.to_string())),
+        }),
+    }
 }
 
-/// What the one pass has read of the top-level claims object so far.
+/// The first registered claim (in [`REGISTERED_NAMES`] order) whose value had the wrong type.
+fn wrong_type(wrong: u8) -> Result<(), Error> {
+    for (bit, (claim, reason)) in REGISTERED_NAMES.iter().enumerate() {
+        if wrong & (1 << bit) != 0 {
+            return Err(Error::InvalidClaim { claim, reason });
+        }
+    }
+    Ok(())
+}
+
+/// What the pass has read of the top-level claims object so far.
 struct OnePass<'a, 'de> {
-    duplicate: &'a Cell<Option<String>>,
+    cx: &'a Cx,
     registered: RegisteredClaims,
     /// Registered claims seen, one bit each in [`REGISTERED_NAMES`] order.
     seen: u8,
+    /// Registered claims of the wrong type, same bits.
+    wrong: u8,
     others: Names<'de>,
 }
 
@@ -707,17 +757,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for ForwardVisitor<'_, '_, 'de, V> {
 /// [`ForwardMap::pending`] for a member that is no registered claim.
 const OTHER: u8 = 7;
 
-/// The members of the claims object, checked and typed on their way to `T`.
+/// The members of the claims object, checked and captured on their way to `T`.
 struct ForwardMap<'s, 'a, 'de, A> {
     map: A,
     st: &'s mut OnePass<'a, 'de>,
     /// The bit of the registered claim whose value comes next, or [`OTHER`].
     pending: u8,
-}
-
-/// Any failure in the one pass: the slow path finds out what it was.
-fn retry<E: de::Error>() -> E {
-    E::custom("claims need the precise pass")
 }
 
 impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for ForwardMap<'_, '_, 'de, A> {
@@ -741,83 +786,46 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for ForwardMap<'_, '_, 'de, 
             _ => OTHER,
         };
         if bit == OTHER {
-            self.st.others.insert(k.clone()).map_err(|_| retry())?;
+            if let Err(k) = self.st.others.insert(k.clone()) {
+                return Err(self.st.cx.duplicate(&k));
+            }
         } else if self.st.seen & (1 << bit) != 0 {
-            return Err(retry());
+            return Err(self.st.cx.duplicate(&k));
         } else {
             self.st.seen |= 1 << bit;
         }
         self.pending = bit;
-        seed.deserialize(de::value::CowStrDeserializer::new(k))
-            .map(Some)
+        seed.deserialize(Key::new(k)).map(Some)
     }
 
     fn next_value_seed<S: de::DeserializeSeed<'de>>(
         &mut self,
         seed: S,
     ) -> Result<S::Value, A::Error> {
-        use de::value::{SeqDeserializer, StrDeserializer};
-        let dup = self.st.duplicate;
-        let r = &mut self.st.registered;
-        let string = |v: Option<String>| v.ok_or_else(retry::<A::Error>);
-        match self.pending {
-            0 | 1 | 6 => {
-                let v = string(self.map.next_value_seed(Typed::<String>::new(dup))?)?;
-                let out = seed.deserialize(StrDeserializer::new(&v))?;
-                match self.pending {
-                    0 => r.iss = Some(v),
-                    1 => r.sub = Some(v),
-                    _ => r.jti = Some(v),
-                }
-                Ok(out)
-            }
-            2 => {
-                let aud = self
-                    .map
-                    .next_value_seed(Typed::<Audience>::new(dup))?
-                    .ok_or_else(retry::<A::Error>)?;
-                let out = match &aud {
-                    Audience::One(s) => seed.deserialize(StrDeserializer::new(s))?,
-                    Audience::Many(v) => seed.deserialize(SeqDeserializer::new(
-                        v.iter().map(|s| StrDeserializer::<A::Error>::new(s)),
-                    ))?,
-                };
-                r.aud = Some(aud);
-                Ok(out)
-            }
-            3..=5 => {
-                // The number as written goes to `T` (a fraction stays a fraction).
-                let v = self
-                    .map
-                    .next_value_seed(crate::strict::StrictSeed { duplicate: dup })?;
-                let date = match &v {
-                    serde_json::Value::Number(n) => {
-                        if let Some(u) = n.as_u64() {
-                            NumericDate::from_u64(u)
-                        } else if let Some(i) = n.as_i64() {
-                            NumericDate::from_i64(i)
-                        } else {
-                            n.as_f64().and_then(NumericDate::from_f64)
-                        }
-                    }
-                    _ => None,
-                }
-                .ok_or_else(retry::<A::Error>)?;
-                let out = seed.deserialize(v).map_err(|_| retry::<A::Error>())?;
-                match self.pending {
-                    3 => r.exp = Some(date),
-                    4 => r.nbf = Some(date),
-                    _ => r.iat = Some(date),
-                }
-                Ok(out)
-            }
-            _ => {
-                let v = self
-                    .map
-                    .next_value_seed(crate::strict::StrictSeed { duplicate: dup })?;
-                seed.deserialize(v).map_err(|_| retry())
+        let bit = self.pending;
+        let want = match bit {
+            0 | 1 | 6 => Want::Str,
+            2 => Want::Aud,
+            3..=5 => Want::Date,
+            _ => Want::Any,
+        };
+        let cx = self.st.cx;
+        let out = self.map.next_value_seed(WrapSeed { seed, cx, want })?;
+        if want != Want::Any {
+            let r = &mut self.st.registered;
+            match (bit, cx.take()) {
+                (0, Got::Str(s)) => r.iss = Some(s),
+                (1, Got::Str(s)) => r.sub = Some(s),
+                (6, Got::Str(s)) => r.jti = Some(s),
+                (2, Got::Str(s)) => r.aud = Some(Audience::One(s)),
+                (2, Got::Strs(v)) => r.aud = Some(Audience::Many(v)),
+                (3, Got::Date(d)) => r.exp = Some(NumericDate(d)),
+                (4, Got::Date(d)) => r.nbf = Some(NumericDate(d)),
+                (5, Got::Date(d)) => r.iat = Some(NumericDate(d)),
+                _ => self.st.wrong |= 1 << bit,
             }
         }
+        Ok(out)
     }
 }
 
@@ -835,324 +843,6 @@ const REGISTERED_NAMES: [(&str, &str); 7] = [
     ("iat", DATE),
     ("jti", STRING),
 ];
-
-fn parse_registered(payload: &str) -> Result<RegisteredClaims, Error> {
-    let duplicate = Cell::new(None);
-    let mut de = serde_json::Deserializer::from_str(payload);
-    let parsed = de::DeserializeSeed::deserialize(
-        ClaimsSeed {
-            duplicate: &duplicate,
-        },
-        &mut de,
-    )
-    .and_then(|v| de.end().map(|()| v));
-    let (registered, wrong_type) = parsed.map_err(|e| match duplicate.take() {
-        Some(name) => Error::DuplicateMember {
-            part: "claims",
-            name,
-        },
-        None => Error::Json {
-            part: "claims",
-            detail: crate::error::clip(&e.to_string()),
-        },
-    })?;
-    for (bit, (claim, reason)) in REGISTERED_NAMES.iter().enumerate() {
-        if wrong_type & (1 << bit) != 0 {
-            return Err(Error::InvalidClaim { claim, reason });
-        }
-    }
-    Ok(registered)
-}
-
-/// Records the first duplicate member name and fails the parse.
-fn duplicate_error<E: de::Error>(dup: &Cell<Option<String>>, name: &str) -> E {
-    let name = crate::error::clip(name);
-    let msg = format!("duplicate member {name:?}");
-    dup.set(Some(name));
-    E::custom(msg)
-}
-
-/// Member names of one object, for duplicate detection without a tree: a short list,
-/// then an ordered set once the object is large (bounded work per member).
-struct Names<'de> {
-    few: Vec<Cow<'de, str>>,
-    many: BTreeSet<Cow<'de, str>>,
-}
-
-impl<'de> Names<'de> {
-    const FEW: usize = 16;
-
-    fn new() -> Self {
-        Self {
-            few: Vec::new(),
-            many: BTreeSet::new(),
-        }
-    }
-
-    /// Inserts `name`; gives it back if the object already had it.
-    fn insert(&mut self, name: Cow<'de, str>) -> Result<(), Cow<'de, str>> {
-        if self.many.is_empty() {
-            if self.few.contains(&name) {
-                return Err(name);
-            }
-            if self.few.len() < Self::FEW {
-                self.few.push(name);
-                return Ok(());
-            }
-            self.many.extend(self.few.drain(..));
-        }
-        if self.many.contains(&name) {
-            return Err(name);
-        }
-        self.many.insert(name);
-        Ok(())
-    }
-}
-
-/// Walks any JSON value, keeping nothing, refusing duplicate members at every depth.
-#[derive(Clone, Copy)]
-struct DupCheck<'a> {
-    duplicate: &'a Cell<Option<String>>,
-}
-
-impl<'de> de::DeserializeSeed<'de> for DupCheck<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DupCheck<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut names = Names::new();
-        while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
-            if let Err(k) = names.insert(k) {
-                return Err(duplicate_error(self.duplicate, &k));
-            }
-            map.next_value_seed(self)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads one registered claim's value: `Some` with the typed value, `None` when the value
-/// has another JSON type (consumed, and checked for duplicate members all the same).
-struct Typed<'a, X> {
-    duplicate: &'a Cell<Option<String>>,
-    kind: core::marker::PhantomData<X>,
-}
-
-impl<'a, X> Typed<'a, X> {
-    fn new(duplicate: &'a Cell<Option<String>>) -> Self {
-        Self {
-            duplicate,
-            kind: core::marker::PhantomData,
-        }
-    }
-    fn check(&self) -> DupCheck<'a> {
-        DupCheck {
-            duplicate: self.duplicate,
-        }
-    }
-}
-
-/// How a value of each JSON type maps to a registered claim type.
-trait FromJson: Sized {
-    fn from_str(_: &str) -> Option<Self> {
-        None
-    }
-    fn from_u64(_: u64) -> Option<Self> {
-        None
-    }
-    fn from_i64(_: i64) -> Option<Self> {
-        None
-    }
-    fn from_f64(_: f64) -> Option<Self> {
-        None
-    }
-    /// Reads an array; `None` (after consuming it) when this type is no array.
-    fn from_seq<'de, A: de::SeqAccess<'de>>(
-        mut seq: A,
-        check: DupCheck<'_>,
-    ) -> Result<Option<Self>, A::Error> {
-        while seq.next_element_seed(check)?.is_some() {}
-        Ok(None)
-    }
-}
-
-impl FromJson for String {
-    fn from_str(v: &str) -> Option<Self> {
-        Some(v.to_owned())
-    }
-}
-
-impl FromJson for NumericDate {
-    fn from_u64(v: u64) -> Option<Self> {
-        Some(Self(v))
-    }
-    fn from_i64(v: i64) -> Option<Self> {
-        u64::try_from(v).ok().map(Self)
-    }
-    fn from_f64(v: f64) -> Option<Self> {
-        // Fractional seconds are allowed by RFC 7519; truncate toward zero.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        (0.0..1.8e19).contains(&v).then_some(Self(v as u64))
-    }
-}
-
-impl FromJson for Audience {
-    fn from_str(v: &str) -> Option<Self> {
-        Some(Self::One(v.to_owned()))
-    }
-    fn from_seq<'de, A: de::SeqAccess<'de>>(
-        mut seq: A,
-        check: DupCheck<'_>,
-    ) -> Result<Option<Self>, A::Error> {
-        let mut all = Some(Vec::new());
-        while let Some(item) = seq.next_element_seed(Typed::<String>::new(check.duplicate))? {
-            match (item, &mut all) {
-                (Some(s), Some(v)) => v.push(s),
-                _ => all = None,
-            }
-        }
-        Ok(all.map(Self::Many))
-    }
-}
-
-impl<'de, X: FromJson> de::DeserializeSeed<'de> for Typed<'_, X> {
-    type Value = Option<X>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<X>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, X: FromJson> Visitor<'de> for Typed<'_, X> {
-    type Value = Option<X>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<X>, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<X>, E> {
-        Ok(X::from_i64(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<X>, E> {
-        Ok(X::from_u64(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<X>, E> {
-        Ok(X::from_f64(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<X>, E> {
-        Ok(X::from_str(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Option<X>, E> {
-        Ok(None)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Option<X>, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Option<X>, A::Error> {
-        X::from_seq(seq, self.check())
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<X>, A::Error> {
-        self.check().visit_map(map).map(|()| None)
-    }
-}
-
-/// The top-level claims object: registered claims typed (a bit set per claim of the wrong
-/// JSON type), every other member checked for duplicates at every depth and skipped.
-struct ClaimsSeed<'a> {
-    duplicate: &'a Cell<Option<String>>,
-}
-
-impl<'de> de::DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = (RegisteredClaims, u8);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = (RegisteredClaims, u8);
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        fn set<X>(slot: &mut Option<X>, v: Option<X>, wrong: &mut u8, bit: u8) {
-            match v {
-                Some(v) => *slot = Some(v),
-                None => *wrong |= 1 << bit,
-            }
-        }
-        let dup = self.duplicate;
-        let mut r = RegisteredClaims::default();
-        let (mut seen, mut wrong) = (0u8, 0u8);
-        let mut others = Names::new();
-        while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
-            let bit = match &*k {
-                "iss" => 0,
-                "sub" => 1,
-                "aud" => 2,
-                "exp" => 3,
-                "nbf" => 4,
-                "iat" => 5,
-                "jti" => 6,
-                _ => {
-                    if let Err(k) = others.insert(k) {
-                        return Err(duplicate_error(dup, &k));
-                    }
-                    map.next_value_seed(DupCheck { duplicate: dup })?;
-                    continue;
-                }
-            };
-            if seen & (1 << bit) != 0 {
-                return Err(duplicate_error(dup, &k));
-            }
-            seen |= 1 << bit;
-            let w = &mut wrong;
-            match bit {
-                0 => set(&mut r.iss, map.next_value_seed(Typed::new(dup))?, w, bit),
-                1 => set(&mut r.sub, map.next_value_seed(Typed::new(dup))?, w, bit),
-                2 => set(&mut r.aud, map.next_value_seed(Typed::new(dup))?, w, bit),
-                3 => set(&mut r.exp, map.next_value_seed(Typed::new(dup))?, w, bit),
-                4 => set(&mut r.nbf, map.next_value_seed(Typed::new(dup))?, w, bit),
-                5 => set(&mut r.iat, map.next_value_seed(Typed::new(dup))?, w, bit),
-                _ => set(&mut r.jti, map.next_value_seed(Typed::new(dup))?, w, bit),
-            }
-        }
-        Ok((r, wrong))
-    }
-}
 
 /// Fuzzing entry point: parses arbitrary bytes as a claims payload and validates them
 /// against a fixed policy; must never panic.
@@ -1311,10 +1001,54 @@ mod tests {
         ));
     }
 
-    /// The one pass gives `T` and the registered claims exactly what the slow path
-    /// (registered pass, then `T` from the text) gives, and refuses what it refuses.
+    /// The reference the streaming pass must agree with: a strict tree (duplicates at
+    /// every depth refused), the registered claims typed one by one from it, then `T`
+    /// from the text.
+    fn reference<T: DeserializeOwned>(p: &str) -> Result<(RegisteredClaims, T), Error> {
+        let map = crate::strict::parse_object(p.as_bytes(), "claims")?;
+        let mut registered = RegisteredClaims::default();
+        for (claim, reason) in REGISTERED_NAMES {
+            let Some(v) = map.get(claim) else { continue };
+            let one = serde_json::json!({ claim: v });
+            let typed: RegisteredClaims =
+                serde_json::from_value(one).map_err(|_| Error::InvalidClaim { claim, reason })?;
+            match claim {
+                "iss" => registered.iss = typed.iss,
+                "sub" => registered.sub = typed.sub,
+                "aud" => registered.aud = typed.aud,
+                "exp" => registered.exp = typed.exp,
+                "nbf" => registered.nbf = typed.nbf,
+                "iat" => registered.iat = typed.iat,
+                _ => registered.jti = typed.jti,
+            }
+        }
+        let t = serde_json::from_str::<T>(p).map_err(|e| Error::Json {
+            part: "claims",
+            detail: e.to_string(),
+        })?;
+        Ok((registered, t))
+    }
+
+    /// Same outcome: equal values, or the same error (variant, part, member or claim;
+    /// the wording of JSON errors may differ).
+    fn same<T: DeserializeOwned + PartialEq + fmt::Debug>(p: &str) {
+        let ours = parse_claims::<T>(p.as_bytes());
+        let want = reference::<T>(p);
+        match (&ours, &want) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{p}"),
+            (Err(Error::Json { part: a, .. }), Err(Error::Json { part: b, .. })) => {
+                assert_eq!(a, b, "{p}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{p}"),
+            _ => panic!("{p}: streaming {ours:?}, reference {want:?}"),
+        }
+    }
+
+    /// The streaming pass gives `T` and the registered claims exactly what the reference
+    /// gives, and refuses what it refuses with the same precise error, for every member
+    /// order, nesting, wrong type and kind of `T`.
     #[test]
-    fn the_one_pass_agrees_with_the_slow_path() {
+    fn the_streaming_pass_agrees_with_the_reference() {
         #[derive(Debug, PartialEq, Deserialize)]
         struct Mine {
             sub: String,
@@ -1332,51 +1066,230 @@ mod tests {
             #[serde(flatten)]
             rest: std::collections::BTreeMap<String, Value>,
         }
-        fn slow<T: DeserializeOwned>(p: &str) -> Result<(RegisteredClaims, T), Error> {
-            let r = parse_registered(p)?;
-            let t = serde_json::from_str::<T>(p).map_err(|e| Error::Json {
-                part: "claims",
-                detail: e.to_string(),
-            })?;
-            Ok((r, t))
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Skips {
+            exp: u64,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Role {
+            Admin,
+            Tagged { level: u8 },
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Nested {
+            role: Role,
+            ids: std::collections::BTreeMap<u32, Vec<Role>>,
+            #[serde(default)]
+            t: Option<(bool, String)>,
         }
         let good = [
             r#"{"iss":"i","sub":"s","aud":["a","b"],"exp":10.5,"x":{"y":[1,{"z":null}]}}"#,
             r#"{"sub":"\u0073","aud":[],"exp":7,"role":"r","x":null,"iat":-0.0,"jti":"j"}"#,
             r#"{"x":1e3,"aud":["\u00e9"],"exp":18446744073709551615,"sub":"","nbf":1}"#,
+            r#"{"iss":"i","aud":"a","exp":1,"n":{"k":[true]}}"#,
+            r#"{"exp":1,"role":"admin","ids":{"1":["admin",{"tagged":{"level":3}}],"20":[]},"t":[true,"x"]}"#,
+            r#"{"exp":1,"role":{"tagged":{"level":1}},"ids":{}}"#,
         ];
-        for p in good {
-            let fast = one_pass::<Mine>(p).expect(p);
-            let slow_mine = slow::<Mine>(p).unwrap();
-            assert_eq!((&fast.0, &fast.1), (&slow_mine.0, &slow_mine.1), "{p}");
-            let fast = one_pass::<Value>(p).expect(p);
-            assert_eq!(fast, slow::<Value>(p).unwrap(), "{p}");
-            let fast = one_pass::<Option<Wrapped>>(p).expect(p);
-            assert_eq!(fast, slow::<Option<Wrapped>>(p).unwrap(), "{p}");
-        }
-        let p = r#"{"iss":"i","aud":"a","exp":1,"n":{"k":[true]}}"#;
-        assert_eq!(one_pass::<Flat>(p).unwrap(), slow::<Flat>(p).unwrap());
-        // Whatever the slow path refuses, the one pass refuses too (and leaves the
-        // precise error to the slow path).
-        for p in [
+        let bad = [
+            // duplicates, at the top and nested, in skipped and typed values
             r#"{"exp":1,"exp":1}"#,
             r#"{"q":1,"\u0071":1,"exp":1}"#,
             r#"{"x":{"a":[{"b":1,"b":1}]},"exp":1}"#,
             r#"{"aud":["a",{"k":1,"k":1}],"exp":1}"#,
+            r#"{"exp":1,"role":{"tagged":{"level":1,"level":2}},"ids":{}}"#,
+            r#"{"exp":1,"role":"admin","ids":{"1":[],"01":[],"1":[]}}"#,
+            r#"{"sub":"s","aud":[],"exp":1,"skipped":{"deep":[[{"d":1,"d":2}]]}}"#,
+            // wrong types, before and after a duplicate, before T's complaint
             r#"{"exp":{"a":1}}"#,
             r#"{"exp":"1"}"#,
+            r#"{"exp":"1","q":1,"q":1}"#,
             r#"{"exp":-1}"#,
+            r#"{"exp":1e300}"#,
             r#"{"iss":null,"exp":1}"#,
             r#"{"aud":["a",1],"exp":1}"#,
+            r#"{"aud":["a",["b"]],"exp":1}"#,
+            r#"{"sub":1,"aud":"a","exp":1}"#,
+            r#"{"jti":1,"exp":"x","sub":2}"#,
+            // T's own complaints, with a wrong type or a duplicate later on
+            r#"{"sub":"s","aud":"a","exp":1}"#,
+            r#"{"sub":"s","aud":"a","exp":1,"iat":"later"}"#,
+            r#"{"sub":"s","aud":"a","exp":1,"z":{"k":1,"k":2}}"#,
+            r#"{"exp":1,"role":"nobody","ids":{}}"#,
+            r#"{"exp":1,"role":"admin","ids":{"one":[]}}"#,
+            // syntax and shape
             r#"{"exp":1} {}"#,
+            r#"{"exp":1,}"#,
+            r#"{"exp":"#,
             "[1]",
-        ] {
-            assert!(slow::<Value>(p).is_err(), "{p}");
-            assert!(one_pass::<Value>(p).is_none(), "{p}");
+            "1",
+        ];
+        for p in good.iter().chain(&bad) {
+            same::<Value>(p);
+            same::<Mine>(p);
+            same::<Option<Wrapped>>(p);
+            same::<Flat>(p);
+            same::<Skips>(p);
+            same::<Nested>(p);
+            same::<IgnoredAnyEq>(p);
         }
-        // T's own refusals: both paths refuse.
-        let p = r#"{"sub":"s","aud":"a","exp":1}"#;
-        assert!(slow::<Mine>(p).is_err() && one_pass::<Mine>(p).is_none());
+        for p in good {
+            assert!(parse_claims::<Value>(p.as_bytes()).is_ok(), "{p}");
+        }
+        for p in bad {
+            assert!(
+                parse_claims::<Value>(p.as_bytes()).is_err()
+                    || parse_claims::<Mine>(p.as_bytes()).is_err()
+                    || parse_claims::<Nested>(p.as_bytes()).is_err(),
+                "{p}"
+            );
+        }
+        // The nested types really were read through the stream.
+        let (_, n) = parse_claims::<Nested>(good[4].as_bytes()).unwrap();
+        assert_eq!(n.ids[&1], [Role::Admin, Role::Tagged { level: 3 }]);
+        assert_eq!(n.t, Some((true, "x".to_owned())));
+    }
+
+    /// `IgnoredAny` with equality, to run the skipping path through [`same`].
+    #[derive(Debug, PartialEq)]
+    struct IgnoredAnyEq;
+    impl<'de> Deserialize<'de> for IgnoredAnyEq {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            IgnoredAny::deserialize(d).map(|_| Self)
+        }
+    }
+
+    /// Pseudo-random payloads (duplicates, wrong types, nesting in every position): the
+    /// streaming pass and the reference agree on each.
+    #[test]
+    fn the_streaming_pass_agrees_with_the_reference_on_generated_payloads() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        const NAMES: [&str; 10] = [
+            "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "a", "b", "\\u0061",
+        ];
+        fn value(next: &mut impl FnMut(u64) -> u64, depth: u32) -> String {
+            match next(if depth > 3 { 6 } else { 9 }) {
+                0 => "1".into(),
+                1 => "-2".into(),
+                2 => "2.5".into(),
+                3 => "\"s\"".into(),
+                4 => "null".into(),
+                5 => "true".into(),
+                6 | 7 => {
+                    let n = next(4);
+                    let items: Vec<String> = (0..n).map(|_| value(next, depth + 1)).collect();
+                    format!("[{}]", items.join(","))
+                }
+                _ => object(next, depth + 1),
+            }
+        }
+        fn object(next: &mut impl FnMut(u64) -> u64, depth: u32) -> String {
+            let n = next(5);
+            let members: Vec<String> = (0..n)
+                .map(|_| format!("\"{}\":{}", NAMES[next(10) as usize], value(next, depth)))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let p = object(&mut next, 0);
+            same::<Value>(&p);
+            same::<IgnoredAnyEq>(&p);
+            if parse_claims::<Value>(p.as_bytes()).is_ok() {
+                ok += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // The corpus exercises both outcomes.
+        assert!(
+            ok > 300 && refused > 300,
+            "{ok} accepted, {refused} refused"
+        );
+    }
+
+    /// The header cache only learns from tokens whose signature verified, holds at most
+    /// four headers, and a hit changes no verdict: a forged signature, a wrong `typ` or
+    /// an expired token with a cached header are refused as without the cache.
+    #[test]
+    fn the_header_cache_learns_from_verified_tokens_only_and_changes_no_verdict() {
+        use crate::jws::{SignHeader, sign};
+        use crate::{SigningKey, VerifyingKey};
+        let secret = [7u8; 32];
+        let sk = SigningKey::hs256(secret.to_vec()).unwrap();
+        let vk = VerifyingKey::hs256(secret.to_vec()).unwrap();
+        let v = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .typ("JWT")
+            .build()
+            .unwrap();
+        let now = UnixTime::from_secs(1_000);
+        let entries = |v: &Validation| v.headers.len();
+        let token = |typ: &str, exp: u64, key: &SigningKey| {
+            let payload = format!(r#"{{"iss":"i","aud":"a","exp":{exp}}}"#);
+            let h = SignHeader {
+                typ: Some(typ),
+                ..SignHeader::default()
+            };
+            sign(
+                key,
+                &h,
+                payload.as_bytes(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap()
+        };
+        // A forged token (other key) teaches nothing.
+        let other = SigningKey::hs256(vec![8u8; 32]).unwrap();
+        let forged = token("JWT", 2_000, &other);
+        assert_eq!(
+            verify::<Value, _>(&forged, &vk, &v, now).unwrap_err(),
+            Error::InvalidSignature
+        );
+        assert_eq!(entries(&v), 0);
+        // A verified token is remembered, once.
+        let good = token("JWT", 2_000, &sk);
+        for _ in 0..3 {
+            verify::<Value, _>(&good, &vk, &v, now).unwrap();
+        }
+        assert_eq!(entries(&v), 1);
+        // Same header segment, forged signature: still refused (and the cache is used).
+        assert_eq!(
+            verify::<Value, _>(&forged, &vk, &v, now).unwrap_err(),
+            Error::InvalidSignature
+        );
+        assert!(v.decode(&forged).unwrap().header_cached_for_tests());
+        // Same header, expired: refused.
+        let expired = token("JWT", 10, &sk);
+        assert!(matches!(
+            verify::<Value, _>(&expired, &vk, &v, now).unwrap_err(),
+            Error::Expired { .. }
+        ));
+        // A header cached under this policy still meets the policy's typ check elsewhere.
+        let strict = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .typ("at+jwt")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            verify::<Value, _>(&good, &vk, &strict, now).unwrap_err(),
+            Error::WrongType { .. }
+        ));
+        // At most four headers.
+        for typ in ["jwt", "application/jwt", "Jwt", "JWt", "jWT"] {
+            verify::<Value, _>(&token(typ, 2_000, &sk), &vk, &v, now).unwrap();
+        }
+        assert_eq!(entries(&v), 4);
+        // A clone starts empty.
+        assert_eq!(entries(&v.clone()), 0);
     }
 
     #[test]

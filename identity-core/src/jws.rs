@@ -326,8 +326,108 @@ pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
 pub struct Compact<'a> {
     header: Header,
     signing_input: &'a str,
-    payload: Vec<u8>,
+    payload: Payload,
     signature: Signature,
+    /// Whether the header came from a [`HeaderCache`] rather than a parse.
+    header_cached: bool,
+}
+
+/// Bytes of a payload decoded on the stack (a typical access token's claims); longer
+/// ones go to the heap.
+const INLINE_PAYLOAD: usize = 384;
+
+/// The decoded payload, without an allocation for the usual small claims.
+// Deliberately large: the inline buffer is the point (it lives on the stack of a verify).
+#[allow(clippy::large_enum_variant)]
+enum Payload {
+    Inline([u8; INLINE_PAYLOAD], usize),
+    Heap(Vec<u8>),
+}
+
+impl Payload {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Self::Inline(..) => self.as_slice().to_vec(),
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+fn decode_payload(text: &str) -> Result<Payload, Error> {
+    let len = b64::decoded_len(text.len()).ok_or(Error::Base64("payload"))?;
+    if len <= INLINE_PAYLOAD {
+        let mut buf = [0; INLINE_PAYLOAD];
+        let out = buf.get_mut(..len).unwrap_or_default();
+        b64::decode_public_into(text.as_bytes(), out).map_err(|_| Error::Base64("payload"))?;
+        Ok(Payload::Inline(buf, len))
+    } else {
+        decode_segment(text, "payload").map(Payload::Heap)
+    }
+}
+
+/// Most header segments a [`HeaderCache`] keeps.
+const HEADER_CACHE_ENTRIES: usize = 4;
+
+/// Header segments (their exact base64url text) of tokens whose signature verified under
+/// one policy, with the header parsed from them: a later token carrying the very same
+/// segment skips the parse. The parse is a pure function of those bytes, so a hit yields
+/// exactly the header a parse would; every check that depends on the policy (`crit`,
+/// `typ`, the algorithm allow-list, the key's algorithm) still runs on it. Entries come
+/// only from tokens whose signature verified, so a forger cannot fill it, and there are
+/// at most four.
+#[derive(Default)]
+pub(crate) struct HeaderCache(std::sync::RwLock<Vec<(Box<str>, Header)>>);
+
+impl HeaderCache {
+    fn get(&self, segment: &str) -> Option<Header> {
+        let entries = self.0.read().ok()?;
+        entries
+            .iter()
+            .find(|(s, _)| **s == *segment)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// How many headers are cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.read().map_or(0, |e| e.len())
+    }
+
+    /// Remembers the header of a token whose signature verified.
+    pub(crate) fn remember(&self, compact: &Compact<'_>) {
+        if compact.header_cached {
+            return;
+        }
+        let Some((segment, _)) = compact.signing_input.split_once('.') else {
+            return;
+        };
+        if let Ok(mut entries) = self.0.write()
+            && entries.len() < HEADER_CACHE_ENTRIES
+            && !entries.iter().any(|(s, _)| **s == *segment)
+        {
+            entries.push((segment.into(), compact.header.clone()));
+        }
+    }
+}
+
+impl Clone for HeaderCache {
+    /// A clone starts empty (the cache belongs to one policy value).
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for HeaderCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.read().map_or(0, |e| e.len());
+        write!(f, "HeaderCache({n} entries)")
+    }
 }
 
 /// Bytes of a signature kept inline (Ed25519, ECDSA P-256, HMAC-SHA256); longer ones (RSA)
@@ -388,7 +488,7 @@ impl fmt::Debug for Compact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Compact")
             .field("header", &self.header)
-            .field("payload_len", &self.payload.len())
+            .field("payload_len", &self.payload.as_slice().len())
             .finish_non_exhaustive()
     }
 }
@@ -418,6 +518,15 @@ impl Default for DecodeOptions<'_> {
 /// # Errors
 /// A precise [`Error`] for every format problem.
 pub fn decode<'a>(token: &'a str, opts: &DecodeOptions<'_>) -> Result<Compact<'a>, Error> {
+    decode_cached(token, opts, None)
+}
+
+/// [`decode`], taking the header from `cache` when its segment is there.
+pub(crate) fn decode_cached<'a>(
+    token: &'a str,
+    opts: &DecodeOptions<'_>,
+    cache: Option<&HeaderCache>,
+) -> Result<Compact<'a>, Error> {
     if token.len() > opts.max_bytes {
         return Err(Error::TokenTooLarge {
             len: token.len(),
@@ -440,15 +549,21 @@ pub fn decode<'a>(token: &'a str, opts: &DecodeOptions<'_>) -> Result<Compact<'a
             "the signature segment is empty (unsecured JWS are refused)",
         ));
     }
-    let header = decode_header(h)?;
+    let cached = cache.and_then(|c| c.get(h));
+    let header_cached = cached.is_some();
+    let header = match cached {
+        Some(header) => header,
+        None => decode_header(h)?,
+    };
     header.check_crit(opts.understood_crit)?;
-    let payload = decode_segment(p, "payload")?;
+    let payload = decode_payload(p)?;
     let signature = decode_signature(s)?;
     Ok(Compact {
         header,
         signing_input: &token[..h.len() + 1 + p.len()],
         payload,
         signature,
+        header_cached,
     })
 }
 
@@ -462,7 +577,7 @@ impl<'a> Compact<'a> {
     /// The payload bytes (untrusted until verified).
     #[must_use]
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        self.payload.as_slice()
     }
 
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
@@ -495,7 +610,18 @@ impl<'a> Compact<'a> {
     /// Consumes the decoded token, returning header and payload.
     #[must_use]
     pub fn into_parts(self) -> (Header, Vec<u8>) {
-        (self.header, self.payload)
+        (self.header, self.payload.into_vec())
+    }
+
+    /// Whether the header came from the cache (tests).
+    #[cfg(test)]
+    pub(crate) fn header_cached_for_tests(&self) -> bool {
+        self.header_cached
+    }
+
+    /// Consumes the decoded token, returning the header.
+    pub(crate) fn into_header(self) -> Header {
+        self.header
     }
 }
 

@@ -168,10 +168,14 @@ enum SigningInner {
 
 /// A private key (or HMAC secret) bound to one algorithm, with an optional `kid`.
 ///
-/// Secrets are zeroized on drop; `Debug` shows the algorithm and `kid` only.
+/// Secrets are zeroized on drop; `Debug` shows the algorithm and `kid` only. With the
+/// `aws-lc-rs` feature, ES256, RS256 and PS256 keys sign on aws-lc (see [`crate::keys`]).
 pub struct SigningKey {
     inner: SigningInner,
     kid: Option<String>,
+    /// The key loaded into aws-lc, and its public half (ES256, RS256, PS256).
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) accel: Option<(crate::aws_lc::Signer, crate::aws_lc::Verifier)>,
 }
 
 #[derive(Clone)]
@@ -184,11 +188,16 @@ enum VerifyingInner {
 }
 
 /// A public key (or HMAC secret) bound to one algorithm, with an optional `kid`.
+///
+/// With the `aws-lc-rs` feature, ES256, RS256 and PS256 keys verify on aws-lc.
 #[derive(Clone)]
 pub struct VerifyingKey {
     inner: VerifyingInner,
     kid: Option<String>,
     thumbprint: Thumbprint,
+    /// The key loaded into aws-lc (ES256, RS256, PS256).
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) accel: Option<crate::aws_lc::Verifier>,
 }
 
 /// An RFC 7638 JWK SHA-256 thumbprint.
@@ -261,8 +270,31 @@ fn rsa_bits_ok(bits: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Bit length of a public RSA modulus, from its minimal big-endian bytes (no crypto-bigint
+/// bit-count method: their names changed between 0.7 releases, see issue 16).
+fn modulus_bits(n: &BoxedUint) -> usize {
+    let bytes = trimmed(n);
+    match bytes.first() {
+        None => 0,
+        Some(&top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
+/// The public exponent must be odd (so at least 3): an even `e` is no RSA key, and aws-lc
+/// refuses it, so both backends refuse it at import. The `rsa` crate already bounds it
+/// to `2^33 - 1` and checks that the modulus is odd.
+fn rsa_exponent_ok(e: &BoxedUint) -> Result<(), Error> {
+    if trimmed(e).last().is_none_or(|b| b & 1 == 0) {
+        return Err(rejected(
+            "RSA public exponent must be odd (65537 is the usual one)",
+        ));
+    }
+    Ok(())
+}
+
 fn rsa_public(key: RsaPublicKey, alg: Algorithm) -> Result<VerifyingInner, Error> {
-    rsa_bits_ok(key.n().bits_vartime() as usize)?;
+    rsa_bits_ok(modulus_bits(key.n().as_ref()))?;
+    rsa_exponent_ok(key.e())?;
     Ok(match alg {
         Algorithm::RS256 => VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(key))),
         Algorithm::PS256 => VerifyingInner::Ps256(Box::new(rsa::pss::VerifyingKey::new(key))),
@@ -271,7 +303,8 @@ fn rsa_public(key: RsaPublicKey, alg: Algorithm) -> Result<VerifyingInner, Error
 }
 
 fn rsa_private(key: RsaPrivateKey, alg: Algorithm) -> Result<SigningInner, Error> {
-    rsa_bits_ok(key.n().bits_vartime() as usize)?;
+    rsa_bits_ok(modulus_bits(key.n().as_ref()))?;
+    rsa_exponent_ok(key.e())?;
     Ok(match alg {
         Algorithm::RS256 => SigningInner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key))),
         Algorithm::PS256 => SigningInner::Ps256(Box::new(rsa::pss::BlindedSigningKey::new(key))),
@@ -473,7 +506,7 @@ impl SigningKey {
             }
             Algorithm::HS256 => SigningInner::Hs256(HmacSecret::generate(rng)),
         };
-        Ok(Self { inner, kid: None })
+        Self::from_inner(inner)
     }
 
     /// An HS256 key from a secret of at least 32 bytes.
@@ -481,9 +514,37 @@ impl SigningKey {
     /// # Errors
     /// [`Error::KeyRejected`] when the secret is too short.
     pub fn hs256(secret: impl Into<Vec<u8>>) -> Result<Self, Error> {
+        Self::from_inner(SigningInner::Hs256(HmacSecret::new(secret)?))
+    }
+
+    /// A key without `kid`; with `aws-lc-rs`, ES256/RS256/PS256 keys are loaded into
+    /// aws-lc here (from the PKCS#8 form the RustCrypto key writes).
+    fn from_inner(inner: SigningInner) -> Result<Self, Error> {
+        #[cfg(feature = "aws-lc-rs")]
+        let accel = {
+            let alg = signing_alg(&inner);
+            let der = match &inner {
+                SigningInner::Es256(k) => Some(k.to_pkcs8_der()),
+                SigningInner::Rs256(k) => Some(RsaPrivateKey::to_pkcs8_der((**k).as_ref())),
+                SigningInner::Ps256(k) => Some(RsaPrivateKey::to_pkcs8_der((**k).as_ref())),
+                SigningInner::Ed25519(_) | SigningInner::Hs256(_) => None,
+            };
+            match der {
+                None => None,
+                Some(der) => {
+                    let der = der.map_err(|e| rejected(format!("PKCS#8 encoding failed: {e}")))?;
+                    let signer = crate::aws_lc::Signer::new(alg, der.as_bytes())?;
+                    let public = rust_crypto_verifying(&inner);
+                    let verifier = crate::aws_lc::Verifier::new(alg, &spki_der(&public)?)?;
+                    Some((signer, verifier))
+                }
+            }
+        };
         Ok(Self {
-            inner: SigningInner::Hs256(HmacSecret::new(secret)?),
+            inner,
             kid: None,
+            #[cfg(feature = "aws-lc-rs")]
+            accel,
         })
     }
 
@@ -507,42 +568,45 @@ impl SigningKey {
     /// The one algorithm this key signs with.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
-        match &self.inner {
-            SigningInner::Ed25519(_) => Algorithm::EdDSA,
-            SigningInner::Es256(_) => Algorithm::ES256,
-            SigningInner::Rs256(_) => Algorithm::RS256,
-            SigningInner::Ps256(_) => Algorithm::PS256,
-            SigningInner::Hs256(_) => Algorithm::HS256,
-        }
+        signing_alg(&self.inner)
     }
 
     /// The matching verifying key (for HS256, the same secret), with the same `kid`.
     #[must_use]
     pub fn verifying_key(&self) -> VerifyingKey {
-        let inner = match &self.inner {
-            SigningInner::Ed25519(k) => VerifyingInner::Ed25519(k.verifying_key()),
-            SigningInner::Es256(k) => VerifyingInner::Es256(*k.verifying_key()),
-            SigningInner::Rs256(k) => {
-                let pk: &RsaPrivateKey = (**k).as_ref();
-                VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(
-                    pk.to_public_key(),
-                )))
-            }
-            SigningInner::Ps256(k) => {
-                let pk: &RsaPrivateKey = (**k).as_ref();
-                VerifyingInner::Ps256(Box::new(rsa::pss::VerifyingKey::new(pk.to_public_key())))
-            }
-            SigningInner::Hs256(s) => VerifyingInner::Hs256(s.clone()),
-        };
-        VerifyingKey::from_inner(inner, self.kid.clone())
+        let inner = rust_crypto_verifying(&self.inner);
+        let thumbprint = compute_thumbprint(&inner);
+        VerifyingKey {
+            inner,
+            kid: self.kid.clone(),
+            thumbprint,
+            #[cfg(feature = "aws-lc-rs")]
+            accel: self.accel.as_ref().map(|(_, v)| v.clone()),
+        }
     }
 
     /// Signs `msg` with the key's algorithm. ECDSA signatures come out in raw `r || s`
     /// form; PS256 draws its salt from `rng`, RSA signing is blinded with `rng`.
+    /// With the `aws-lc-rs` feature, ES256, RS256 and PS256 sign on aws-lc, which draws
+    /// nonces, salts and blinding from its own generator (seeded by the operating system)
+    /// and ignores `rng`.
     ///
     /// # Errors
     /// [`Error::InvalidSignature`] if the primitive fails (it does not for valid keys).
     pub fn sign<R: CryptoRng + ?Sized>(&self, msg: &[u8], rng: &mut R) -> Result<Vec<u8>, Error> {
+        #[cfg(feature = "aws-lc-rs")]
+        if let Some((signer, _)) = &self.accel {
+            return signer.sign(msg);
+        }
+        self.sign_rust_crypto(msg, rng)
+    }
+
+    /// [`Self::sign`] on the RustCrypto backend, whatever the features.
+    pub(crate) fn sign_rust_crypto<R: CryptoRng + ?Sized>(
+        &self,
+        msg: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, Error> {
         use rsa::signature::{RandomizedSigner, Signer};
         Ok(match &self.inner {
             SigningInner::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
@@ -640,7 +704,7 @@ impl SigningKey {
             Key::Oct(o) => SigningInner::Hs256(HmacSecret::new(o.k.to_vec())?),
             _ => return Err(rejected("unsupported JWK key type")),
         };
-        let key = Self { inner, kid: None };
+        let key = Self::from_inner(inner)?;
         match &jwk.prm.kid {
             Some(kid) => key.with_kid(kid.clone()),
             None => Ok(key),
@@ -707,7 +771,7 @@ impl SigningKey {
             }
             Algorithm::HS256 => return Err(rejected("HS256 secrets have no PEM form")),
         };
-        Ok(Self { inner, kid: None })
+        Self::from_inner(inner)
     }
 
     /// Exports the private key as PKCS#8 PEM. Contains secrets.
@@ -730,6 +794,49 @@ impl SigningKey {
         };
         r.map_err(|e| rejected(format!("PEM encoding failed: {e}")))
     }
+}
+
+fn signing_alg(inner: &SigningInner) -> Algorithm {
+    match inner {
+        SigningInner::Ed25519(_) => Algorithm::EdDSA,
+        SigningInner::Es256(_) => Algorithm::ES256,
+        SigningInner::Rs256(_) => Algorithm::RS256,
+        SigningInner::Ps256(_) => Algorithm::PS256,
+        SigningInner::Hs256(_) => Algorithm::HS256,
+    }
+}
+
+/// The public half of a private key, as RustCrypto keys.
+fn rust_crypto_verifying(inner: &SigningInner) -> VerifyingInner {
+    match inner {
+        SigningInner::Ed25519(k) => VerifyingInner::Ed25519(k.verifying_key()),
+        SigningInner::Es256(k) => VerifyingInner::Es256(*k.verifying_key()),
+        SigningInner::Rs256(k) => {
+            let pk: &RsaPrivateKey = (**k).as_ref();
+            VerifyingInner::Rs256(Box::new(rsa::pkcs1v15::VerifyingKey::new(
+                pk.to_public_key(),
+            )))
+        }
+        SigningInner::Ps256(k) => {
+            let pk: &RsaPrivateKey = (**k).as_ref();
+            VerifyingInner::Ps256(Box::new(rsa::pss::VerifyingKey::new(pk.to_public_key())))
+        }
+        SigningInner::Hs256(s) => VerifyingInner::Hs256(s.clone()),
+    }
+}
+
+/// The SPKI DER of an ES256 or RSA public key (what aws-lc loads).
+#[cfg(feature = "aws-lc-rs")]
+fn spki_der(inner: &VerifyingInner) -> Result<Vec<u8>, Error> {
+    let der = match inner {
+        VerifyingInner::Es256(k) => k.to_public_key_der(),
+        VerifyingInner::Rs256(k) => RsaPublicKey::to_public_key_der((**k).as_ref()),
+        VerifyingInner::Ps256(k) => RsaPublicKey::to_public_key_der((**k).as_ref()),
+        VerifyingInner::Ed25519(k) => k.to_public_key_der(),
+        VerifyingInner::Hs256(_) => return Err(rejected("HS256 secrets have no SPKI form")),
+    };
+    der.map(|d| d.into_vec())
+        .map_err(|e| rejected(format!("SPKI encoding failed: {e}")))
 }
 
 fn ec_xy(k: &p256::ecdsa::VerifyingKey) -> (Vec<u8>, Vec<u8>) {
@@ -789,13 +896,25 @@ impl fmt::Debug for SigningKey {
 }
 
 impl VerifyingKey {
-    fn from_inner(inner: VerifyingInner, kid: Option<String>) -> Self {
+    /// A key without `kid`; with `aws-lc-rs`, ES256/RS256/PS256 keys are loaded into
+    /// aws-lc here (from the SPKI form the RustCrypto key writes).
+    fn from_inner(inner: VerifyingInner) -> Result<Self, Error> {
+        #[cfg(feature = "aws-lc-rs")]
+        let accel = match &inner {
+            VerifyingInner::Es256(_) | VerifyingInner::Rs256(_) | VerifyingInner::Ps256(_) => {
+                let alg = verifying_alg(&inner);
+                Some(crate::aws_lc::Verifier::new(alg, &spki_der(&inner)?)?)
+            }
+            VerifyingInner::Ed25519(_) | VerifyingInner::Hs256(_) => None,
+        };
         let thumbprint = compute_thumbprint(&inner);
-        Self {
+        Ok(Self {
             inner,
-            kid,
+            kid: None,
             thumbprint,
-        }
+            #[cfg(feature = "aws-lc-rs")]
+            accel,
+        })
     }
 
     /// An HS256 verifying key from a secret of at least 32 bytes.
@@ -803,10 +922,7 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::KeyRejected`] when the secret is too short.
     pub fn hs256(secret: impl Into<Vec<u8>>) -> Result<Self, Error> {
-        Ok(Self::from_inner(
-            VerifyingInner::Hs256(HmacSecret::new(secret)?),
-            None,
-        ))
+        Self::from_inner(VerifyingInner::Hs256(HmacSecret::new(secret)?))
     }
 
     /// Sets the `kid` (1 to 256 bytes).
@@ -829,13 +945,7 @@ impl VerifyingKey {
     /// The one algorithm this key verifies.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
-        match &self.inner {
-            VerifyingInner::Ed25519(_) => Algorithm::EdDSA,
-            VerifyingInner::Es256(_) => Algorithm::ES256,
-            VerifyingInner::Rs256(_) => Algorithm::RS256,
-            VerifyingInner::Ps256(_) => Algorithm::PS256,
-            VerifyingInner::Hs256(_) => Algorithm::HS256,
-        }
+        verifying_alg(&self.inner)
     }
 
     /// The RFC 7638 thumbprint (computed once, at import).
@@ -857,6 +967,25 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::InvalidSignature`], whatever the cause.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), Error> {
+        #[cfg(feature = "aws-lc-rs")]
+        if let Some(accel) = &self.accel {
+            // The same length rules as the RustCrypto path, then aws-lc.
+            let want = match &self.inner {
+                VerifyingInner::Rs256(k) => RsaPublicKey::size((**k).as_ref()),
+                VerifyingInner::Ps256(k) => RsaPublicKey::size((**k).as_ref()),
+                _ => 64,
+            };
+            return if sig.len() == want && accel.verify(msg, sig) {
+                Ok(())
+            } else {
+                Err(Error::InvalidSignature)
+            };
+        }
+        self.verify_rust_crypto(msg, sig)
+    }
+
+    /// [`Self::verify`] on the RustCrypto backend, whatever the features.
+    pub(crate) fn verify_rust_crypto(&self, msg: &[u8], sig: &[u8]) -> Result<(), Error> {
         use rsa::signature::Verifier;
         let ok = match &self.inner {
             VerifyingInner::Ed25519(k) => {
@@ -976,7 +1105,7 @@ impl VerifyingKey {
             }
             _ => return Err(rejected("unsupported JWK key type")),
         };
-        let key = Self::from_inner(inner, None);
+        let key = Self::from_inner(inner)?;
         match &jwk.prm.kid {
             Some(kid) => key.with_kid(kid.clone()),
             None => Ok(key),
@@ -1043,7 +1172,7 @@ impl VerifyingKey {
             }
             Algorithm::HS256 => return Err(rejected("HS256 secrets have no PEM form")),
         };
-        Ok(Self::from_inner(inner, None))
+        Self::from_inner(inner)
     }
 
     /// Exports the public key as SPKI PEM.
@@ -1084,6 +1213,16 @@ impl PartialEq for VerifyingKey {
     fn eq(&self, other: &Self) -> bool {
         self.algorithm() == other.algorithm()
             && bool::from(self.thumbprint.0.ct_eq(&other.thumbprint.0))
+    }
+}
+
+fn verifying_alg(inner: &VerifyingInner) -> Algorithm {
+    match inner {
+        VerifyingInner::Ed25519(_) => Algorithm::EdDSA,
+        VerifyingInner::Es256(_) => Algorithm::ES256,
+        VerifyingInner::Rs256(_) => Algorithm::RS256,
+        VerifyingInner::Ps256(_) => Algorithm::PS256,
+        VerifyingInner::Hs256(_) => Algorithm::HS256,
     }
 }
 
@@ -1216,6 +1355,29 @@ mod tests {
         zeroize_on_drop::<sha2::block_api::Sha256VarCore>();
         zeroize_on_drop::<hmac::digest::block_api::Buffer<hmac::block_api::HmacCore<Sha256>>>();
         zeroize_on_drop::<SigningKey>();
+    }
+
+    /// An even public exponent is no RSA key: both backends refuse it at import (the
+    /// `rsa` crate's own check, and ours in front of aws-lc).
+    #[test]
+    fn rsa_keys_with_an_even_public_exponent_are_refused_on_both_backends() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/rfc-jose.json")).unwrap();
+        let mut jwk = v["jws"][1]["key"].clone();
+        assert_eq!(jwk["kty"], "RSA");
+        let public = |j: &serde_json::Value| {
+            serde_json::json!({"kty": "RSA", "n": j["n"], "e": j["e"]}).to_string()
+        };
+        // The real key (e = 65537) imports.
+        assert!(VerifyingKey::from_jwk(&parse_jwk(public(&jwk).as_bytes()).unwrap()).is_ok());
+        for e in ["AQAA", "Ag", "BA"] {
+            jwk["e"] = e.into();
+            let err =
+                VerifyingKey::from_jwk(&parse_jwk(public(&jwk).as_bytes()).unwrap()).unwrap_err();
+            assert!(matches!(&err, Error::KeyRejected(_)), "{e}: {err:?}");
+        }
+        assert!(rsa_exponent_ok(&uint(&[1, 0, 0])).is_err());
+        assert!(rsa_exponent_ok(&uint(&[1, 0, 1])).is_ok());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod alg;
+#[cfg(feature = "aws-lc-rs")]
+mod aws_lc;
 pub mod b64;
 pub mod claims;
 #[cfg(feature = "encrypted-keys")]

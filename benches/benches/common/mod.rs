@@ -40,6 +40,7 @@ pub(crate) fn jwt_alg(alg: Algorithm) -> jsonwebtoken::Algorithm {
         Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
         Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+        Algorithm::PS256 => jsonwebtoken::Algorithm::PS256,
         Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
         other => panic!("no peer benchmark for {other}"),
     }

@@ -26,5 +26,15 @@ fn main() -> ExitCode {
         );
     }
     print!("{}", benches::report::render(&ms, replay.as_ref()));
+    match benches::report::read_icount(&dir.join(benches::report::ICOUNT_FILE)) {
+        Ok(c) if c.is_empty() => eprintln!(
+            "note: no instruction counts yet; run `cargo bench -p benches --bench icount` (valgrind)"
+        ),
+        Ok(c) => print!("\n{}", benches::report::render_icount(&c)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }
