@@ -68,6 +68,7 @@
 mod audit;
 mod gateway;
 mod registry;
+mod registry_async;
 mod session;
 mod wire;
 
@@ -82,6 +83,7 @@ pub use registry::{
     DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, InMemoryDeviceRegistry, KeyStatus,
     MAX_KEYS_PER_DEVICE, PairingRequest, Transition, derive_device_secret,
 };
+pub use registry_async::AsyncDeviceRegistry;
 pub use session::{
     DeviceSession, HeartbeatDecision, IssuedSession, PresentedToken, SESSION_TOKEN_LEN,
     SESSION_TOKEN_PREFIX, SessionId, SessionPolicy, SessionToken, SessionUpdate,

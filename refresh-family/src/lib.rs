@@ -8,6 +8,7 @@ mod error;
 mod policy;
 mod records;
 mod store;
+mod store_async;
 mod token;
 
 pub use driver::{
@@ -27,6 +28,7 @@ pub use records::{
     TokenRecord, TokenState, Write, WritePlan,
 };
 pub use store::{ApplyOutcome, FamilyStore, GcReport, InMemoryFamilyStore};
+pub use store_async::{AsyncFamilyStore, rotate_async, start_async};
 pub use token::{
     FamilyId, ParsedToken, PresentedToken, RefreshToken, SecretHash, TOKEN_LEN, TOKEN_PREFIX,
     TokenId, fuzz_parse,

@@ -10,7 +10,7 @@ use handoff_device::{
 };
 use postgres::Row;
 
-use super::seal::SecretSealer;
+use crate::seal::SecretSealer;
 use super::{Failure, Shared, classify, to_i64, to_u64};
 
 struct Sql {
