@@ -54,10 +54,7 @@ fn run() -> Result<(), String> {
     let pg = PgStore::connect(
         &url,
         &schema,
-        PoolConfig {
-            max_size: threads.clamp(1, 64),
-            ..PoolConfig::default()
-        },
+        PoolConfig::with_max_size(threads.clamp(1, 64)),
     )
     .map_err(|e| e.to_string())?;
     let store = Arc::new(pg.family_store());
