@@ -6,7 +6,7 @@
 
 use core::future::Future;
 
-use handoff_core::UnixTime;
+use handoff_core::{Thumbprint, UnixTime};
 use rand_core::CryptoRng;
 
 use crate::RefreshError;
@@ -80,6 +80,25 @@ where
     S: AsyncFamilyStore + ?Sized,
     R: CryptoRng + Send + ?Sized,
 {
+    rotate_bound_async(store, engine, token, None, now, rng).await
+}
+
+/// [`rotate_bound`](crate::rotate_bound) on an [`AsyncFamilyStore`].
+///
+/// # Errors
+/// As [`rotate`](crate::rotate).
+pub async fn rotate_bound_async<S, R>(
+    store: &S,
+    engine: &RefreshFamilies,
+    token: &str,
+    dpop_jkt: Option<Thumbprint>,
+    now: UnixTime,
+    rng: &mut R,
+) -> Result<Outcome, RefreshError>
+where
+    S: AsyncFamilyStore + ?Sized,
+    R: CryptoRng + Send + ?Sized,
+{
     let presented = match engine.verify(token) {
         Ok(p) => p,
         Err(error) => {
@@ -99,7 +118,7 @@ where
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
         let loaded = store.load(presented.family(), presented.id()).await?;
-        let decision = engine.decide(&presented, loaded, now, rng);
+        let decision = engine.decide_bound(&presented, dpop_jkt, loaded, now, rng);
         if !decision.plan().is_empty()
             && store.apply(decision.plan()).await? == ApplyOutcome::Conflict
         {
@@ -134,9 +153,29 @@ where
     S: AsyncFamilyStore + ?Sized,
     R: CryptoRng + Send + ?Sized,
 {
+    start_bound_async(store, engine, subject, client_id, None, now, rng).await
+}
+
+/// [`start_bound`](crate::start_bound) on an [`AsyncFamilyStore`].
+///
+/// # Errors
+/// As [`start`](crate::start).
+pub async fn start_bound_async<S, R>(
+    store: &S,
+    engine: &RefreshFamilies,
+    subject: &str,
+    client_id: &str,
+    dpop_jkt: Option<Thumbprint>,
+    now: UnixTime,
+    rng: &mut R,
+) -> Result<Issued, RefreshError>
+where
+    S: AsyncFamilyStore + ?Sized,
+    R: CryptoRng + Send + ?Sized,
+{
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
-        let new = engine.start_family(subject, client_id, now, rng)?;
+        let new = engine.start_family_bound(subject, client_id, dpop_jkt, now, rng)?;
         if store.apply(&new.plan).await? == ApplyOutcome::Applied {
             return Ok(Issued {
                 token: new.token,

@@ -26,8 +26,12 @@ impl Db {
         let url = common::server_url("STORES_PG_URL", "postgres", test)?;
         let schema = common::unique("stores_family");
         let pg = PgStore::connect(&url, &schema, PoolConfig::default()).unwrap();
-        assert_eq!(pg.migrate().unwrap(), 1);
-        assert_eq!(pg.migrate().unwrap(), 1, "migration is idempotent");
+        assert_eq!(pg.migrate().unwrap(), handoff_stores::pg::SCHEMA_VERSION);
+        assert_eq!(
+            pg.migrate().unwrap(),
+            handoff_stores::pg::SCHEMA_VERSION,
+            "migration is idempotent"
+        );
         Some(Self { url, pg })
     }
 
@@ -481,4 +485,62 @@ fn ten_thousand_rotations_keep_rows_bounded_on_postgres() {
     };
     assert_eq!(after.error.reason(), "family_revoked");
     let _ = first;
+}
+
+/// A schema of version 1 (as deployed before the DPoP binding) with a live family is
+/// migrated to version 2: the family keeps rotating, unbound, and bound families persist
+/// their key.
+#[test]
+fn version_one_schema_migrates_to_two() {
+    let Some(url) = common::server_url(
+        "STORES_PG_URL",
+        "postgres",
+        "version_one_schema_migrates_to_two",
+    ) else {
+        return;
+    };
+    let schema = common::unique("stores_migrate");
+    let mut raw = url
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .unwrap();
+    raw.batch_execute(&include_str!("data/pg_schema_v1.sql").replace("{schema}", &schema))
+        .unwrap();
+    let db = Db {
+        url: url.clone(),
+        pg: PgStore::connect(&url, &schema, PoolConfig::default()).unwrap(),
+    };
+    // A family written by a version-1 adapter (no dpop_jkt column).
+    raw.batch_execute(&format!(
+        "INSERT INTO {schema}.refresh_families (id, subject, client_id, created_at, \
+         absolute_expires_at, head, head_parent, head_generation, version, status) \
+         VALUES ('\\x01010101010101010101010101010101'::bytea, 'old', 'c', 1, 2000000000, \
+         '\\x02020202020202020202020202020202'::bytea, NULL, 0, 0, 'active')"
+    ))
+    .unwrap();
+    assert_eq!(db.pg.migrate().unwrap(), 2);
+    let store = db.pg.family_store();
+    let old = store
+        .load_family(handoff_refresh::FamilyId::from_bytes([1; 16]))
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.subject.as_str(), old.dpop_jkt), ("old", None));
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let jkt = handoff_core::Thumbprint::from_bytes([9; 32]);
+    let bound = handoff_refresh::start_bound(
+        &store,
+        &engine,
+        "new",
+        "c",
+        Some(jkt),
+        UnixTime::from_secs(1_700_000_000),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        store.load_family(bound.family).unwrap().unwrap().dpop_jkt,
+        Some(jkt)
+    );
 }

@@ -61,7 +61,7 @@ fn raw(path: &std::path::Path) -> rusqlite::Connection {
 fn opens_in_wal_with_schema_version_and_refuses_a_newer_file() {
     let dir = TempDir::new("sqlite_schema");
     let db = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
-    assert_eq!(db.schema_version().unwrap(), 1);
+    assert_eq!(db.schema_version().unwrap(), 2);
     db.integrity_check().unwrap();
     let c = raw(&dir.db());
     let mode: String = c
@@ -71,7 +71,7 @@ fn opens_in_wal_with_schema_version_and_refuses_a_newer_file() {
     // Opening again (another process would) migrates nothing and keeps the data.
     drop(db);
     let again = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
-    assert_eq!(again.schema_version().unwrap(), 1);
+    assert_eq!(again.schema_version().unwrap(), 2);
     // A file written by a newer crate is refused, never half-used.
     c.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(again);
@@ -402,4 +402,94 @@ fn device_registry_lifecycle_on_sqlite() {
         wrong.load(&id),
         Err(DeviceError::RegistryUnavailable(_))
     ));
+}
+
+/// A file of schema version 1 (before the DPoP binding) with a family is migrated to 2 on
+/// open: the old family loads unbound, new bound families persist their key, and 2 000
+/// rotations keep the token rows bounded.
+#[test]
+fn version_one_file_migrates_and_rows_stay_bounded() {
+    let dir = TempDir::new("sqlite_migrate");
+    {
+        let c = raw(&dir.db());
+        c.execute_batch(include_str!("../src/sqlite/schema_v1.sql"))
+            .unwrap();
+        c.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO refresh_families (id, subject, client_id, created_at,
+               absolute_expires_at, head, head_parent, head_generation, version, status)
+             VALUES (zeroblob(16), 'old', 'c', 1, 2000000000, zeroblob(16), NULL, 0, 0, 'active');",
+        )
+        .unwrap();
+    }
+    let db = SqliteStore::open(
+        dir.db(),
+        SqliteConfig::default().durability(handoff_stores::sqlite::Durability::Normal),
+    )
+    .unwrap();
+    assert_eq!(db.schema_version().unwrap(), 2);
+    let store = db.family_store();
+    let old = store
+        .load_family(handoff_refresh::FamilyId::from_bytes([0; 16]))
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.subject.as_str(), old.dpop_jkt), ("old", None));
+
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let mut now = UnixTime::from_secs(1_700_000_000);
+    let jkt = handoff_core::Thumbprint::from_bytes([5; 32]);
+    let login =
+        handoff_refresh::start_bound(&store, &engine, "m", "spa", Some(jkt), now, &mut rng())
+            .unwrap();
+    assert_eq!(
+        store.load_family(login.family).unwrap().unwrap().dpop_jkt,
+        Some(jkt)
+    );
+    let mut head = login.token.expose_secret().to_owned();
+    let mut early = None;
+    for i in 0..2_000 {
+        now = now.saturating_add(1);
+        let Outcome::Issued(next) =
+            handoff_refresh::rotate_bound(&store, &engine, &head, Some(jkt), now, &mut rng())
+                .unwrap()
+        else {
+            panic!("rotation {i} refused")
+        };
+        head = next.token.expose_secret().to_owned();
+        if i == 10 {
+            early = Some(head.clone());
+        }
+    }
+    let rows: i64 = raw(&dir.db())
+        .query_row(
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = ?1",
+            [login.family.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        rows <= handoff_refresh::MAX_TOKEN_ROWS_PER_FAMILY as i64,
+        "{rows} token rows after 2 000 rotations"
+    );
+    let Outcome::Refused(r) = handoff_refresh::rotate_bound(
+        &store,
+        &engine,
+        &head,
+        Some(handoff_core::Thumbprint::from_bytes([6; 32])),
+        now,
+        &mut rng(),
+    )
+    .unwrap() else {
+        panic!("another key is refused")
+    };
+    assert_eq!(r.error, RefreshError::DpopKeyMismatch);
+    let Outcome::Refused(r) =
+        handoff_refresh::rotate_bound(&store, &engine, &early.unwrap(), Some(jkt), now, &mut rng())
+            .unwrap()
+    else {
+        panic!("reuse is refused")
+    };
+    assert_eq!(r.error, RefreshError::ReuseDetected);
+    db.integrity_check().unwrap();
 }

@@ -30,7 +30,7 @@ pub use family::PgFamilyStore;
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Longest schema name accepted, in bytes (PostgreSQL's identifier limit).
 pub const MAX_SCHEMA_BYTES: usize = 63;

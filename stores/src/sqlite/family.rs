@@ -6,7 +6,7 @@
 use core::fmt;
 use std::sync::Arc;
 
-use handoff_core::UnixTime;
+use handoff_core::{Thumbprint, UnixTime};
 use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
     RefreshError, RevocationReason, SecretHash, TokenId, TokenRecord, TokenState, Write, WritePlan,
@@ -17,10 +17,11 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{Shared, describe, is_conflict, to_i64, to_u64};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
-     f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason";
+     f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
+     f.dpop_jkt";
 const TOKEN_COLS: &str = "t.family_id, t.id, t.parent, t.generation, t.secret_hash, t.issued_at, \
      t.state, t.state_at, t.successor, t.grace_uses";
-const FAMILY_NCOLS: usize = 12;
+const FAMILY_NCOLS: usize = 13;
 
 const GUARD_FAMILY_ABSENT: &str = "SELECT 1 FROM refresh_families WHERE id = ?1";
 const GUARD_FAMILY_VERSION: &str =
@@ -31,7 +32,7 @@ const GUARD_TOKEN_GRACE_BELOW: &str = "SELECT 1 FROM refresh_tokens \
      WHERE family_id = ?1 AND id = ?2 AND state = 'rotated' AND grace_uses < ?3";
 const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, subject, client_id, created_at, \
      absolute_expires_at, head, head_parent, head_generation, version, status, revoked_at, \
-     revoked_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     revoked_reason, dpop_jkt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
      ON CONFLICT (id) DO NOTHING";
 const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (family_id, id, parent, generation, \
      secret_hash, issued_at, state, state_at, successor, grace_uses) \
@@ -141,6 +142,13 @@ fn family_at(row: &Row<'_>, o: usize) -> Result<Option<FamilyRecord>, RefreshErr
         head_generation: unsigned(get(row, o + 7)?)?,
         version: unsigned(get(row, o + 8)?)?,
         status,
+        dpop_jkt: get::<Option<Vec<u8>>>(row, o + 12)?
+            .map(|v| {
+                <[u8; 32]>::try_from(v)
+                    .map(Thumbprint::from_bytes)
+                    .map_err(|_| corrupt("a dpop_jkt does not hold 32 bytes"))
+            })
+            .transpose()?,
     }))
 }
 
@@ -273,6 +281,7 @@ fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
                     Value::Text(status.to_owned()),
                     revoked_at,
                     reason,
+                    opt_blob(f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice())),
                 ],
             )
         }
@@ -375,6 +384,31 @@ fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
                 Value::Integer(big(*version)?),
             ],
         ),
+        Write::RetainTokens { family, keep } => {
+            // Bounded rows per family: delete every row the engine does not keep. Any
+            // number of rows (0 included); never a conflict.
+            if keep.len() > handoff_refresh::MAX_TOKEN_ROWS_PER_FAMILY {
+                return Err(Abort::Refuse(unavailable(
+                    "a plan keeps more token rows than a family may hold; nothing written",
+                )));
+            }
+            let mut sql = String::from("DELETE FROM refresh_tokens WHERE family_id = ?1");
+            let mut p = vec![blob(family.as_bytes())];
+            if !keep.is_empty() {
+                sql.push_str(" AND id NOT IN (");
+                for (i, k) in keep.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("?{}", i + 2));
+                    p.push(blob(k.as_bytes()));
+                }
+                sql.push(')');
+            }
+            c.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(p))?;
+            return Ok(1);
+        }
         _ => {
             return Err(Abort::Refuse(unavailable(
                 "the plan has a write this adapter does not know; upgrade the stores crate",

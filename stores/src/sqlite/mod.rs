@@ -34,10 +34,10 @@ pub use family::SqliteFamilyStore;
 pub use replay::{DEFAULT_CAPACITY, DEFAULT_HORIZON_SECS, GC_BATCH, SqliteReplayLog};
 
 /// The schema migrations: entry `i` takes the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Default busy timeout: how long a writer waits for another before failing closed.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
