@@ -21,26 +21,26 @@ const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolut
      f.dpop_jkt";
 const TOKEN_COLS: &str = "t.family_id, t.id, t.parent, t.generation, t.secret_hash, t.issued_at, \
      t.state, t.state_at, t.successor, t.grace_uses";
-const FAMILY_NCOLS: usize = 13;
+pub(crate) const FAMILY_NCOLS: usize = 13;
 
 /// Every statement of the adapter, spliced with the schema name once.
 pub(crate) struct Sql {
-    load: String,
-    load_family: String,
-    live_of_subject: String,
-    guard_family_absent: String,
-    guard_family_version: String,
-    guard_token_active: String,
-    guard_token_grace_below: String,
-    insert_family: String,
-    insert_token: String,
-    mark_rotated: String,
-    increment_grace: String,
-    mark_superseded: String,
-    set_head: String,
-    revoke_family: String,
-    retain_tokens: String,
-    gc: String,
+    pub(crate) load: String,
+    pub(crate) load_family: String,
+    pub(crate) live_of_subject: String,
+    pub(crate) guard_family_absent: String,
+    pub(crate) guard_family_version: String,
+    pub(crate) guard_token_active: String,
+    pub(crate) guard_token_grace_below: String,
+    pub(crate) insert_family: String,
+    pub(crate) insert_token: String,
+    pub(crate) mark_rotated: String,
+    pub(crate) increment_grace: String,
+    pub(crate) mark_superseded: String,
+    pub(crate) set_head: String,
+    pub(crate) revoke_family: String,
+    pub(crate) retain_tokens: String,
+    pub(crate) gc: String,
 }
 
 impl Sql {
@@ -122,7 +122,7 @@ impl fmt::Debug for PgFamilyStore {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> RefreshError {
+pub(crate) fn unavailable(e: impl fmt::Display) -> RefreshError {
     RefreshError::StoreUnavailable(e.to_string())
 }
 
@@ -134,7 +134,7 @@ fn big(v: u64) -> Result<i64, RefreshError> {
     to_i64(v).ok_or_else(out_of_range)
 }
 
-fn time(v: UnixTime) -> Result<i64, RefreshError> {
+pub(crate) fn time(v: UnixTime) -> Result<i64, RefreshError> {
     big(v.as_secs())
 }
 
@@ -147,7 +147,7 @@ fn id16(v: Vec<u8>) -> Result<[u8; 16], RefreshError> {
         .map_err(|_| corrupt("an id column does not hold 16 bytes"))
 }
 
-fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, RefreshError> {
+pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, RefreshError> {
     row.try_get(i)
         .map_err(|_| corrupt("a column has an unexpected type or null"))
 }
@@ -167,7 +167,7 @@ fn reason_from(s: &str) -> Result<RevocationReason, RefreshError> {
 }
 
 /// Decodes the family columns starting at `o`; `None` when the row has no family.
-fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
+pub(crate) fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
     let Some(id) = get::<Option<Vec<u8>>>(row, o)? else {
         return Ok(None);
     };
@@ -203,7 +203,7 @@ fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> 
 }
 
 /// Decodes the token columns starting at `o`; `None` when the row has no token.
-fn token_at(row: &Row, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
+pub(crate) fn token_at(row: &Row, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
     let Some(family) = get::<Option<Vec<u8>>>(row, o)? else {
         return Ok(None);
     };

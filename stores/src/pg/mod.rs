@@ -11,7 +11,7 @@
 //! or put a TLS tunnel in front of it.
 
 mod device;
-mod family;
+pub(crate) mod family;
 
 use std::sync::Arc;
 
