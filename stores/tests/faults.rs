@@ -137,7 +137,6 @@ impl Drop for OwnRedis {
 }
 
 const CHECKS: usize = 100_000;
-const DISTINCT: usize = 90_000;
 
 /// Key `i` of the run: 10% of the checks repeat an earlier key.
 fn key_index(i: usize) -> usize {
@@ -518,6 +517,8 @@ fn postgres_restarted_mid_rotation_race() {
                     }
                 })
             })
+            .collect::<Vec<_>>()
+            .into_iter()
             .map(|h| h.join().unwrap())
             .collect();
         let rotations: Vec<&String> = outs.iter().filter(|o| o.starts_with("rotation")).collect();
