@@ -7,6 +7,8 @@ mod engine;
 mod error;
 mod policy;
 mod records;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod store;
 mod store_async;
 mod token;
