@@ -18,9 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use handoff_core::replay::{ReplayKey, ReplayLog};
 use handoff_core::replay_async::AsyncReplayLog;
 use handoff_core::{HmacSecret, UnixTime};
-use handoff_refresh::{
-    FamilyStore, Outcome, Policy, RefreshFamilies, rotate, rotate_async, start,
-};
+use handoff_refresh::{FamilyStore, Outcome, Policy, RefreshFamilies, rotate, rotate_async, start};
 use handoff_stores::PoolConfig;
 use handoff_stores::pg::PgStore;
 use handoff_stores::pg_async::AsyncPgStore;

@@ -16,10 +16,8 @@ pub trait AsyncDeviceRegistry: Send + Sync {
     ) -> impl Future<Output = Result<Option<DeviceRecord>, DeviceError>> + Send;
 
     /// Inserts a new record if the device id is free.
-    fn insert(
-        &self,
-        record: &DeviceRecord,
-    ) -> impl Future<Output = Result<(), DeviceError>> + Send;
+    fn insert(&self, record: &DeviceRecord)
+    -> impl Future<Output = Result<(), DeviceError>> + Send;
 
     /// Replaces the stored record if its version equals `expected_version`.
     fn compare_and_set(

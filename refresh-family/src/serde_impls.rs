@@ -61,7 +61,10 @@ hex_serde!(SecretHash, 32);
 pub(crate) mod opt_thumbprint {
     use super::*;
 
-    pub(crate) fn serialize<S: Serializer>(v: &Option<Thumbprint>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &Option<Thumbprint>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(t) => s.serialize_some(&to_hex(t.as_bytes())),
             None => s.serialize_none(),
@@ -88,7 +91,11 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{}\"", "ab".repeat(16)));
         assert_eq!(serde_json::from_str::<FamilyId>(&json).unwrap(), id);
-        for bad in ["\"ab\"", &format!("\"{}\"", "AB".repeat(16)), &format!("\"{}\"", "zz".repeat(16))] {
+        for bad in [
+            "\"ab\"",
+            &format!("\"{}\"", "AB".repeat(16)),
+            &format!("\"{}\"", "zz".repeat(16)),
+        ] {
             assert!(serde_json::from_str::<FamilyId>(bad).is_err(), "{bad}");
         }
     }

@@ -245,7 +245,14 @@ impl RedisReplayLog {
     }
 
     fn plan(&self, key: &ReplayKey, until: UnixTime, now: UnixTime) -> Plan {
-        plan(&self.prefix, self.horizon_secs, self.expiry, key, until, now)
+        plan(
+            &self.prefix,
+            self.horizon_secs,
+            self.expiry,
+            key,
+            until,
+            now,
+        )
     }
 
     /// Checks that the server will not evict live keys (`maxmemory-policy` must be
@@ -337,7 +344,6 @@ pub(crate) fn plan(
         expiry_ms: secs.saturating_mul(1_000),
     })
 }
-
 
 /// Reads the reply to `SET NX`: the verdict, and whether the connection must be dropped.
 pub(crate) fn read_reply(

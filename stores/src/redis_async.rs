@@ -92,7 +92,14 @@ impl AsyncReplayLog for AsyncRedisReplayLog {
         until: UnixTime,
         now: UnixTime,
     ) -> Result<ReplayVerdict, ReplayStoreError> {
-        let cmd = match plan(&self.prefix, self.horizon_secs, self.expiry, key, until, now) {
+        let cmd = match plan(
+            &self.prefix,
+            self.horizon_secs,
+            self.expiry,
+            key,
+            until,
+            now,
+        ) {
             Plan::Verdict(v) => return Ok(v),
             Plan::Send(cmd) => cmd,
         };

@@ -5,7 +5,11 @@
 //! cluster run as user `postgres`) on an ephemeral loopback port and removes it after;
 //! the shared servers of `.ci/services.sh` are never touched. Without the binaries the
 //! tests skip loudly (and fail when `CI` is set).
-#![cfg(all(feature = "redis-async", feature = "postgres-async", feature = "sqlite"))]
+#![cfg(all(
+    feature = "redis-async",
+    feature = "postgres-async",
+    feature = "sqlite"
+))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -58,7 +62,10 @@ fn on_path(bin: &str) -> bool {
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !f() {
-        assert!(Instant::now() < end, "{what} did not happen within {limit:?}");
+        assert!(
+            Instant::now() < end,
+            "{what} did not happen within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -103,7 +110,14 @@ impl OwnRedis {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .args(["--maxmemory-policy", "noeviction"])
             .arg("--dir")
             .arg(&self.dir)
@@ -155,13 +169,12 @@ struct Tally {
     ok_after_restart: usize,
 }
 
+/// One replay check through the log under test.
+type Check = dyn Fn(&ReplayKey) -> Result<ReplayVerdict, String> + Send + Sync;
+
 /// Runs the checks on `workers` threads through `check`, killing the server after a
 /// third of them and restarting it a second later.
-fn redis_outage(
-    redis: &mut OwnRedis,
-    workers: usize,
-    check: Arc<dyn Fn(&ReplayKey) -> Result<ReplayVerdict, String> + Send + Sync>,
-) -> Tally {
+fn redis_outage(redis: &mut OwnRedis, workers: usize, check: Arc<Check>) -> Tally {
     let next = Arc::new(AtomicUsize::new(0));
     let down = Arc::new(AtomicBool::new(false));
     let restarted = Arc::new(AtomicBool::new(false));
@@ -324,18 +337,19 @@ struct OwnPg {
 
 impl OwnPg {
     fn start(test: &str) -> Option<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|d| {
-                let mut v: Vec<PathBuf> = d
-                    .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                    .filter(|p| p.join("initdb").exists())
-                    .collect();
-                v.sort();
-                v.pop()
-            });
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            let mut v: Vec<PathBuf> = d
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect();
+            v.sort();
+            v.pop()
+        });
         let Some(bin) = bin.filter(|_| on_path("runuser")) else {
-            missing("postgresql server binaries (initdb, pg_ctl) and runuser", test);
+            missing(
+                "postgresql server binaries (initdb, pg_ctl) and runuser",
+                test,
+            );
             return None;
         };
         let dir = std::env::temp_dir().join(common::unique("stores_fault_pg"));
@@ -558,7 +572,11 @@ fn postgres_restarted_mid_rotation_race() {
             .unwrap()
             .expect("an acknowledged family is never lost");
         if let Some(s) = successor {
-            assert_eq!(&fam.head.to_base64url(), s, "an acknowledged rotation was lost");
+            assert_eq!(
+                &fam.head.to_base64url(),
+                s,
+                "an acknowledged rotation was lost"
+            );
             assert_eq!(fam.head_generation, 1);
         } else {
             assert!(fam.head_generation <= 1);
@@ -617,9 +635,11 @@ fn sqlite_holder_sigkilled_mid_rotations() {
             }
         })
     };
-    wait_for("200 acknowledged rotations", Duration::from_secs(120), || {
-        count.load(Ordering::SeqCst) >= 200
-    });
+    wait_for(
+        "200 acknowledged rotations",
+        Duration::from_secs(120),
+        || count.load(Ordering::SeqCst) >= 200,
+    );
     std::thread::sleep(Duration::from_millis(300));
     holder.kill().unwrap(); // SIGKILL, mid-rotation
     holder.wait().unwrap();
@@ -629,8 +649,11 @@ fn sqlite_holder_sigkilled_mid_rotations() {
     let probe_line = String::from_utf8(probe_out.stdout).unwrap();
     let p: Vec<&str> = probe_line.split_whitespace().collect();
     assert_eq!(p.first(), Some(&"probe"), "{probe_line}");
-    let (ops, errors, max_ms): (u64, u64, u64) =
-        (p[1].parse().unwrap(), p[2].parse().unwrap(), p[3].parse().unwrap());
+    let (ops, errors, max_ms): (u64, u64, u64) = (
+        p[1].parse().unwrap(),
+        p[2].parse().unwrap(),
+        p[3].parse().unwrap(),
+    );
     eprintln!(
         "holder: {} acknowledged rotations; probe: {ops} writes, {errors} busy errors, longest wait {max_ms} ms",
         count.load(Ordering::SeqCst)

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use handoff_core::{HmacSecret, UnixTime};
 use handoff_refresh::{
     ApplyOutcome, FamilyStatus, FamilyStore, Guard, Outcome, Policy, RefreshError, RefreshFamilies,

@@ -162,7 +162,13 @@ fn race(target: &Target, store: &dyn FamilyStore, count_tokens: &dyn Fn() -> i64
     assert_eq!((fam.version, fam.head_generation), (1, 1));
     assert_eq!(fam.head_parent, Some(first_id));
     assert_eq!(fam.head.to_base64url(), issued_ids[0]);
-    match store.load(login.family, first_id).unwrap().token.unwrap().state {
+    match store
+        .load(login.family, first_id)
+        .unwrap()
+        .token
+        .unwrap()
+        .state
+    {
         TokenState::Rotated {
             successor,
             grace_uses,
@@ -221,8 +227,8 @@ struct PgSchema {
 impl PgSchema {
     fn new(test: &str) -> Option<Self> {
         let url = common::server_url("STORES_PG_URL", "postgres", test)?;
-        let pg = PgStore::connect(&url, &common::unique("stores_race"), PoolConfig::default())
-            .unwrap();
+        let pg =
+            PgStore::connect(&url, &common::unique("stores_race"), PoolConfig::default()).unwrap();
         pg.migrate().unwrap();
         Some(Self { url, pg })
     }

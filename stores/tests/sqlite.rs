@@ -142,7 +142,7 @@ fn replay_log_fresh_replayed_expiry_capacity_horizon() {
         log.check_and_insert(&k(3), t.saturating_add(100), t),
         Ok(ReplayVerdict::Fresh)
     );
-    assert_eq!(log.len().unwrap(), 3);
+    assert_eq!(log.entries().unwrap(), 3);
     assert_eq!(
         log.check_and_insert(&k(4), t.saturating_add(100), t),
         Ok(ReplayVerdict::AtCapacity)
@@ -158,7 +158,7 @@ fn replay_log_fresh_replayed_expiry_capacity_horizon() {
         log.check_and_insert(&k(4), later.saturating_add(10), later),
         Ok(ReplayVerdict::Fresh)
     );
-    assert!(log.len().unwrap() <= 3);
+    assert!(log.entries().unwrap() <= 3);
     // Past and far entries never touch the file.
     assert_eq!(
         log.check_and_insert(&k(9), now, now.saturating_add(1)),
@@ -185,7 +185,7 @@ fn replay_gc_is_bounded() {
     assert_eq!(log.gc(later, 20).unwrap(), 20);
     assert_eq!(log.gc(later, 100).unwrap(), 30);
     assert_eq!(log.gc(later, 100).unwrap(), 0);
-    assert_eq!(log.len().unwrap(), 0);
+    assert_eq!(log.entries().unwrap(), 0);
 }
 
 #[test]
@@ -267,7 +267,11 @@ fn rotation_grace_and_reuse_on_sqlite() {
     drop(store);
     drop(db);
     let db = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
-    let fam = db.family_store().load_family(login.family).unwrap().unwrap();
+    let fam = db
+        .family_store()
+        .load_family(login.family)
+        .unwrap()
+        .unwrap();
     assert!(matches!(
         fam.status,
         FamilyStatus::Revoked {

@@ -198,8 +198,15 @@ fn chain(engine: Arc<RefreshFamilies>, threads: usize) -> Result<(), String> {
             let (store, engine) = (Arc::clone(&store), Arc::clone(&engine));
             std::thread::spawn(move || -> Result<(), String> {
                 let mut now = UnixTime::from_secs(1_700_000_000);
-                let login = start(&*store, &engine, &format!("chain-{i}"), "c", now, &mut rng())
-                    .map_err(|e| e.to_string())?;
+                let login = start(
+                    &*store,
+                    &engine,
+                    &format!("chain-{i}"),
+                    "c",
+                    now,
+                    &mut rng(),
+                )
+                .map_err(|e| e.to_string())?;
                 let fam = to_hex(login.family.as_bytes());
                 let mut token = login.token.expose_secret().to_owned();
                 let mut generation = 0u64;
@@ -240,9 +247,15 @@ fn probe() -> Result<(), String> {
     let (mut ops, mut errors, mut max) = (0u64, 0u64, Duration::ZERO);
     let now = UnixTime::from_secs(1_700_000_000);
     while Instant::now() < end {
-        let key = ReplayKey::derive("probe", &[&ops.to_be_bytes(), &std::process::id().to_be_bytes()]);
+        let key = ReplayKey::derive(
+            "probe",
+            &[&ops.to_be_bytes(), &std::process::id().to_be_bytes()],
+        );
         let t = Instant::now();
-        if log.check_and_insert(&key, now.saturating_add(60), now).is_err() {
+        if log
+            .check_and_insert(&key, now.saturating_add(60), now)
+            .is_err()
+        {
             errors += 1;
         }
         max = max.max(t.elapsed());
@@ -270,7 +283,10 @@ fn run() -> Result<(), String> {
     let start_ms: u128 = var("STORES_RACE_START_MS")?
         .parse()
         .map_err(|_| "bad start")?;
-    match std::env::var("STORES_RACE_ENGINE").as_deref().unwrap_or("pg") {
+    match std::env::var("STORES_RACE_ENGINE")
+        .as_deref()
+        .unwrap_or("pg")
+    {
         "pg" => {
             let pg = PgStore::connect(
                 &var("STORES_PG_URL")?,
@@ -278,12 +294,26 @@ fn run() -> Result<(), String> {
                 PoolConfig::with_max_size(threads.clamp(1, 64)),
             )
             .map_err(|e| e.to_string())?;
-            race_sync(Arc::new(pg.family_store()), engine, token, now, start_ms, threads)
+            race_sync(
+                Arc::new(pg.family_store()),
+                engine,
+                token,
+                now,
+                start_ms,
+                threads,
+            )
         }
         "pg-async" => race_async(engine, token, now, start_ms, threads),
         "sqlite" => {
             let db = sqlite(threads)?;
-            race_sync(Arc::new(db.family_store()), engine, token, now, start_ms, threads)
+            race_sync(
+                Arc::new(db.family_store()),
+                engine,
+                token,
+                now,
+                start_ms,
+                threads,
+            )
         }
         other => Err(format!("unknown engine {other}")),
     }

@@ -147,7 +147,10 @@ fn id16(v: Vec<u8>) -> Result<[u8; 16], RefreshError> {
         .map_err(|_| corrupt("an id column does not hold 16 bytes"))
 }
 
-pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, RefreshError> {
+pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+) -> Result<T, RefreshError> {
     row.try_get(i)
         .map_err(|_| corrupt("a column has an unexpected type or null"))
 }

@@ -157,12 +157,12 @@ impl<S: SecretSealer> SqliteDeviceRegistry<S> {
         let res = self.shared.with_conn(|c: &mut Connection| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = match expected {
-                None => tx.prepare_cached(INSERT_DEVICE)?.execute(params![
-                    device, state, by, at, expires, version
-                ])?,
-                Some(exp) => tx.prepare_cached(CAS_DEVICE)?.execute(params![
-                    device, state, by, at, expires, version, exp
-                ])?,
+                None => tx
+                    .prepare_cached(INSERT_DEVICE)?
+                    .execute(params![device, state, by, at, expires, version])?,
+                Some(exp) => tx
+                    .prepare_cached(CAS_DEVICE)?
+                    .execute(params![device, state, by, at, expires, version, exp])?,
             };
             if n != 1 {
                 tx.rollback()?;
@@ -172,9 +172,8 @@ impl<S: SecretSealer> SqliteDeviceRegistry<S> {
                 tx.prepare_cached(DELETE_KEYS)?.execute(params![device])?;
             }
             for (pos, k) in &keys {
-                tx.prepare_cached(INSERT_KEY)?.execute(params![
-                    device, k.key_id, pos, k.status, k.until, k.sealed
-                ])?;
+                tx.prepare_cached(INSERT_KEY)?
+                    .execute(params![device, k.key_id, pos, k.status, k.until, k.sealed])?;
             }
             tx.commit()?;
             Ok(true)
@@ -199,7 +198,13 @@ impl<S: SecretSealer> DeviceRegistry for SqliteDeviceRegistry<S> {
             let mut keys = Vec::new();
             while let Some(row) = rows.next()? {
                 if head.is_none() {
-                    head = Some((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?));
+                    head = Some((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ));
                 }
                 if let Some(key_id) = row.get::<_, Option<String>>(5)? {
                     keys.push(KeyRow {
@@ -241,9 +246,7 @@ impl<S: SecretSealer> DeviceRegistry for SqliteDeviceRegistry<S> {
                 .sealer
                 .open(device_id, &key_id, &k.sealed)
                 .map_err(|_| {
-                    unavailable(
-                        "a sealed device secret did not open; check the key-encryption key",
-                    )
+                    unavailable("a sealed device secret did not open; check the key-encryption key")
                 })?;
             keys.push(DeviceKey::new(key_id, status, secret));
         }

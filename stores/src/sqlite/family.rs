@@ -507,12 +507,10 @@ impl FamilyStore for SqliteFamilyStore {
         let now = time(now)?;
         let res = self.shared.with_conn(|c| {
             let mut st = c.prepare_cached(&self.live_of_subject)?;
-            let rows = st
-                .query_map(params![subject, now, max], |row| {
-                    family_at(row, 0).map_err(smuggle)
-                })?
-                .collect::<Result<Vec<_>, _>>();
-            rows
+            st.query_map(params![subject, now, max], |row| {
+                family_at(row, 0).map_err(smuggle)
+            })?
+            .collect::<Result<Vec<_>, _>>()
         });
         Ok(res
             .map_err(unavailable)?

@@ -236,16 +236,16 @@ impl SqliteStore {
             .shared
             .with_conn(|c| {
                 let mut st = c.prepare("PRAGMA integrity_check")?;
-                let rows = st
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>();
-                rows
+                st.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
             })?
             .map_err(backend)?;
         if rows.len() == 1 && rows[0] == "ok" {
             Ok(())
         } else {
-            Err(StoresError::Corrupt("PRAGMA integrity_check did not answer ok"))
+            Err(StoresError::Corrupt(
+                "PRAGMA integrity_check did not answer ok",
+            ))
         }
     }
 

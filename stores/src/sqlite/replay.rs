@@ -101,7 +101,7 @@ impl SqliteReplayLog {
     ///
     /// # Errors
     /// [`StoresError::Backend`].
-    pub fn len(&self) -> Result<u64, StoresError> {
+    pub fn entries(&self) -> Result<u64, StoresError> {
         let n: i64 = self
             .shared
             .with_conn(|c| c.query_row("SELECT entries FROM replay_meta", [], |r| r.get(0)))?
@@ -117,54 +117,52 @@ impl SqliteReplayLog {
         gc_now: bool,
     ) -> Result<ReplayVerdict, String> {
         let res = self.shared.with_conn(|c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let k = key.as_bytes().as_slice();
-                let existing: Option<i64> = tx
-                    .prepare_cached("SELECT until FROM replay_log WHERE key = ?1")?
-                    .query_row(params![k], |r| r.get(0))
-                    .optional()?;
-                let verdict = match existing {
-                    Some(u) if u >= now => ReplayVerdict::Replayed,
-                    Some(_) => {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let k = key.as_bytes().as_slice();
+            let existing: Option<i64> = tx
+                .prepare_cached("SELECT until FROM replay_log WHERE key = ?1")?
+                .query_row(params![k], |r| r.get(0))
+                .optional()?;
+            let verdict = match existing {
+                Some(u) if u >= now => ReplayVerdict::Replayed,
+                Some(_) => {
+                    let n = tx
+                        .prepare_cached(
+                            "UPDATE replay_log SET until = ?2 WHERE key = ?1 AND until < ?3",
+                        )?
+                        .execute(params![k, until, now])?;
+                    if n == 1 {
+                        ReplayVerdict::Fresh
+                    } else {
+                        ReplayVerdict::Replayed
+                    }
+                }
+                None => {
+                    let cap = i64::try_from(self.capacity).unwrap_or(i64::MAX);
+                    let mut entries: i64 =
+                        tx.query_row("SELECT entries FROM replay_meta", [], |r| r.get(0))?;
+                    if gc_now || entries >= cap {
+                        gc_in(&tx, now, i64::try_from(GC_BATCH).unwrap_or(1024))?;
+                        entries =
+                            tx.query_row("SELECT entries FROM replay_meta", [], |r| r.get(0))?;
+                    }
+                    if entries >= cap {
+                        ReplayVerdict::AtCapacity
+                    } else {
                         let n = tx
-                            .prepare_cached(
-                                "UPDATE replay_log SET until = ?2 WHERE key = ?1 AND until < ?3",
-                            )?
-                            .execute(params![k, until, now])?;
+                            .prepare_cached("INSERT INTO replay_log (key, until) VALUES (?1, ?2)")?
+                            .execute(params![k, until])?;
                         if n == 1 {
                             ReplayVerdict::Fresh
                         } else {
                             ReplayVerdict::Replayed
                         }
                     }
-                    None => {
-                        let cap = i64::try_from(self.capacity).unwrap_or(i64::MAX);
-                        let mut entries: i64 =
-                            tx.query_row("SELECT entries FROM replay_meta", [], |r| r.get(0))?;
-                        if gc_now || entries >= cap {
-                            gc_in(&tx, now, i64::try_from(GC_BATCH).unwrap_or(1024))?;
-                            entries =
-                                tx.query_row("SELECT entries FROM replay_meta", [], |r| r.get(0))?;
-                        }
-                        if entries >= cap {
-                            ReplayVerdict::AtCapacity
-                        } else {
-                            let n = tx
-                                .prepare_cached(
-                                    "INSERT INTO replay_log (key, until) VALUES (?1, ?2)",
-                                )?
-                                .execute(params![k, until])?;
-                            if n == 1 {
-                                ReplayVerdict::Fresh
-                            } else {
-                                ReplayVerdict::Replayed
-                            }
-                        }
-                    }
-                };
-                tx.commit()?;
-                Ok(verdict)
-            });
+                }
+            };
+            tx.commit()?;
+            Ok(verdict)
+        });
         match res {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(describe(&e)),
@@ -199,10 +197,7 @@ impl ReplayLog for SqliteReplayLog {
         let (Some(u), Some(n)) = (to_i64(until.as_secs()), to_i64(now.as_secs())) else {
             return Ok(ReplayVerdict::AtCapacity);
         };
-        let gc_now = self
-            .fresh
-            .load(Ordering::Relaxed)
-            .is_multiple_of(GC_EVERY);
+        let gc_now = self.fresh.load(Ordering::Relaxed).is_multiple_of(GC_EVERY);
         match self.check(key, u, n, gc_now) {
             Ok(v) => {
                 if v == ReplayVerdict::Fresh {
