@@ -1,7 +1,7 @@
 //! [`AsyncReplayLog`] on Redis / Valkey: the same single `SET key 1 NX PXAT ms` per check
 //! as [`crate::redis::RedisReplayLog`] (same decision code, same key layout, so sync and
 //! async instances share one log), sent on the redis crate's tokio
-//! [`ConnectionManager`](redis::aio::ConnectionManager): one multiplexed connection that
+//! `ConnectionManager`: one multiplexed connection that
 //! reconnects by itself in the background after a failure. A check that meets a broken
 //! connection, a timeout or a server that is down is an `Err` (fail closed), never
 //! `Fresh`; once the server answers again, checks succeed without a process restart.
