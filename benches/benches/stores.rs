@@ -71,7 +71,7 @@ fn now() -> UnixTime {
 }
 
 /// `iters` operations split over `workers` threads; the wall time of the whole batch.
-fn threads<L: Send + Sync + 'static>(
+fn threads<L: Send + Sync + 'static + ?Sized>(
     state: &Arc<L>,
     workers: usize,
     iters: u64,
