@@ -198,15 +198,22 @@ fn chain(engine: Arc<RefreshFamilies>, threads: usize) -> Result<(), String> {
             let (store, engine) = (Arc::clone(&store), Arc::clone(&engine));
             std::thread::spawn(move || -> Result<(), String> {
                 let mut now = UnixTime::from_secs(1_700_000_000);
-                let login = start(
-                    &*store,
-                    &engine,
-                    &format!("chain-{i}"),
-                    "c",
-                    now,
-                    &mut rng(),
-                )
-                .map_err(|e| e.to_string())?;
+                // A file busy past the timeout wrote nothing: try again (bounded).
+                let mut tries = 0;
+                let login = loop {
+                    match start(
+                        &*store,
+                        &engine,
+                        &format!("chain-{i}"),
+                        "c",
+                        now,
+                        &mut rng(),
+                    ) {
+                        Ok(l) => break l,
+                        Err(_) if tries < 100 => tries += 1,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                };
                 let fam = to_hex(login.family.as_bytes());
                 let mut token = login.token.expose_secret().to_owned();
                 let mut generation = 0u64;
