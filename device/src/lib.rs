@@ -86,6 +86,7 @@ pub mod audit_tracing;
 mod gateway;
 mod quota;
 mod registry;
+mod registry_async;
 mod session;
 mod wire;
 
@@ -101,6 +102,7 @@ pub use registry::{
     DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, InMemoryDeviceRegistry, KeyStatus,
     MAX_KEYS_PER_DEVICE, PairingRequest, Transition, derive_device_secret,
 };
+pub use registry_async::AsyncDeviceRegistry;
 pub use session::{
     DeviceSession, HeartbeatDecision, IssuedSession, PresentedToken, SESSION_TOKEN_LEN,
     SESSION_TOKEN_PREFIX, SessionId, SessionPolicy, SessionToken, SessionUpdate,

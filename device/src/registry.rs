@@ -16,6 +16,8 @@ pub const MAX_KEYS_PER_DEVICE: usize = 4;
 
 /// Where a device stands. `Pending -> Approved <-> Suspended -> Revoked` (terminal);
 /// `Pending -> Denied | Expired` (terminal); `Pending | Approved | Suspended -> Revoked`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeviceState {
@@ -83,6 +85,8 @@ impl DeviceState {
 }
 
 /// Whether a key authenticates handshakes.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "status", rename_all = "snake_case"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyStatus {

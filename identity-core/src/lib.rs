@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod replay;
+pub mod replay_async;
 mod strict;
 mod time;
 

@@ -7,7 +7,10 @@ mod engine;
 mod error;
 mod policy;
 mod records;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod store;
+mod store_async;
 mod token;
 
 pub use driver::{
@@ -27,6 +30,9 @@ pub use records::{
     RevocationReason, TokenRecord, TokenState, Write, WritePlan,
 };
 pub use store::{ApplyOutcome, FamilyStore, GcReport, InMemoryFamilyStore};
+pub use store_async::{
+    AsyncFamilyStore, rotate_async, rotate_bound_async, start_async, start_bound_async,
+};
 pub use token::{
     FamilyId, ParsedToken, PresentedToken, RefreshToken, SecretHash, TOKEN_LEN, TOKEN_PREFIX,
     TokenId, fuzz_parse,

@@ -7,6 +7,8 @@ use handoff_core::{Thumbprint, UnixTime};
 use crate::token::{FamilyId, SecretHash, TokenId};
 
 /// Why a family was revoked.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RevocationReason {
@@ -40,6 +42,8 @@ impl fmt::Display for RevocationReason {
 }
 
 /// A family's stored status. Expiry is computed from `absolute_expires_at`, not stored.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "status", rename_all = "snake_case"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FamilyStatus {
@@ -55,6 +59,7 @@ pub enum FamilyStatus {
 }
 
 /// One refresh-token family (one login of one subject on one client).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyRecord {
     /// Its id.
@@ -81,6 +86,10 @@ pub struct FamilyRecord {
     /// section 5: refresh tokens of public clients are bound to the client's DPoP key), set
     /// once at creation and never changed. `None` for an unbound family. When set, every
     /// rotation must present a DPoP proof made with this key.
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "crate::serde_impls::opt_thumbprint", default)
+    )]
     pub dpop_jkt: Option<Thumbprint>,
 }
 
@@ -99,6 +108,8 @@ impl FamilyRecord {
 }
 
 /// A token's stored state. Revocation is the family's; expiry is computed.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenState {
@@ -123,6 +134,7 @@ pub enum TokenState {
 }
 
 /// One refresh token's row. The secret is stored only as a hash.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// Its family.
@@ -287,6 +299,8 @@ impl WritePlan {
 pub const MAX_TOKEN_ROWS_PER_FAMILY: usize = 3;
 
 /// Which kind of reuse was detected.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReuseKind {
@@ -305,6 +319,8 @@ pub enum ReuseKind {
 }
 
 /// An audit event, as a value the caller writes. Never contains a token or secret.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuditEvent {

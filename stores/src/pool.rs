@@ -1,20 +1,32 @@
-//! A small bounded connection pool shared by the adapters (the sync clients hand out
-//! `&mut` connections while the store traits take `&self`).
+//! Pool bounds shared by the adapters. The pools themselves are maintained crates:
+//! `r2d2` for the synchronous adapters (PostgreSQL through `r2d2_postgres`, Redis through
+//! a small connection manager of this crate, SQLite through `r2d2_sqlite`) and
+//! `deadpool-postgres` for the async PostgreSQL adapter.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::StoresError;
 
 /// Connection pool bounds, shared by every adapter of this crate.
+///
+/// Every checkout is health-checked (a `PING`, an empty query, or `SELECT 1`) before it
+/// is handed out, connections that broke are dropped instead of returned, and idle and
+/// old connections are closed (`idle_timeout`, `max_lifetime`), so a pool recovers by
+/// itself after a server restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Most connections open at once (1 to 1024; default 16).
     pub max_size: usize,
-    /// How long a caller waits for a free connection before failing closed (default 5 s).
+    /// How long a caller waits for a healthy connection before failing closed (1 ms to
+    /// 300 s; default 5 s).
     pub wait: Duration,
-    /// Connect timeout and per-command timeout (default 5 s).
+    /// Connect timeout and per-command timeout (1 ms to 300 s; default 5 s).
     pub timeout: Duration,
+    /// An idle connection is closed after this long (default 10 min; `None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A connection is closed after this age (default 30 min; `None`: never).
+    pub max_lifetime: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -23,225 +35,145 @@ impl Default for PoolConfig {
             max_size: 16,
             wait: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1_800)),
         }
     }
 }
 
 impl PoolConfig {
+    /// The default bounds with `max_size` connections.
+    #[must_use]
+    pub fn with_max_size(max_size: usize) -> Self {
+        Self {
+            max_size,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the wait for a connection.
+    #[must_use]
+    pub const fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Sets the connect and per-command timeout.
+    #[must_use]
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the idle timeout.
+    #[must_use]
+    pub const fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Sets the maximum connection age.
+    #[must_use]
+    pub const fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<(), StoresError> {
         if !(1..=1024).contains(&self.max_size) {
             return Err(StoresError::Config(
                 "pool max_size must lie between 1 and 1024",
             ));
         }
-        if self.timeout.is_zero() || self.timeout > Duration::from_secs(300) {
+        let bounded = |d: Duration| !d.is_zero() && d <= Duration::from_secs(300);
+        if !bounded(self.timeout) {
             return Err(StoresError::Config(
                 "pool timeout must lie between 1 ms and 300 s",
             ));
         }
-        if self.wait > Duration::from_secs(300) {
-            return Err(StoresError::Config("pool wait must be at most 300 s"));
+        if !bounded(self.wait) {
+            return Err(StoresError::Config(
+                "pool wait must lie between 1 ms and 300 s",
+            ));
+        }
+        if self.idle_timeout.is_some_and(|d| d.is_zero())
+            || self.max_lifetime.is_some_and(|d| d.is_zero())
+        {
+            return Err(StoresError::Config(
+                "pool idle_timeout and max_lifetime must be positive (or None)",
+            ));
         }
         Ok(())
     }
-}
 
-type Connect<C> = Box<dyn Fn() -> Result<C, StoresError> + Send + Sync>;
-
-struct State<C> {
-    idle: Vec<C>,
-    /// Connections handed out or idle.
-    open: usize,
-}
-
-pub(crate) struct Pool<C> {
-    state: Mutex<State<C>>,
-    freed: Condvar,
-    config: PoolConfig,
-    connect: Connect<C>,
-}
-
-impl<C> Pool<C> {
-    pub(crate) fn new(config: PoolConfig, connect: Connect<C>) -> Result<Self, StoresError> {
-        config.check()?;
-        Ok(Self {
-            state: Mutex::new(State {
-                idle: Vec::new(),
-                open: 0,
-            }),
-            freed: Condvar::new(),
-            config,
-            connect,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State<C>> {
-        // The state is two plain fields updated without a panic point in between.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A connection, opened if none is idle and the bound allows; waits at most
-    /// `config.wait` for one to be returned.
-    pub(crate) fn get(&self) -> Result<Pooled<'_, C>, StoresError> {
-        let deadline = Instant::now() + self.config.wait;
-        let mut st = self.lock();
-        loop {
-            if let Some(conn) = st.idle.pop() {
-                return Ok(Pooled {
-                    pool: self,
-                    conn: Some(conn),
-                });
-            }
-            if st.open < self.config.max_size {
-                st.open += 1;
-                drop(st);
-                return match (self.connect)() {
-                    Ok(conn) => Ok(Pooled {
-                        pool: self,
-                        conn: Some(conn),
-                    }),
-                    Err(e) => {
-                        self.release_slot();
-                        Err(e)
-                    }
-                };
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StoresError::PoolExhausted {
-                    max: self.config.max_size,
-                    waited_ms: u64::try_from(self.config.wait.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-            st = self
-                .freed
-                .wait_timeout(st, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+    /// An `r2d2` pool with these bounds, opening connections lazily (none at build time),
+    /// testing each one on checkout.
+    #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn r2d2<M: r2d2::ManageConnection>(
+        &self,
+        manager: M,
+        customizer: Option<Box<dyn r2d2::CustomizeConnection<M::Connection, M::Error>>>,
+    ) -> Result<r2d2::Pool<M>, StoresError> {
+        self.check()?;
+        let max = u32::try_from(self.max_size)
+            .map_err(|_| StoresError::Config("pool max_size out of range"))?;
+        let mut b = r2d2::Pool::builder()
+            .max_size(max)
+            .min_idle(Some(0))
+            .test_on_check_out(true)
+            .connection_timeout(self.wait)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+            .error_handler(Box::new(r2d2::NopErrorHandler));
+        if let Some(c) = customizer {
+            b = b.connection_customizer(c);
         }
-    }
-
-    fn release_slot(&self) {
-        let mut st = self.lock();
-        st.open = st.open.saturating_sub(1);
-        drop(st);
-        self.freed.notify_one();
-    }
-
-    pub(crate) fn open_connections(&self) -> usize {
-        self.lock().open
+        Ok(b.build_unchecked(manager))
     }
 }
 
-/// A connection on loan. Returned to the pool on drop unless [`Pooled::discard`]ed
-/// (after an I/O error, a connection is never reused).
-pub(crate) struct Pooled<'a, C> {
-    pool: &'a Pool<C>,
-    conn: Option<C>,
-}
-
-impl<C> Pooled<'_, C> {
-    pub(crate) fn conn(&mut self) -> Result<&mut C, StoresError> {
-        self.conn
-            .as_mut()
-            .ok_or(StoresError::Backend("connection already discarded".into()))
+/// Maps a failed `r2d2` checkout: the last connection error when there was one, else the
+/// pool stayed busy.
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+pub(crate) fn checkout_error(config: &PoolConfig, e: &r2d2::Error) -> StoresError {
+    let msg = e.to_string();
+    if msg == "timed out waiting for connection" {
+        // No connection error was recorded: every connection stayed busy.
+        return StoresError::PoolExhausted {
+            max: config.max_size,
+            waited_ms: u64::try_from(config.wait.as_millis()).unwrap_or(u64::MAX),
+        };
     }
-
-    /// Closes the connection instead of returning it to the pool.
-    pub(crate) fn discard(mut self) {
-        if self.conn.take().is_some() {
-            self.pool.release_slot();
-        }
-    }
-}
-
-impl<C> Drop for Pooled<'_, C> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let mut st = self.pool.lock();
-            st.idle.push(conn);
-            drop(st);
-            self.pool.freed.notify_one();
-        }
-    }
+    StoresError::Connect(msg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn pool(max: usize, wait_ms: u64) -> Pool<usize> {
-        let n = AtomicUsize::new(0);
-        Pool::new(
-            PoolConfig {
-                max_size: max,
-                wait: Duration::from_millis(wait_ms),
-                timeout: Duration::from_secs(1),
-            },
-            Box::new(move || Ok(n.fetch_add(1, Ordering::Relaxed))),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn reuses_idle_connections() {
-        let p = pool(2, 10);
-        let a = p.get().unwrap();
-        drop(a);
-        let mut b = p.get().unwrap();
-        assert_eq!(*b.conn().unwrap(), 0, "the idle connection is reused");
-        assert_eq!(p.open_connections(), 1);
-    }
-
-    #[test]
-    fn bounded_and_fails_closed_when_exhausted() {
-        let p = pool(2, 10);
-        let _a = p.get().unwrap();
-        let _b = p.get().unwrap();
-        assert!(matches!(
-            p.get(),
-            Err(StoresError::PoolExhausted { max: 2, .. })
-        ));
-        assert_eq!(p.open_connections(), 2);
-    }
-
-    #[test]
-    fn discarded_connections_free_their_slot() {
-        let p = pool(1, 10);
-        let a = p.get().unwrap();
-        a.discard();
-        assert_eq!(p.open_connections(), 0);
-        let mut b = p.get().unwrap();
-        assert_eq!(
-            *b.conn().unwrap(),
-            1,
-            "a new connection replaces the discarded one"
-        );
-    }
-
-    #[test]
-    fn failed_connect_frees_its_slot() {
-        let p: Pool<usize> = Pool::new(
-            PoolConfig::default(),
-            Box::new(|| Err(StoresError::Connect("refused".into()))),
-        )
-        .unwrap();
-        assert!(matches!(p.get(), Err(StoresError::Connect(_))));
-        assert_eq!(p.open_connections(), 0);
-    }
 
     #[test]
     fn config_bounds_are_checked() {
-        let c = PoolConfig {
-            max_size: 0,
-            ..PoolConfig::default()
-        };
-        assert!(matches!(c.check(), Err(StoresError::Config(_))));
-        let c = PoolConfig {
-            timeout: Duration::ZERO,
-            ..PoolConfig::default()
-        };
-        assert!(matches!(c.check(), Err(StoresError::Config(_))));
+        for bad in [
+            PoolConfig::with_max_size(0),
+            PoolConfig::with_max_size(1025),
+            PoolConfig::default().timeout(Duration::ZERO),
+            PoolConfig::default().wait(Duration::ZERO),
+            PoolConfig::default().wait(Duration::from_secs(301)),
+            PoolConfig::default().idle_timeout(Some(Duration::ZERO)),
+            PoolConfig::default().max_lifetime(Some(Duration::ZERO)),
+        ] {
+            assert!(
+                matches!(bad.check(), Err(StoresError::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(PoolConfig::default().check().is_ok());
+        assert!(
+            PoolConfig::default()
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .check()
+                .is_ok()
+        );
     }
 }

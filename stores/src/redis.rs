@@ -3,8 +3,8 @@
 //! The same type serves as the replay log of host tokens and DPoP proofs and as the
 //! device handshake's nonce store (which is a [`ReplayLog`]): give each its own prefix.
 //!
-//! An async counterpart would mirror this type on `redis::aio::ConnectionManager` with
-//! the same single command.
+//! [`crate::redis_async::AsyncRedisReplayLog`] (feature `redis-async`) sends the same
+//! single command on the redis crate's tokio connection manager.
 
 use core::fmt;
 
@@ -12,7 +12,53 @@ use handoff_core::UnixTime;
 use handoff_core::replay::{ReplayKey, ReplayLog, ReplayStoreError, ReplayVerdict};
 
 use crate::StoresError;
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{PoolConfig, checkout_error};
+
+/// A connection of the pool, marked broken after any error whose effect is unknown, so
+/// the pool drops it instead of reusing it.
+pub(crate) struct Conn {
+    conn: redis::Connection,
+    broken: bool,
+}
+
+/// The `r2d2` manager: connects with a timeout, sets read and write timeouts, `PING`s on
+/// checkout, drops connections marked broken.
+pub(crate) struct Manager {
+    client: redis::Client,
+    timeout: std::time::Duration,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<Conn, redis::RedisError> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(Conn {
+            conn,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, c: &mut Conn) -> Result<(), redis::RedisError> {
+        let pong: String = redis::cmd("PING").query(&mut c.conn)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            c.broken = true;
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "unexpected PING reply",
+            )))
+        }
+    }
+
+    fn has_broken(&self, c: &mut Conn) -> bool {
+        c.broken || !redis::ConnectionLike::is_open(&c.conn)
+    }
+}
 
 /// Longest prefix accepted, in bytes.
 pub const MAX_PREFIX_BYTES: usize = 64;
@@ -47,7 +93,8 @@ pub enum Expiry {
 /// The server must not evict live keys: run it with `maxmemory-policy noeviction` (check
 /// with [`RedisReplayLog::check_server`]).
 pub struct RedisReplayLog {
-    pool: Pool<redis::Connection>,
+    pool: r2d2::Pool<Manager>,
+    pool_config: PoolConfig,
     prefix: String,
     horizon_secs: u64,
     expiry: Expiry,
@@ -59,7 +106,7 @@ impl fmt::Debug for RedisReplayLog {
             .field("prefix", &self.prefix)
             .field("horizon_secs", &self.horizon_secs)
             .field("expiry", &self.expiry)
-            .field("open_connections", &self.pool.open_connections())
+            .field("open_connections", &self.pool.state().connections)
             .finish_non_exhaustive()
     }
 }
@@ -68,11 +115,11 @@ impl fmt::Debug for RedisReplayLog {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisReplayLogBuilder {
-    url: String,
-    prefix: String,
-    horizon_secs: u64,
-    expiry: Expiry,
-    pool: PoolConfig,
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) horizon_secs: u64,
+    pub(crate) expiry: Expiry,
+    pub(crate) pool: PoolConfig,
 }
 
 impl RedisReplayLogBuilder {
@@ -109,21 +156,14 @@ impl RedisReplayLogBuilder {
         let client = redis::Client::open(self.url.as_str()).map_err(|_| {
             StoresError::Config("redis url does not parse; use redis://host:port/db")
         })?;
-        let timeout = self.pool.timeout;
-        let pool = Pool::new(
-            self.pool,
-            Box::new(move || {
-                let conn = client
-                    .get_connection_with_timeout(timeout)
-                    .map_err(|e| StoresError::Connect(e.to_string()))?;
-                conn.set_read_timeout(Some(timeout))
-                    .and_then(|()| conn.set_write_timeout(Some(timeout)))
-                    .map_err(|e| StoresError::Connect(e.to_string()))?;
-                Ok(conn)
-            }),
-        )?;
+        let manager = Manager {
+            client,
+            timeout: self.pool.timeout,
+        };
+        let pool = self.pool.r2d2(manager, None)?;
         Ok(RedisReplayLog {
             pool,
+            pool_config: self.pool,
             prefix: self.prefix,
             horizon_secs: self.horizon_secs,
             expiry: self.expiry,
@@ -132,7 +172,7 @@ impl RedisReplayLogBuilder {
 }
 
 /// A prefix is 1 to 64 bytes of ASCII letters, digits and `:_-./`.
-fn check_prefix(prefix: &str) -> Result<(), StoresError> {
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoresError> {
     if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES {
         return Err(StoresError::Config("key prefix must be 1 to 64 bytes"));
     }
@@ -170,7 +210,7 @@ impl fmt::Display for SetCommand {
 }
 
 /// What the log decides before talking to the server.
-enum Plan {
+pub(crate) enum Plan {
     Verdict(ReplayVerdict),
     Send(SetCommand),
 }
@@ -205,26 +245,14 @@ impl RedisReplayLog {
     }
 
     fn plan(&self, key: &ReplayKey, until: UnixTime, now: UnixTime) -> Plan {
-        if until < now {
-            // Past its acceptance window: the caller should have refused it already.
-            return Plan::Verdict(ReplayVerdict::Replayed);
-        }
-        if until.secs_since(now) > self.horizon_secs {
-            return Plan::Verdict(ReplayVerdict::AtCapacity);
-        }
-        // The entry lives through the whole second `until`: it expires at until + 1.
-        let (expiry_option, secs) = match self.expiry {
-            Expiry::Absolute => ("PXAT", until.as_secs().saturating_add(1)),
-            Expiry::Relative => ("PX", until.secs_since(now).saturating_add(1)),
-        };
-        let mut k = String::with_capacity(self.prefix.len() + 64);
-        k.push_str(&self.prefix);
-        k.push_str(&key.to_hex());
-        Plan::Send(SetCommand {
-            key: k,
-            expiry_option,
-            expiry_ms: secs.saturating_mul(1_000),
-        })
+        plan(
+            &self.prefix,
+            self.horizon_secs,
+            self.expiry,
+            key,
+            until,
+            now,
+        )
     }
 
     /// Checks that the server will not evict live keys (`maxmemory-policy` must be
@@ -235,8 +263,8 @@ impl RedisReplayLog {
     /// that forbids `CONFIG GET` (some managed offerings) answers
     /// [`StoresError::Backend`]: check the setting with the provider instead.
     pub fn check_server(&self) -> Result<(), StoresError> {
-        let mut pooled = self.pool.get()?;
-        let conn = pooled.conn()?;
+        let mut pooled = self.get()?;
+        let conn = &mut pooled.conn;
         let res: redis::RedisResult<(Vec<String>, Vec<String>)> = redis::pipe()
             .cmd("CONFIG")
             .arg("GET")
@@ -248,10 +276,7 @@ impl RedisReplayLog {
         let (policy, maxmemory) = match res {
             Ok(v) => v,
             Err(e) => {
-                let broken = is_connection_error(&e);
-                if broken {
-                    pooled.discard();
-                }
+                pooled.broken = is_connection_error(&e);
                 return Err(StoresError::Backend(e.to_string()));
             }
         };
@@ -266,12 +291,15 @@ impl RedisReplayLog {
         }
     }
 
-    fn send(&self, cmd: &SetCommand) -> Result<ReplayVerdict, ReplayStoreError> {
-        let mut pooled = self
-            .pool
+    fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoresError> {
+        self.pool
             .get()
-            .map_err(|e| ReplayStoreError(e.to_string()))?;
-        let conn = pooled.conn().map_err(|e| ReplayStoreError(e.to_string()))?;
+            .map_err(|e| checkout_error(&self.pool_config, &e))
+    }
+
+    fn send(&self, cmd: &SetCommand) -> Result<ReplayVerdict, ReplayStoreError> {
+        let mut pooled = self.get().map_err(|e| ReplayStoreError(e.to_string()))?;
+        let conn = &mut pooled.conn;
         let res: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(&cmd.key)
             .arg("1")
@@ -279,24 +307,67 @@ impl RedisReplayLog {
             .arg(cmd.expiry_option)
             .arg(cmd.expiry_ms)
             .query(conn);
-        match res {
-            Ok(Some(ok)) if ok == "OK" => Ok(ReplayVerdict::Fresh),
-            Ok(Some(_)) => {
-                pooled.discard();
-                Err(ReplayStoreError("unexpected reply to SET NX".into()))
-            }
-            Ok(None) => Ok(ReplayVerdict::Replayed),
-            Err(e) if e.code() == Some("OOM") => Ok(ReplayVerdict::AtCapacity),
-            Err(e) => {
-                // Whatever happened, the connection's state is unknown: never reuse it.
-                pooled.discard();
-                Err(ReplayStoreError(format!("redis: {e}")))
-            }
-        }
+        let (verdict, broken) = read_reply(res);
+        pooled.broken = broken;
+        verdict
     }
 }
 
-fn is_connection_error(e: &redis::RedisError) -> bool {
+/// The one decision path of the sync and async logs: a verdict without a round trip, or
+/// the command to send.
+pub(crate) fn plan(
+    prefix: &str,
+    horizon_secs: u64,
+    expiry: Expiry,
+    key: &ReplayKey,
+    until: UnixTime,
+    now: UnixTime,
+) -> Plan {
+    if until < now {
+        // Past its acceptance window: the caller should have refused it already.
+        return Plan::Verdict(ReplayVerdict::Replayed);
+    }
+    if until.secs_since(now) > horizon_secs {
+        return Plan::Verdict(ReplayVerdict::AtCapacity);
+    }
+    // The entry lives through the whole second `until`: it expires at until + 1.
+    let (expiry_option, secs) = match expiry {
+        Expiry::Absolute => ("PXAT", until.as_secs().saturating_add(1)),
+        Expiry::Relative => ("PX", until.secs_since(now).saturating_add(1)),
+    };
+    let mut k = String::with_capacity(prefix.len() + 64);
+    k.push_str(prefix);
+    k.push_str(&key.to_hex());
+    Plan::Send(SetCommand {
+        key: k,
+        expiry_option,
+        expiry_ms: secs.saturating_mul(1_000),
+    })
+}
+
+/// Reads the reply to `SET NX`: the verdict, and whether the connection must be dropped.
+pub(crate) fn read_reply(
+    res: redis::RedisResult<Option<String>>,
+) -> (Result<ReplayVerdict, ReplayStoreError>, bool) {
+    match res {
+        Ok(Some(ok)) if ok == "OK" => (Ok(ReplayVerdict::Fresh), false),
+        Ok(Some(_)) => (
+            Err(ReplayStoreError("unexpected reply to SET NX".into())),
+            true,
+        ),
+        Ok(None) => (Ok(ReplayVerdict::Replayed), false),
+        Err(e) if e.code() == Some("OOM") => (Ok(ReplayVerdict::AtCapacity), false),
+        // Whatever happened, the connection's state is unknown: never reuse it.
+        Err(e) => (
+            Err(ReplayStoreError(format!(
+                "redis: {e}; the check failed closed, retry when the server is back"
+            ))),
+            true,
+        ),
+    }
+}
+
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 

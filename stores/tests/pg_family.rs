@@ -4,14 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use handoff_core::{HmacSecret, UnixTime};
 use handoff_refresh::{
     ApplyOutcome, FamilyStatus, FamilyStore, Guard, Outcome, Policy, RefreshError, RefreshFamilies,
-    RevocationReason, TokenState, WritePlan, rotate, start,
+    RevocationReason, WritePlan, rotate, start,
 };
 use handoff_stores::PoolConfig;
 use handoff_stores::pg::PgStore;
@@ -26,8 +22,12 @@ impl Db {
         let url = common::server_url("STORES_PG_URL", "postgres", test)?;
         let schema = common::unique("stores_family");
         let pg = PgStore::connect(&url, &schema, PoolConfig::default()).unwrap();
-        assert_eq!(pg.migrate().unwrap(), 1);
-        assert_eq!(pg.migrate().unwrap(), 1, "migration is idempotent");
+        assert_eq!(pg.migrate().unwrap(), handoff_stores::pg::SCHEMA_VERSION);
+        assert_eq!(
+            pg.migrate().unwrap(),
+            handoff_stores::pg::SCHEMA_VERSION,
+            "migration is idempotent"
+        );
         Some(Self { url, pg })
     }
 
@@ -238,171 +238,6 @@ fn unreachable_database_is_an_error() {
     ));
 }
 
-const PROCESSES: usize = 4;
-const THREADS: usize = 8;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Runs `processes` race workers presenting `token` at `now`; returns every output line.
-fn fleet(
-    db: &Db,
-    master: &HmacSecret,
-    token: &str,
-    now: UnixTime,
-    processes: usize,
-) -> Vec<String> {
-    let start_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 1_500;
-    let children: Vec<_> = (0..processes)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_stores-race-worker"))
-                .env("STORES_PG_URL", &db.url)
-                .env("STORES_RACE_SCHEMA", db.pg.schema().as_str())
-                .env("STORES_RACE_MASTER", hex(master.expose_secret()))
-                .env("STORES_RACE_TOKEN", token)
-                .env("STORES_RACE_NOW", now.as_secs().to_string())
-                .env("STORES_RACE_START_MS", start_ms.to_string())
-                .env("STORES_RACE_THREADS", THREADS.to_string())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut lines = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "a worker process failed");
-        lines.extend(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
-    }
-    assert_eq!(lines.len(), processes * THREADS);
-    lines
-}
-
-/// 4 processes x 8 threads present the same refresh token at once: exactly one rotation,
-/// every other presenter gets the same successor in grace (or a retry that wrote
-/// nothing), and the family is never half-written. Then a reuse after grace revokes the
-/// family, and every process sees it revoked.
-#[test]
-fn four_processes_eight_threads_one_rotation() {
-    let Some(db) = Db::new("four_processes_eight_threads_one_rotation") else {
-        return;
-    };
-    let store = db.pg.family_store();
-    let master = HmacSecret::generate(&mut rng());
-    let engine = engine(&master, 30); // the workers' policy
-    let t0 = UnixTime::from_secs(1_700_000_000);
-    let login = start(&store, &engine, "racer", "app", t0, &mut rng()).unwrap();
-    let first_id = login.token.id();
-    let now = t0.saturating_add(60);
-
-    let lines = fleet(&db, &master, login.token.expose_secret(), now, PROCESSES);
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    let mut issued_ids = Vec::new();
-    let mut successor = String::new();
-    for l in &lines {
-        let mut parts = l.split_whitespace();
-        let kind = format!(
-            "{} {}",
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("")
-        );
-        if kind.starts_with("issued") {
-            issued_ids.push(parts.next().unwrap().to_owned());
-            successor = parts.next().unwrap().to_owned();
-        }
-        *kinds.entry(kind).or_default() += 1;
-    }
-    eprintln!("race outcomes: {kinds:?}");
-    assert_eq!(
-        kinds.get("issued rotation"),
-        Some(&1),
-        "exactly one rotation: {kinds:?}"
-    );
-    let grace = kinds.get("issued grace").copied().unwrap_or(0);
-    let retry = kinds.get("error retry").copied().unwrap_or(0);
-    assert_eq!(
-        1 + grace + retry,
-        PROCESSES * THREADS,
-        "only rotation, grace or retry: {kinds:?}"
-    );
-    assert!(
-        issued_ids.windows(2).all(|w| w[0] == w[1]),
-        "one successor for everyone"
-    );
-
-    // The family in the database: one rotation, consistent head, no half-written row.
-    let fam = store.load_family(login.family).unwrap().unwrap();
-    assert_eq!(fam.status, FamilyStatus::Active);
-    assert_eq!((fam.version, fam.head_generation), (1, 1));
-    assert_eq!(fam.head_parent, Some(first_id));
-    assert_eq!(fam.head.to_base64url(), issued_ids[0]);
-    let loaded = store.load(login.family, first_id).unwrap();
-    match loaded.token.unwrap().state {
-        TokenState::Rotated {
-            successor,
-            grace_uses,
-            ..
-        } => {
-            assert_eq!(successor, fam.head);
-            assert_eq!(
-                grace_uses as usize, grace,
-                "every grace answer was counted once"
-            );
-        }
-        other => panic!("the presented token must be rotated, is {other:?}"),
-    }
-    let head_row = store.load(login.family, fam.head).unwrap().token.unwrap();
-    assert_eq!(head_row.state, TokenState::Active);
-    assert_eq!((head_row.parent, head_row.generation), (Some(first_id), 1));
-    assert_eq!(db.count("SELECT count(*) FROM {s}.refresh_tokens"), 2);
-
-    // Reuse after grace, from one process: the family is revoked.
-    let after_grace = now.saturating_add(120);
-    let reuse = fleet(&db, &master, login.token.expose_secret(), after_grace, 1);
-    assert!(
-        reuse
-            .iter()
-            .all(|l| l == "refused reuse_detected" || l == "refused family_revoked"),
-        "{reuse:?}"
-    );
-    assert!(reuse.iter().any(|l| l == "refused reuse_detected"));
-    let fam = store.load_family(login.family).unwrap().unwrap();
-    assert!(matches!(
-        fam.status,
-        FamilyStatus::Revoked {
-            reason: RevocationReason::ReuseDetected,
-            ..
-        }
-    ));
-    // Every process now sees the family revoked, even with the legitimate successor.
-    let revoked = fleet(
-        &db,
-        &master,
-        &successor,
-        after_grace.saturating_add(1),
-        PROCESSES,
-    );
-    assert!(
-        revoked.iter().all(|l| l == "refused family_revoked"),
-        "{revoked:?}"
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM {s}.refresh_tokens"),
-        2,
-        "no write after revocation"
-    );
-}
-
 /// Issue 18 finding 2 on PostgreSQL: 10 000 rotations of one family leave at most
 /// `MAX_TOKEN_ROWS_PER_FAMILY` token rows; reuse of a superseded token whose row is gone
 /// is still detected and revokes the family. Also the DPoP binding column round-trips.
@@ -481,4 +316,62 @@ fn ten_thousand_rotations_keep_rows_bounded_on_postgres() {
     };
     assert_eq!(after.error.reason(), "family_revoked");
     let _ = first;
+}
+
+/// A schema of version 1 (as deployed before the DPoP binding) with a live family is
+/// migrated to version 2: the family keeps rotating, unbound, and bound families persist
+/// their key.
+#[test]
+fn version_one_schema_migrates_to_two() {
+    let Some(url) = common::server_url(
+        "STORES_PG_URL",
+        "postgres",
+        "version_one_schema_migrates_to_two",
+    ) else {
+        return;
+    };
+    let schema = common::unique("stores_migrate");
+    let mut raw = url
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .unwrap();
+    raw.batch_execute(&include_str!("data/pg_schema_v1.sql").replace("{schema}", &schema))
+        .unwrap();
+    let db = Db {
+        url: url.clone(),
+        pg: PgStore::connect(&url, &schema, PoolConfig::default()).unwrap(),
+    };
+    // A family written by a version-1 adapter (no dpop_jkt column).
+    raw.batch_execute(&format!(
+        "INSERT INTO {schema}.refresh_families (id, subject, client_id, created_at, \
+         absolute_expires_at, head, head_parent, head_generation, version, status) \
+         VALUES ('\\x01010101010101010101010101010101'::bytea, 'old', 'c', 1, 2000000000, \
+         '\\x02020202020202020202020202020202'::bytea, NULL, 0, 0, 'active')"
+    ))
+    .unwrap();
+    assert_eq!(db.pg.migrate().unwrap(), 2);
+    let store = db.pg.family_store();
+    let old = store
+        .load_family(handoff_refresh::FamilyId::from_bytes([1; 16]))
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.subject.as_str(), old.dpop_jkt), ("old", None));
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let jkt = handoff_core::Thumbprint::from_bytes([9; 32]);
+    let bound = handoff_refresh::start_bound(
+        &store,
+        &engine,
+        "new",
+        "c",
+        Some(jkt),
+        UnixTime::from_secs(1_700_000_000),
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        store.load_family(bound.family).unwrap().unwrap().dpop_jkt,
+        Some(jkt)
+    );
 }

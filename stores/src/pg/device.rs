@@ -10,8 +10,8 @@ use handoff_device::{
 };
 use postgres::Row;
 
-use super::seal::SecretSealer;
 use super::{Failure, Shared, classify, to_i64, to_u64};
+use crate::seal::SecretSealer;
 
 struct Sql {
     load: String,

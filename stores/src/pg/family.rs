@@ -14,42 +14,38 @@ use handoff_refresh::{
 use postgres::Row;
 use postgres::types::ToSql;
 
-use super::{Failure, Shared, classify, to_i64, to_u64};
+use super::{Failure, SchemaName, Shared, classify, to_i64, to_u64};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
      f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
      f.dpop_jkt";
 const TOKEN_COLS: &str = "t.family_id, t.id, t.parent, t.generation, t.secret_hash, t.issued_at, \
      t.state, t.state_at, t.successor, t.grace_uses";
-const FAMILY_NCOLS: usize = 13;
+pub(crate) const FAMILY_NCOLS: usize = 13;
 
 /// Every statement of the adapter, spliced with the schema name once.
-struct Sql {
-    load: String,
-    load_family: String,
-    live_of_subject: String,
-    guard_family_absent: String,
-    guard_family_version: String,
-    guard_token_active: String,
-    guard_token_grace_below: String,
-    insert_family: String,
-    insert_token: String,
-    mark_rotated: String,
-    increment_grace: String,
-    mark_superseded: String,
-    set_head: String,
-    revoke_family: String,
-    retain_tokens: String,
-    gc: String,
+pub(crate) struct Sql {
+    pub(crate) load: String,
+    pub(crate) load_family: String,
+    pub(crate) live_of_subject: String,
+    pub(crate) guard_family_absent: String,
+    pub(crate) guard_family_version: String,
+    pub(crate) guard_token_active: String,
+    pub(crate) guard_token_grace_below: String,
+    pub(crate) insert_family: String,
+    pub(crate) insert_token: String,
+    pub(crate) mark_rotated: String,
+    pub(crate) increment_grace: String,
+    pub(crate) mark_superseded: String,
+    pub(crate) set_head: String,
+    pub(crate) revoke_family: String,
+    pub(crate) retain_tokens: String,
+    pub(crate) gc: String,
 }
 
 impl Sql {
-    fn new(shared: &Shared) -> Self {
-        let s = |q: &str| {
-            shared
-                .schema
-                .sql(&q.replace("{F}", FAMILY_COLS).replace("{T}", TOKEN_COLS))
-        };
+    pub(crate) fn new(schema: &SchemaName) -> Self {
+        let s = |q: &str| schema.sql(&q.replace("{F}", FAMILY_COLS).replace("{T}", TOKEN_COLS));
         Self {
             // One statement, so family and token come from one snapshot: two separate
             // reads could straddle a rotation and make a benign race look like reuse.
@@ -126,7 +122,7 @@ impl fmt::Debug for PgFamilyStore {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> RefreshError {
+pub(crate) fn unavailable(e: impl fmt::Display) -> RefreshError {
     RefreshError::StoreUnavailable(e.to_string())
 }
 
@@ -138,7 +134,7 @@ fn big(v: u64) -> Result<i64, RefreshError> {
     to_i64(v).ok_or_else(out_of_range)
 }
 
-fn time(v: UnixTime) -> Result<i64, RefreshError> {
+pub(crate) fn time(v: UnixTime) -> Result<i64, RefreshError> {
     big(v.as_secs())
 }
 
@@ -151,7 +147,10 @@ fn id16(v: Vec<u8>) -> Result<[u8; 16], RefreshError> {
         .map_err(|_| corrupt("an id column does not hold 16 bytes"))
 }
 
-fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, RefreshError> {
+pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+) -> Result<T, RefreshError> {
     row.try_get(i)
         .map_err(|_| corrupt("a column has an unexpected type or null"))
 }
@@ -171,7 +170,7 @@ fn reason_from(s: &str) -> Result<RevocationReason, RefreshError> {
 }
 
 /// Decodes the family columns starting at `o`; `None` when the row has no family.
-fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
+pub(crate) fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
     let Some(id) = get::<Option<Vec<u8>>>(row, o)? else {
         return Ok(None);
     };
@@ -207,7 +206,7 @@ fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> 
 }
 
 /// Decodes the token columns starting at `o`; `None` when the row has no token.
-fn token_at(row: &Row, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
+pub(crate) fn token_at(row: &Row, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
     let Some(family) = get::<Option<Vec<u8>>>(row, o)? else {
         return Ok(None);
     };
@@ -275,87 +274,117 @@ impl From<RefreshError> for Abort {
     }
 }
 
-impl PgFamilyStore {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let sql = Sql::new(&shared);
-        Self { shared, sql }
-    }
+/// Owned statement parameters, usable by the sync and the async client alike.
+pub(crate) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
-    fn run_guard(&self, tx: &mut postgres::Transaction<'_>, g: &Guard) -> Result<bool, Abort> {
-        Ok(match g {
-            Guard::FamilyAbsent { family } => tx
-                .query(
-                    self.sql.guard_family_absent.as_str(),
-                    &[&family.as_bytes().as_slice()],
-                )?
-                .is_empty(),
-            Guard::FamilyVersion { family, version } => {
-                tx.query(
-                    self.sql.guard_family_version.as_str(),
-                    &[&family.as_bytes().as_slice(), &big(*version)?],
-                )?
-                .len()
-                    == 1
-            }
-            Guard::TokenActive { family, token } => {
-                tx.query(
-                    self.sql.guard_token_active.as_str(),
-                    &[&family.as_bytes().as_slice(), &token.as_bytes().as_slice()],
-                )?
-                .len()
-                    == 1
-            }
+/// Borrowed views of [`Params`] for `execute` / `query`.
+pub(crate) fn refs(p: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect()
+}
+
+fn b(v: &[u8]) -> Box<dyn ToSql + Sync + Send> {
+    Box::new(v.to_vec())
+}
+
+fn ob(v: Option<&[u8]>) -> Box<dyn ToSql + Sync + Send> {
+    Box::new(v.map(<[u8]>::to_vec))
+}
+
+/// A guard as a statement: its SQL, parameters, and whether it holds when the statement
+/// finds no row (`FamilyAbsent`) rather than exactly one.
+pub(crate) struct GuardStmt<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) params: Params,
+    pub(crate) holds_when_absent: bool,
+}
+
+/// A write as a statement: its SQL, parameters, and whether any row count is accepted
+/// (`RetainTokens`) rather than exactly one.
+pub(crate) struct WriteStmt<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) params: Params,
+    pub(crate) any_count: bool,
+}
+
+impl Sql {
+    /// The one translation of a guard into SQL, shared by the sync and async adapters.
+    pub(crate) fn guard<'a>(&'a self, g: &Guard) -> Result<GuardStmt<'a>, RefreshError> {
+        let (sql, params, holds_when_absent): (&str, Params, bool) = match g {
+            Guard::FamilyAbsent { family } => (
+                self.guard_family_absent.as_str(),
+                vec![b(family.as_bytes())],
+                true,
+            ),
+            Guard::FamilyVersion { family, version } => (
+                self.guard_family_version.as_str(),
+                vec![b(family.as_bytes()), Box::new(big(*version)?)],
+                false,
+            ),
+            Guard::TokenActive { family, token } => (
+                self.guard_token_active.as_str(),
+                vec![b(family.as_bytes()), b(token.as_bytes())],
+                false,
+            ),
             Guard::TokenGraceBelow {
                 family,
                 token,
                 max_uses,
-            } => {
-                let max = i32::try_from(*max_uses).unwrap_or(i32::MAX);
-                tx.query(
-                    self.sql.guard_token_grace_below.as_str(),
-                    &[
-                        &family.as_bytes().as_slice(),
-                        &token.as_bytes().as_slice(),
-                        &max,
-                    ],
-                )?
-                .len()
-                    == 1
-            }
+            } => (
+                self.guard_token_grace_below.as_str(),
+                vec![
+                    b(family.as_bytes()),
+                    b(token.as_bytes()),
+                    Box::new(i32::try_from(*max_uses).unwrap_or(i32::MAX)),
+                ],
+                false,
+            ),
             _ => {
-                return Err(Abort::Refuse(unavailable(
+                return Err(unavailable(
                     "the plan has a guard this adapter does not know; upgrade the stores crate",
-                )));
+                ));
             }
+        };
+        Ok(GuardStmt {
+            sql,
+            params,
+            holds_when_absent,
         })
     }
 
-    fn run_write(&self, tx: &mut postgres::Transaction<'_>, w: &Write) -> Result<u64, Abort> {
-        let n = match w {
+    /// The one translation of a write into SQL, shared by the sync and async adapters.
+    pub(crate) fn write<'a>(&'a self, w: &Write) -> Result<WriteStmt<'a>, RefreshError> {
+        let one = |sql: &'a String, params: Params| WriteStmt {
+            sql: sql.as_str(),
+            params,
+            any_count: false,
+        };
+        Ok(match w {
             Write::InsertFamily(f) => {
                 let (status, revoked_at, reason) = match f.status {
                     FamilyStatus::Active => ("active", None, None),
                     FamilyStatus::Revoked { at, reason } => {
-                        ("revoked", Some(time(at)?), Some(reason.as_str()))
+                        ("revoked", Some(time(at)?), Some(reason.as_str().to_owned()))
                     }
-                    _ => return Err(Abort::Refuse(unavailable("unknown family status"))),
+                    _ => return Err(unavailable("unknown family status")),
                 };
-                let params: [&(dyn ToSql + Sync); 13] = [
-                    &f.id.as_bytes().as_slice(),
-                    &f.subject,
-                    &f.client_id,
-                    &time(f.created_at)?,
-                    &time(f.absolute_expires_at)?,
-                    &f.head.as_bytes().as_slice(),
-                    &f.head_parent.as_ref().map(|p| p.as_bytes().as_slice()),
-                    &big(f.head_generation)?,
-                    &big(f.version)?,
-                    &status,
-                    &revoked_at,
-                    &reason,
-                    &f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice()),
-                ];
-                tx.execute(self.sql.insert_family.as_str(), &params)?
+                one(
+                    &self.insert_family,
+                    vec![
+                        b(f.id.as_bytes()),
+                        Box::new(f.subject.clone()),
+                        Box::new(f.client_id.clone()),
+                        Box::new(time(f.created_at)?),
+                        Box::new(time(f.absolute_expires_at)?),
+                        b(f.head.as_bytes()),
+                        ob(f.head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                        Box::new(big(f.head_generation)?),
+                        Box::new(big(f.version)?),
+                        Box::new(status),
+                        Box::new(revoked_at),
+                        Box::new(reason),
+                        ob(f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice())),
+                    ],
+                )
             }
             Write::InsertToken(t) => {
                 let (state, at, successor, uses): (&str, Option<i64>, Option<&[u8]>, i32) =
@@ -377,100 +406,120 @@ impl PgFamilyStore {
                             Some(by.as_bytes().as_slice()),
                             0,
                         ),
-                        _ => return Err(Abort::Refuse(unavailable("unknown token state"))),
+                        _ => return Err(unavailable("unknown token state")),
                     };
-                let params: [&(dyn ToSql + Sync); 10] = [
-                    &t.family.as_bytes().as_slice(),
-                    &t.id.as_bytes().as_slice(),
-                    &t.parent.as_ref().map(|p| p.as_bytes().as_slice()),
-                    &big(t.generation)?,
-                    &t.secret_hash.as_bytes().as_slice(),
-                    &time(t.issued_at)?,
-                    &state,
-                    &at,
-                    &successor,
-                    &uses,
-                ];
-                tx.execute(self.sql.insert_token.as_str(), &params)?
+                one(
+                    &self.insert_token,
+                    vec![
+                        b(t.family.as_bytes()),
+                        b(t.id.as_bytes()),
+                        ob(t.parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                        Box::new(big(t.generation)?),
+                        b(t.secret_hash.as_bytes()),
+                        Box::new(time(t.issued_at)?),
+                        Box::new(state),
+                        Box::new(at),
+                        ob(successor),
+                        Box::new(uses),
+                    ],
+                )
             }
             Write::MarkRotated {
                 family,
                 token,
                 at,
                 successor,
-            } => tx.execute(
-                self.sql.mark_rotated.as_str(),
-                &[
-                    &family.as_bytes().as_slice(),
-                    &token.as_bytes().as_slice(),
-                    &time(*at)?,
-                    &successor.as_bytes().as_slice(),
+            } => one(
+                &self.mark_rotated,
+                vec![
+                    b(family.as_bytes()),
+                    b(token.as_bytes()),
+                    Box::new(time(*at)?),
+                    b(successor.as_bytes()),
                 ],
-            )?,
-            Write::IncrementGraceUses { family, token } => tx.execute(
-                self.sql.increment_grace.as_str(),
-                &[&family.as_bytes().as_slice(), &token.as_bytes().as_slice()],
-            )?,
+            ),
+            Write::IncrementGraceUses { family, token } => one(
+                &self.increment_grace,
+                vec![b(family.as_bytes()), b(token.as_bytes())],
+            ),
             Write::MarkSuperseded {
                 family,
                 token,
                 at,
                 by,
-            } => tx.execute(
-                self.sql.mark_superseded.as_str(),
-                &[
-                    &family.as_bytes().as_slice(),
-                    &token.as_bytes().as_slice(),
-                    &time(*at)?,
-                    &by.as_bytes().as_slice(),
+            } => one(
+                &self.mark_superseded,
+                vec![
+                    b(family.as_bytes()),
+                    b(token.as_bytes()),
+                    Box::new(time(*at)?),
+                    b(by.as_bytes()),
                 ],
-            )?,
+            ),
             Write::SetHead {
                 family,
                 head,
                 head_parent,
                 head_generation,
                 version,
-            } => tx.execute(
-                self.sql.set_head.as_str(),
-                &[
-                    &family.as_bytes().as_slice(),
-                    &head.as_bytes().as_slice(),
-                    &head_parent.as_ref().map(|p| p.as_bytes().as_slice()),
-                    &big(*head_generation)?,
-                    &big(*version)?,
+            } => one(
+                &self.set_head,
+                vec![
+                    b(family.as_bytes()),
+                    b(head.as_bytes()),
+                    ob(head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                    Box::new(big(*head_generation)?),
+                    Box::new(big(*version)?),
                 ],
-            )?,
+            ),
             Write::RevokeFamily {
                 family,
                 at,
                 reason,
                 version,
-            } => tx.execute(
-                self.sql.revoke_family.as_str(),
-                &[
-                    &family.as_bytes().as_slice(),
-                    &time(*at)?,
-                    &reason.as_str(),
-                    &big(*version)?,
+            } => one(
+                &self.revoke_family,
+                vec![
+                    b(family.as_bytes()),
+                    Box::new(time(*at)?),
+                    Box::new(reason.as_str()),
+                    Box::new(big(*version)?),
                 ],
-            )?,
+            ),
             Write::RetainTokens { family, keep } => {
-                let keep: Vec<&[u8]> = keep.iter().map(|k| k.as_bytes().as_slice()).collect();
-                tx.execute(
-                    self.sql.retain_tokens.as_str(),
-                    &[&family.as_bytes().as_slice(), &keep],
-                )?;
+                if keep.len() > handoff_refresh::MAX_TOKEN_ROWS_PER_FAMILY {
+                    return Err(unavailable(
+                        "a plan keeps more token rows than a family may hold; nothing written",
+                    ));
+                }
+                let keep: Vec<Vec<u8>> = keep.iter().map(|k| k.as_bytes().to_vec()).collect();
                 // Deletes any number of rows (0 included); never a conflict.
-                1
+                WriteStmt {
+                    sql: self.retain_tokens.as_str(),
+                    params: vec![b(family.as_bytes()), Box::new(keep)],
+                    any_count: true,
+                }
             }
             _ => {
-                return Err(Abort::Refuse(unavailable(
+                return Err(unavailable(
                     "the plan has a write this adapter does not know; upgrade the stores crate",
-                )));
+                ));
             }
-        };
-        Ok(n)
+        })
+    }
+}
+
+/// The guards of a plan in lock order (see [`guard_order`]).
+pub(crate) fn ordered_guards(plan: &WritePlan) -> Vec<&Guard> {
+    let mut guards: Vec<&Guard> = plan.guards.iter().collect();
+    guards.sort_by_key(|g| guard_order(g));
+    guards
+}
+
+impl PgFamilyStore {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let sql = Sql::new(&shared.schema);
+        Self { shared, sql }
     }
 
     fn apply_in(
@@ -479,16 +528,23 @@ impl PgFamilyStore {
         plan: &WritePlan,
     ) -> Result<ApplyOutcome, Abort> {
         let mut tx = client.transaction()?;
-        let mut guards: Vec<&Guard> = plan.guards.iter().collect();
-        guards.sort_by_key(|g| guard_order(g));
-        for g in guards {
-            if !self.run_guard(&mut tx, g)? {
+        for g in ordered_guards(plan) {
+            let st = self.sql.guard(g)?;
+            let rows = tx.query(st.sql, &refs(&st.params))?;
+            let holds = if st.holds_when_absent {
+                rows.is_empty()
+            } else {
+                rows.len() == 1
+            };
+            if !holds {
                 tx.rollback()?;
                 return Ok(ApplyOutcome::Conflict);
             }
         }
         for w in &plan.writes {
-            if self.run_write(&mut tx, w)? != 1 {
+            let st = self.sql.write(w)?;
+            let n = tx.execute(st.sql, &refs(&st.params))?;
+            if !st.any_count && n != 1 {
                 tx.rollback()?;
                 return Ok(ApplyOutcome::Conflict);
             }

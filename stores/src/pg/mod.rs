@@ -11,25 +11,26 @@
 //! or put a TLS tunnel in front of it.
 
 mod device;
-mod family;
-mod seal;
+pub(crate) mod family;
 
 use std::sync::Arc;
 
 use postgres::error::SqlState;
 
-use crate::StoresError;
-use crate::pool::{Pool, PoolConfig, Pooled};
+use r2d2_postgres::PostgresConnectionManager;
 
+use crate::StoresError;
+use crate::pool::{PoolConfig, checkout_error};
+
+pub use crate::seal::{AeadSealer, DerivedSecrets, MAX_SEALED_BYTES, SecretSealer};
 pub use device::PgDeviceRegistry;
 pub use family::PgFamilyStore;
-pub use seal::{AeadSealer, DerivedSecrets, MAX_SEALED_BYTES, SecretSealer};
 
 /// The schema, version [`SCHEMA_VERSION`], with `{schema}` standing for the schema name.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Longest schema name accepted, in bytes (PostgreSQL's identifier limit).
 pub const MAX_SCHEMA_BYTES: usize = 63;
@@ -81,9 +82,22 @@ impl SchemaName {
     }
 }
 
+type Manager = PostgresConnectionManager<postgres::NoTls>;
+
 pub(crate) struct Shared {
-    pool: Pool<postgres::Client>,
+    pool: r2d2::Pool<Manager>,
+    config: PoolConfig,
     pub(crate) schema: SchemaName,
+}
+
+/// Sets the per-session timeouts on every new connection.
+#[derive(Debug)]
+struct SessionSetup(String);
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut postgres::Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(&self.0)
+    }
 }
 
 /// A connection pool to one database and one schema, from which the adapters are made.
@@ -106,7 +120,7 @@ impl core::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PgStore")
             .field("schema", &self.shared.schema.as_str())
-            .field("open_connections", &self.shared.pool.open_connections())
+            .field("open_connections", &self.shared.pool.state().connections)
             .finish_non_exhaustive()
     }
 }
@@ -127,20 +141,14 @@ impl PgStore {
         config.connect_timeout(pool.timeout);
         let ms = pool.timeout.as_millis();
         let setup = format!("SET statement_timeout = {ms}; SET lock_timeout = {ms};");
-        let pool = Pool::new(
-            pool,
-            Box::new(move || {
-                let mut client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| StoresError::Connect(e.to_string()))?;
-                client
-                    .batch_execute(&setup)
-                    .map_err(|e| StoresError::Connect(e.to_string()))?;
-                Ok(client)
-            }),
-        )?;
+        let manager = PostgresConnectionManager::new(config, postgres::NoTls);
+        let r2d2 = pool.r2d2(manager, Some(Box::new(SessionSetup(setup))))?;
         Ok(Self {
-            shared: Arc::new(Shared { pool, schema }),
+            shared: Arc::new(Shared {
+                pool: r2d2,
+                config: pool,
+                schema,
+            }),
         })
     }
 
@@ -224,13 +232,13 @@ impl Shared {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
     ) -> Result<Result<T, postgres::Error>, StoresError> {
-        let mut pooled: Pooled<'_, postgres::Client> = self.pool.get()?;
-        let client = pooled.conn()?;
-        let res = f(client);
-        if res.is_err() && client.is_closed() {
-            pooled.discard();
-        }
-        Ok(res)
+        let mut client = self
+            .pool
+            .get()
+            .map_err(|e| checkout_error(&self.config, &e))?;
+        // A connection that broke is closed by the pool on return (`is_closed`), never
+        // reused.
+        Ok(f(&mut client))
     }
 }
 

@@ -1,4 +1,5 @@
--- identity crate family: shared-store schema, version 1.
+-- identity crate family: shared-store schema, version 2 (every migration, each idempotent:
+-- a database of any older version is brought up to date by running the whole file).
 -- `{schema}` is replaced by the configured schema name (validated: [a-z_][a-z0-9_]{0,62}).
 -- Every time column holds the application's clock (seconds since the epoch); the database
 -- clock is never consulted.
@@ -22,12 +23,8 @@ CREATE TABLE IF NOT EXISTS {schema}.refresh_families (
     status              text    NOT NULL CHECK (status IN ('active', 'revoked')),
     revoked_at          bigint,
     revoked_reason      text,
-    dpop_jkt            bytea   CHECK (length(dpop_jkt) = 32),  -- RFC 7638 thumbprint, RFC 9449 section 5
     CHECK ((status = 'revoked') = (revoked_at IS NOT NULL AND revoked_reason IS NOT NULL))
 );
--- Added after version 1 was first deployed: idempotent for existing schemas.
-ALTER TABLE {schema}.refresh_families
-    ADD COLUMN IF NOT EXISTS dpop_jkt bytea CHECK (length(dpop_jkt) = 32);
 CREATE INDEX IF NOT EXISTS refresh_families_subject
     ON {schema}.refresh_families (subject) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS refresh_families_expiry
@@ -71,3 +68,9 @@ CREATE TABLE IF NOT EXISTS {schema}.device_keys (
 );
 
 INSERT INTO {schema}.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+
+-- Version 2: the DPoP key binding of a refresh family (RFC 7638 thumbprint, RFC 9449
+-- section 5), set once at creation; NULL for an unbound family.
+ALTER TABLE {schema}.refresh_families
+    ADD COLUMN IF NOT EXISTS dpop_jkt bytea CHECK (length(dpop_jkt) = 32);
+INSERT INTO {schema}.schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;

@@ -1,0 +1,315 @@
+//! Async PostgreSQL: [`AsyncPgFamilyStore`] implements
+//! [`handoff_refresh::AsyncFamilyStore`] on tokio-postgres, pooled by deadpool-postgres.
+//!
+//! The statements are the sync adapter's, translated by the same code
+//! ([`crate::pg::PgFamilyStore`]): one transaction per plan, guards in lock order with
+//! `FOR UPDATE`, every guard and write row-count checked, conflicts (unique, foreign key,
+//! serialization, deadlock) answered as `Conflict`, everything else `StoreUnavailable`.
+//! Needs a tokio runtime (the pool spawns each connection's task on it).
+//!
+//! Pool: deadpool-postgres with `RecyclingMethod::Verified` (a test query before every
+//! reuse, so a connection broken by a server restart is replaced, never handed out),
+//! bounded waits, and `idle_timeout` / `max_lifetime` enforced on checkout.
+
+use core::fmt;
+use std::sync::Arc;
+
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use handoff_core::UnixTime;
+use handoff_refresh::{
+    ApplyOutcome, AsyncFamilyStore, FamilyId, FamilyRecord, GcReport, Loaded, RefreshError,
+    TokenId, WritePlan,
+};
+
+use crate::StoresError;
+use crate::pg::family::{
+    FAMILY_NCOLS, Sql, family_at, get, ordered_guards, refs, time, token_at, unavailable,
+};
+use crate::pg::{Failure, SchemaName, classify};
+use crate::pool::PoolConfig;
+
+/// An async pool to one database and one schema (same schema as [`crate::pg::PgStore`];
+/// migrate it with [`crate::pg::PgStore::migrate`] or [`AsyncPgStore::migrate`]).
+#[derive(Clone)]
+pub struct AsyncPgStore {
+    pool: Pool,
+    config: PoolConfig,
+    schema: Arc<SchemaName>,
+}
+
+impl fmt::Debug for AsyncPgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgStore")
+            .field("schema", &self.schema.as_str())
+            .field("open_connections", &self.pool.status().size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn pool_error(config: &PoolConfig, e: PoolError) -> StoresError {
+    match e {
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => StoresError::PoolExhausted {
+            max: config.max_size,
+            waited_ms: u64::try_from(config.wait.as_millis()).unwrap_or(u64::MAX),
+        },
+        other => StoresError::Connect(other.to_string()),
+    }
+}
+
+impl AsyncPgStore {
+    /// A pool for `url` using `schema`. Connections are opened lazily; each gets
+    /// `statement_timeout` and `lock_timeout` set to the pool timeout.
+    ///
+    /// # Errors
+    /// [`StoresError::Config`] for a url that does not parse, a bad schema name or pool
+    /// bound.
+    pub fn connect(url: &str, schema: &str, pool: PoolConfig) -> Result<Self, StoresError> {
+        pool.check()?;
+        let schema = SchemaName::new(schema)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| StoresError::Config("postgres url does not parse"))?;
+        let ms = pool.timeout.as_millis();
+        config.connect_timeout(pool.timeout);
+        config.options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let (idle, lifetime) = (pool.idle_timeout, pool.max_lifetime);
+        let built = Pool::builder(manager)
+            .max_size(pool.max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(pool.wait))
+            .create_timeout(Some(pool.timeout))
+            .recycle_timeout(Some(pool.timeout))
+            .pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if lifetime.is_some_and(|max| metrics.age() > max) {
+                    return Err(HookError::message("connection past max_lifetime"));
+                }
+                if idle.is_some_and(|max| metrics.last_used() > max) {
+                    return Err(HookError::message("connection idle past idle_timeout"));
+                }
+                Ok(())
+            }))
+            .build()
+            .map_err(|_| StoresError::Config("the async pool could not be built"))?;
+        Ok(Self {
+            pool: built,
+            config: pool,
+            schema: Arc::new(schema),
+        })
+    }
+
+    /// The schema name.
+    #[must_use]
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Applies the schema (same statements and advisory lock as
+    /// [`crate::pg::PgStore::migrate`]) and returns the version.
+    ///
+    /// # Errors
+    /// [`StoresError::Migration`], or a pool error.
+    pub async fn migrate(&self) -> Result<i32, StoresError> {
+        let sql = self.schema.schema_sql();
+        let lock_key = format!("stores/migrate/{}", self.schema.as_str());
+        let version_sql = self
+            .schema
+            .sql("SELECT max(version) FROM {s}.schema_version");
+        let mut client = self.client().await?;
+        let run = async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
+                .await?;
+            tx.batch_execute(&sql).await?;
+            let v: Option<i32> = tx.query_one(version_sql.as_str(), &[]).await?.get(0);
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(v)
+        };
+        match run.await {
+            Ok(Some(v)) if v == crate::pg::SCHEMA_VERSION => Ok(v),
+            Ok(v) => Err(StoresError::Migration(format!(
+                "the database holds schema version {v:?}; this crate knows only {}",
+                crate::pg::SCHEMA_VERSION
+            ))),
+            Err(e) => Err(StoresError::Migration(e.to_string())),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoresError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&self.config, e))
+    }
+
+    /// The async refresh-family store on this pool.
+    #[must_use]
+    pub fn family_store(&self) -> AsyncPgFamilyStore {
+        AsyncPgFamilyStore {
+            store: self.clone(),
+            sql: Arc::new(Sql::new(&self.schema)),
+        }
+    }
+}
+
+/// An [`AsyncFamilyStore`] on PostgreSQL (tokio-postgres + deadpool-postgres).
+#[derive(Clone)]
+pub struct AsyncPgFamilyStore {
+    store: AsyncPgStore,
+    sql: Arc<Sql>,
+}
+
+impl fmt::Debug for AsyncPgFamilyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgFamilyStore")
+            .field("schema", &self.store.schema.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Abort {
+    Refuse(RefreshError),
+    Sql(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Abort {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<RefreshError> for Abort {
+    fn from(e: RefreshError) -> Self {
+        Self::Refuse(e)
+    }
+}
+
+impl AsyncPgFamilyStore {
+    async fn client(&self) -> Result<deadpool_postgres::Client, RefreshError> {
+        self.store.client().await.map_err(unavailable)
+    }
+
+    async fn apply_in(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        plan: &WritePlan,
+    ) -> Result<ApplyOutcome, Abort> {
+        let tx = client.transaction().await?;
+        for g in ordered_guards(plan) {
+            let st = self.sql.guard(g)?;
+            let rows = tx.query(st.sql, &refs(&st.params)).await?;
+            let holds = if st.holds_when_absent {
+                rows.is_empty()
+            } else {
+                rows.len() == 1
+            };
+            if !holds {
+                tx.rollback().await?;
+                return Ok(ApplyOutcome::Conflict);
+            }
+        }
+        for w in &plan.writes {
+            let st = self.sql.write(w)?;
+            let n = tx.execute(st.sql, &refs(&st.params)).await?;
+            if !st.any_count && n != 1 {
+                tx.rollback().await?;
+                return Ok(ApplyOutcome::Conflict);
+            }
+        }
+        tx.commit().await?;
+        Ok(ApplyOutcome::Applied)
+    }
+}
+
+impl AsyncFamilyStore for AsyncPgFamilyStore {
+    async fn load(&self, family: FamilyId, token: TokenId) -> Result<Loaded, RefreshError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                self.sql.load.as_str(),
+                &[&family.as_bytes().as_slice(), &token.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Loaded {
+            family: family_at(&row, 0)?,
+            token: token_at(&row, FAMILY_NCOLS)?,
+        })
+    }
+
+    async fn load_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>, RefreshError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                self.sql.load_family.as_str(),
+                &[&family.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| family_at(&r, 0))
+            .transpose()
+            .map(Option::flatten)
+    }
+
+    async fn live_families_of_subject(
+        &self,
+        subject: &str,
+        now: UnixTime,
+        max: usize,
+    ) -> Result<Vec<FamilyRecord>, RefreshError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let now = time(now)?;
+        let client = self.client().await?;
+        let rows = client
+            .query(self.sql.live_of_subject.as_str(), &[&subject, &now, &max])
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .filter_map(|r| family_at(r, 0).transpose())
+            .collect()
+    }
+
+    async fn apply(&self, plan: &WritePlan) -> Result<ApplyOutcome, RefreshError> {
+        if plan.guards.is_empty() && plan.writes.is_empty() {
+            return Ok(ApplyOutcome::Applied);
+        }
+        let mut client = self.client().await?;
+        match self.apply_in(&mut client, plan).await {
+            Ok(o) => Ok(o),
+            Err(Abort::Refuse(e)) => Err(e),
+            Err(Abort::Sql(e)) => match classify(&e) {
+                Failure::Conflict => Ok(ApplyOutcome::Conflict),
+                Failure::Error(msg) => Err(RefreshError::StoreUnavailable(msg)),
+            },
+        }
+    }
+
+    async fn gc(&self, now: UnixTime, max_batch: usize) -> Result<GcReport, RefreshError> {
+        if max_batch == 0 {
+            return Ok(GcReport::default());
+        }
+        let max = i64::try_from(max_batch).unwrap_or(i64::MAX);
+        let now = time(now)?;
+        let client = self.client().await?;
+        let row = client
+            .query_one(self.sql.gc.as_str(), &[&now, &max])
+            .await
+            .map_err(unavailable)?;
+        let count = |i: usize| -> Result<usize, RefreshError> {
+            usize::try_from(get::<i64>(&row, i)?)
+                .map_err(|_| RefreshError::Inconsistent("negative count"))
+        };
+        Ok(GcReport {
+            families: count(0)?,
+            tokens: count(1)?,
+        })
+    }
+}

@@ -1,0 +1,572 @@
+//! [`FamilyStore`] in the SQLite file: `apply(plan)` is one `BEGIN IMMEDIATE`
+//! transaction (the write lock is held from the first guard to the commit), every guard
+//! must find exactly its row and every write must change exactly one row; anything else
+//! rolls back and answers `Conflict`.
+
+use core::fmt;
+use std::sync::Arc;
+
+use handoff_core::{Thumbprint, UnixTime};
+use handoff_refresh::{
+    ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
+    RefreshError, RevocationReason, SecretHash, TokenId, TokenRecord, TokenState, Write, WritePlan,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Shared, describe, is_conflict, to_i64, to_u64};
+
+const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
+     f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
+     f.dpop_jkt";
+const TOKEN_COLS: &str = "t.family_id, t.id, t.parent, t.generation, t.secret_hash, t.issued_at, \
+     t.state, t.state_at, t.successor, t.grace_uses";
+const FAMILY_NCOLS: usize = 13;
+
+const GUARD_FAMILY_ABSENT: &str = "SELECT 1 FROM refresh_families WHERE id = ?1";
+const GUARD_FAMILY_VERSION: &str =
+    "SELECT 1 FROM refresh_families WHERE id = ?1 AND version = ?2 AND status = 'active'";
+const GUARD_TOKEN_ACTIVE: &str =
+    "SELECT 1 FROM refresh_tokens WHERE family_id = ?1 AND id = ?2 AND state = 'active'";
+const GUARD_TOKEN_GRACE_BELOW: &str = "SELECT 1 FROM refresh_tokens \
+     WHERE family_id = ?1 AND id = ?2 AND state = 'rotated' AND grace_uses < ?3";
+const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, subject, client_id, created_at, \
+     absolute_expires_at, head, head_parent, head_generation, version, status, revoked_at, \
+     revoked_reason, dpop_jkt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+     ON CONFLICT (id) DO NOTHING";
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (family_id, id, parent, generation, \
+     secret_hash, issued_at, state, state_at, successor, grace_uses) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (family_id, id) DO NOTHING";
+const MARK_ROTATED: &str = "UPDATE refresh_tokens \
+     SET state = 'rotated', state_at = ?3, successor = ?4, grace_uses = 0 \
+     WHERE family_id = ?1 AND id = ?2 AND state = 'active'";
+const INCREMENT_GRACE: &str = "UPDATE refresh_tokens SET grace_uses = grace_uses + 1 \
+     WHERE family_id = ?1 AND id = ?2 AND state = 'rotated' AND grace_uses < 2147483647";
+const MARK_SUPERSEDED: &str = "UPDATE refresh_tokens \
+     SET state = 'superseded', state_at = ?3, successor = ?4 \
+     WHERE family_id = ?1 AND id = ?2 AND state = 'active'";
+const SET_HEAD: &str = "UPDATE refresh_families \
+     SET head = ?2, head_parent = ?3, head_generation = ?4, version = ?5 \
+     WHERE id = ?1 AND status = 'active'";
+const REVOKE_FAMILY: &str = "UPDATE refresh_families \
+     SET status = 'revoked', revoked_at = ?2, revoked_reason = ?3, version = ?4 \
+     WHERE id = ?1 AND status = 'active'";
+
+/// A [`FamilyStore`] in the SQLite file (tables `refresh_families`, `refresh_tokens`).
+/// Make one with [`super::SqliteStore::family_store`].
+pub struct SqliteFamilyStore {
+    shared: Arc<Shared>,
+    load: String,
+    load_family: String,
+    live_of_subject: String,
+}
+
+impl fmt::Debug for SqliteFamilyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteFamilyStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl fmt::Display) -> RefreshError {
+    RefreshError::StoreUnavailable(e.to_string())
+}
+
+fn out_of_range() -> RefreshError {
+    RefreshError::StoreUnavailable("a value is beyond the INTEGER range; nothing written".into())
+}
+
+fn big(v: u64) -> Result<i64, RefreshError> {
+    to_i64(v).ok_or_else(out_of_range)
+}
+
+fn time(v: UnixTime) -> Result<i64, RefreshError> {
+    big(v.as_secs())
+}
+
+fn corrupt(what: &'static str) -> RefreshError {
+    RefreshError::Inconsistent(what)
+}
+
+fn id16(v: Vec<u8>) -> Result<[u8; 16], RefreshError> {
+    v.try_into()
+        .map_err(|_| corrupt("an id column does not hold 16 bytes"))
+}
+
+fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Result<T, RefreshError> {
+    row.get(i)
+        .map_err(|_| corrupt("a column has an unexpected type or null"))
+}
+
+fn unsigned(v: i64) -> Result<u64, RefreshError> {
+    to_u64(v).ok_or(corrupt("a negative time, generation or version"))
+}
+
+fn at(row: &Row<'_>, i: usize) -> Result<UnixTime, RefreshError> {
+    Ok(UnixTime::from_secs(unsigned(get(row, i)?)?))
+}
+
+fn reason_from(s: &str) -> Result<RevocationReason, RefreshError> {
+    Ok(match s {
+        "reuse_detected" => RevocationReason::ReuseDetected,
+        "logout" => RevocationReason::Logout,
+        "admin" => RevocationReason::Admin,
+        "security_event" => RevocationReason::SecurityEvent,
+        _ => return Err(corrupt("unknown revocation reason")),
+    })
+}
+
+fn family_at(row: &Row<'_>, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
+    let Some(id) = get::<Option<Vec<u8>>>(row, o)? else {
+        return Ok(None);
+    };
+    let status = match get::<String>(row, o + 9)?.as_str() {
+        "active" => FamilyStatus::Active,
+        "revoked" => FamilyStatus::Revoked {
+            at: at(row, o + 10)?,
+            reason: reason_from(&get::<String>(row, o + 11)?)?,
+        },
+        _ => return Err(corrupt("unknown family status")),
+    };
+    Ok(Some(FamilyRecord {
+        id: FamilyId::from_bytes(id16(id)?),
+        subject: get(row, o + 1)?,
+        client_id: get(row, o + 2)?,
+        created_at: at(row, o + 3)?,
+        absolute_expires_at: at(row, o + 4)?,
+        head: TokenId::from_bytes(id16(get(row, o + 5)?)?),
+        head_parent: get::<Option<Vec<u8>>>(row, o + 6)?
+            .map(|v| id16(v).map(TokenId::from_bytes))
+            .transpose()?,
+        head_generation: unsigned(get(row, o + 7)?)?,
+        version: unsigned(get(row, o + 8)?)?,
+        status,
+        dpop_jkt: get::<Option<Vec<u8>>>(row, o + 12)?
+            .map(|v| {
+                <[u8; 32]>::try_from(v)
+                    .map(Thumbprint::from_bytes)
+                    .map_err(|_| corrupt("a dpop_jkt does not hold 32 bytes"))
+            })
+            .transpose()?,
+    }))
+}
+
+fn token_at(row: &Row<'_>, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
+    let Some(family) = get::<Option<Vec<u8>>>(row, o)? else {
+        return Ok(None);
+    };
+    let hash: [u8; 32] = get::<Vec<u8>>(row, o + 4)?
+        .try_into()
+        .map_err(|_| corrupt("a secret hash does not hold 32 bytes"))?;
+    let state = match get::<String>(row, o + 6)?.as_str() {
+        "active" => TokenState::Active,
+        "rotated" => TokenState::Rotated {
+            at: at(row, o + 7)?,
+            successor: TokenId::from_bytes(id16(get(row, o + 8)?)?),
+            grace_uses: u32::try_from(get::<i64>(row, o + 9)?)
+                .map_err(|_| corrupt("grace uses out of range"))?,
+        },
+        "superseded" => TokenState::Superseded {
+            at: at(row, o + 7)?,
+            by: TokenId::from_bytes(id16(get(row, o + 8)?)?),
+        },
+        _ => return Err(corrupt("unknown token state")),
+    };
+    Ok(Some(TokenRecord {
+        family: FamilyId::from_bytes(id16(family)?),
+        id: TokenId::from_bytes(id16(get(row, o + 1)?)?),
+        parent: get::<Option<Vec<u8>>>(row, o + 2)?
+            .map(|v| id16(v).map(TokenId::from_bytes))
+            .transpose()?,
+        generation: unsigned(get(row, o + 3)?)?,
+        secret_hash: SecretHash::from_bytes(hash),
+        issued_at: at(row, o + 5)?,
+        state,
+    }))
+}
+
+fn blob(b: &[u8]) -> Value {
+    Value::Blob(b.to_vec())
+}
+
+fn opt_blob(b: Option<&[u8]>) -> Value {
+    b.map_or(Value::Null, blob)
+}
+
+enum Abort {
+    Refuse(RefreshError),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Abort {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<RefreshError> for Abort {
+    fn from(e: RefreshError) -> Self {
+        Self::Refuse(e)
+    }
+}
+
+fn exists(c: &Connection, sql: &str, p: &[Value]) -> Result<bool, rusqlite::Error> {
+    Ok(c.prepare_cached(sql)?
+        .query_row(rusqlite::params_from_iter(p), |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn run_guard(c: &Connection, g: &Guard) -> Result<bool, Abort> {
+    Ok(match g {
+        Guard::FamilyAbsent { family } => {
+            !exists(c, GUARD_FAMILY_ABSENT, &[blob(family.as_bytes())])?
+        }
+        Guard::FamilyVersion { family, version } => exists(
+            c,
+            GUARD_FAMILY_VERSION,
+            &[blob(family.as_bytes()), Value::Integer(big(*version)?)],
+        )?,
+        Guard::TokenActive { family, token } => exists(
+            c,
+            GUARD_TOKEN_ACTIVE,
+            &[blob(family.as_bytes()), blob(token.as_bytes())],
+        )?,
+        Guard::TokenGraceBelow {
+            family,
+            token,
+            max_uses,
+        } => exists(
+            c,
+            GUARD_TOKEN_GRACE_BELOW,
+            &[
+                blob(family.as_bytes()),
+                blob(token.as_bytes()),
+                Value::Integer(i64::from(*max_uses)),
+            ],
+        )?,
+        _ => {
+            return Err(Abort::Refuse(unavailable(
+                "the plan has a guard this adapter does not know; upgrade the stores crate",
+            )));
+        }
+    })
+}
+
+fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
+    let (sql, p): (&str, Vec<Value>) = match w {
+        Write::InsertFamily(f) => {
+            let (status, revoked_at, reason) = match f.status {
+                FamilyStatus::Active => ("active", Value::Null, Value::Null),
+                FamilyStatus::Revoked { at, reason } => (
+                    "revoked",
+                    Value::Integer(time(at)?),
+                    Value::Text(reason.as_str().to_owned()),
+                ),
+                _ => return Err(Abort::Refuse(unavailable("unknown family status"))),
+            };
+            (
+                INSERT_FAMILY,
+                vec![
+                    blob(f.id.as_bytes()),
+                    Value::Text(f.subject.clone()),
+                    Value::Text(f.client_id.clone()),
+                    Value::Integer(time(f.created_at)?),
+                    Value::Integer(time(f.absolute_expires_at)?),
+                    blob(f.head.as_bytes()),
+                    opt_blob(f.head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                    Value::Integer(big(f.head_generation)?),
+                    Value::Integer(big(f.version)?),
+                    Value::Text(status.to_owned()),
+                    revoked_at,
+                    reason,
+                    opt_blob(f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice())),
+                ],
+            )
+        }
+        Write::InsertToken(t) => {
+            let (state, at, successor, uses) = match &t.state {
+                TokenState::Active => ("active", Value::Null, Value::Null, 0),
+                TokenState::Rotated {
+                    at,
+                    successor,
+                    grace_uses,
+                } => (
+                    "rotated",
+                    Value::Integer(time(*at)?),
+                    blob(successor.as_bytes()),
+                    i64::from(*grace_uses),
+                ),
+                TokenState::Superseded { at, by } => (
+                    "superseded",
+                    Value::Integer(time(*at)?),
+                    blob(by.as_bytes()),
+                    0,
+                ),
+                _ => return Err(Abort::Refuse(unavailable("unknown token state"))),
+            };
+            (
+                INSERT_TOKEN,
+                vec![
+                    blob(t.family.as_bytes()),
+                    blob(t.id.as_bytes()),
+                    opt_blob(t.parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                    Value::Integer(big(t.generation)?),
+                    blob(t.secret_hash.as_bytes()),
+                    Value::Integer(time(t.issued_at)?),
+                    Value::Text(state.to_owned()),
+                    at,
+                    successor,
+                    Value::Integer(uses),
+                ],
+            )
+        }
+        Write::MarkRotated {
+            family,
+            token,
+            at,
+            successor,
+        } => (
+            MARK_ROTATED,
+            vec![
+                blob(family.as_bytes()),
+                blob(token.as_bytes()),
+                Value::Integer(time(*at)?),
+                blob(successor.as_bytes()),
+            ],
+        ),
+        Write::IncrementGraceUses { family, token } => (
+            INCREMENT_GRACE,
+            vec![blob(family.as_bytes()), blob(token.as_bytes())],
+        ),
+        Write::MarkSuperseded {
+            family,
+            token,
+            at,
+            by,
+        } => (
+            MARK_SUPERSEDED,
+            vec![
+                blob(family.as_bytes()),
+                blob(token.as_bytes()),
+                Value::Integer(time(*at)?),
+                blob(by.as_bytes()),
+            ],
+        ),
+        Write::SetHead {
+            family,
+            head,
+            head_parent,
+            head_generation,
+            version,
+        } => (
+            SET_HEAD,
+            vec![
+                blob(family.as_bytes()),
+                blob(head.as_bytes()),
+                opt_blob(head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
+                Value::Integer(big(*head_generation)?),
+                Value::Integer(big(*version)?),
+            ],
+        ),
+        Write::RevokeFamily {
+            family,
+            at,
+            reason,
+            version,
+        } => (
+            REVOKE_FAMILY,
+            vec![
+                blob(family.as_bytes()),
+                Value::Integer(time(*at)?),
+                Value::Text(reason.as_str().to_owned()),
+                Value::Integer(big(*version)?),
+            ],
+        ),
+        Write::RetainTokens { family, keep } => {
+            // Bounded rows per family: delete every row the engine does not keep. Any
+            // number of rows (0 included); never a conflict.
+            if keep.len() > handoff_refresh::MAX_TOKEN_ROWS_PER_FAMILY {
+                return Err(Abort::Refuse(unavailable(
+                    "a plan keeps more token rows than a family may hold; nothing written",
+                )));
+            }
+            let mut sql = String::from("DELETE FROM refresh_tokens WHERE family_id = ?1");
+            let mut p = vec![blob(family.as_bytes())];
+            if !keep.is_empty() {
+                sql.push_str(" AND id NOT IN (");
+                for (i, k) in keep.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("?{}", i + 2));
+                    p.push(blob(k.as_bytes()));
+                }
+                sql.push(')');
+            }
+            c.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(p))?;
+            return Ok(1);
+        }
+        _ => {
+            return Err(Abort::Refuse(unavailable(
+                "the plan has a write this adapter does not know; upgrade the stores crate",
+            )));
+        }
+    };
+    Ok(c.prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(p))?)
+}
+
+fn apply_in(c: &mut Connection, plan: &WritePlan) -> Result<ApplyOutcome, Abort> {
+    // IMMEDIATE: the write lock is taken now, so the guards read what the writes change.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for g in &plan.guards {
+        if !run_guard(&tx, g)? {
+            tx.rollback()?;
+            return Ok(ApplyOutcome::Conflict);
+        }
+    }
+    for w in &plan.writes {
+        if run_write(&tx, w)? != 1 {
+            tx.rollback()?;
+            return Ok(ApplyOutcome::Conflict);
+        }
+    }
+    tx.commit()?;
+    Ok(ApplyOutcome::Applied)
+}
+
+impl SqliteFamilyStore {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let s = |q: &str| q.replace("{F}", FAMILY_COLS).replace("{T}", TOKEN_COLS);
+        Self {
+            shared,
+            // One statement: family and token from one snapshot.
+            load: s("SELECT {F}, {T} FROM (SELECT 1) AS one \
+                 LEFT JOIN refresh_families f ON f.id = ?1 \
+                 LEFT JOIN refresh_tokens t ON t.family_id = ?1 AND t.id = ?2"),
+            load_family: s("SELECT {F} FROM refresh_families f WHERE f.id = ?1"),
+            live_of_subject: s("SELECT {F} FROM refresh_families f \
+                 WHERE f.subject = ?1 AND f.status = 'active' AND f.absolute_expires_at > ?2 \
+                 ORDER BY f.id LIMIT ?3"),
+        }
+    }
+}
+
+/// Decoding errors inside a row callback travel out as this.
+fn smuggle(e: RefreshError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
+}
+
+fn unsmuggle(e: rusqlite::Error) -> RefreshError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(_, _, b) => match b.downcast::<RefreshError>() {
+            Ok(r) => *r,
+            Err(other) => unavailable(other),
+        },
+        other => unavailable(describe(&other)),
+    }
+}
+
+impl FamilyStore for SqliteFamilyStore {
+    fn load(&self, family: FamilyId, token: TokenId) -> Result<Loaded, RefreshError> {
+        let res = self.shared.with_conn(|c| {
+            c.prepare_cached(&self.load)?.query_row(
+                params![family.as_bytes().as_slice(), token.as_bytes().as_slice()],
+                |row| {
+                    Ok(Loaded {
+                        family: family_at(row, 0).map_err(smuggle)?,
+                        token: token_at(row, FAMILY_NCOLS).map_err(smuggle)?,
+                    })
+                },
+            )
+        });
+        res.map_err(unavailable)?.map_err(unsmuggle)
+    }
+
+    fn load_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>, RefreshError> {
+        let res = self.shared.with_conn(|c| {
+            c.prepare_cached(&self.load_family)?
+                .query_row(params![family.as_bytes().as_slice()], |row| {
+                    family_at(row, 0).map_err(smuggle)
+                })
+                .optional()
+        });
+        Ok(res.map_err(unavailable)?.map_err(unsmuggle)?.flatten())
+    }
+
+    fn live_families_of_subject(
+        &self,
+        subject: &str,
+        now: UnixTime,
+        max: usize,
+    ) -> Result<Vec<FamilyRecord>, RefreshError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let now = time(now)?;
+        let res = self.shared.with_conn(|c| {
+            let mut st = c.prepare_cached(&self.live_of_subject)?;
+            st.query_map(params![subject, now, max], |row| {
+                family_at(row, 0).map_err(smuggle)
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        });
+        Ok(res
+            .map_err(unavailable)?
+            .map_err(unsmuggle)?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    fn apply(&self, plan: &WritePlan) -> Result<ApplyOutcome, RefreshError> {
+        if plan.guards.is_empty() && plan.writes.is_empty() {
+            return Ok(ApplyOutcome::Applied);
+        }
+        let res = self.shared.with_conn(|c| match apply_in(c, plan) {
+            Ok(o) => Ok(Ok(o)),
+            Err(Abort::Sql(e)) => Err(e),
+            Err(Abort::Refuse(e)) => Ok(Err(e)),
+        });
+        match res.map_err(unavailable)? {
+            Ok(inner) => inner,
+            Err(e) if is_conflict(&e) => Ok(ApplyOutcome::Conflict),
+            Err(e) => Err(RefreshError::StoreUnavailable(describe(&e))),
+        }
+    }
+
+    fn gc(&self, now: UnixTime, max_batch: usize) -> Result<GcReport, RefreshError> {
+        if max_batch == 0 {
+            return Ok(GcReport::default());
+        }
+        let max = i64::try_from(max_batch).unwrap_or(i64::MAX);
+        let now = time(now)?;
+        let res = self.shared.with_conn(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS gc_doomed (id BLOB PRIMARY KEY)",
+                [],
+            )?;
+            tx.execute("DELETE FROM temp.gc_doomed", [])?;
+            tx.execute(
+                "INSERT INTO temp.gc_doomed (id) SELECT id FROM refresh_families \
+                 WHERE absolute_expires_at <= ?1 ORDER BY absolute_expires_at LIMIT ?2",
+                params![now, max],
+            )?;
+            let tokens = tx.execute(
+                "DELETE FROM refresh_tokens WHERE family_id IN (SELECT id FROM temp.gc_doomed)",
+                [],
+            )?;
+            let families = tx.execute(
+                "DELETE FROM refresh_families WHERE id IN (SELECT id FROM temp.gc_doomed)",
+                [],
+            )?;
+            tx.execute("DELETE FROM temp.gc_doomed", [])?;
+            tx.commit()?;
+            Ok(GcReport { families, tokens })
+        });
+        res.map_err(unavailable)?
+            .map_err(|e| unavailable(describe(&e)))
+    }
+}

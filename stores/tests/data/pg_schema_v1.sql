@@ -1,0 +1,69 @@
+-- identity crate family: shared-store schema, version 1.
+-- `{schema}` is replaced by the configured schema name (validated: [a-z_][a-z0-9_]{0,62}).
+-- Every time column holds the application's clock (seconds since the epoch); the database
+-- clock is never consulted.
+
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    version integer PRIMARY KEY
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.refresh_families (
+    id                  bytea   PRIMARY KEY CHECK (length(id) = 16),
+    subject             text    NOT NULL CHECK (octet_length(subject) BETWEEN 1 AND 255),
+    client_id           text    NOT NULL CHECK (octet_length(client_id) BETWEEN 1 AND 255),
+    created_at          bigint  NOT NULL,
+    absolute_expires_at bigint  NOT NULL,
+    head                bytea   NOT NULL CHECK (length(head) = 16),
+    head_parent         bytea   CHECK (length(head_parent) = 16),
+    head_generation     bigint  NOT NULL CHECK (head_generation >= 0),
+    version             bigint  NOT NULL CHECK (version >= 0),
+    status              text    NOT NULL CHECK (status IN ('active', 'revoked')),
+    revoked_at          bigint,
+    revoked_reason      text,
+    CHECK ((status = 'revoked') = (revoked_at IS NOT NULL AND revoked_reason IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS refresh_families_subject
+    ON {schema}.refresh_families (subject) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS refresh_families_expiry
+    ON {schema}.refresh_families (absolute_expires_at);
+
+CREATE TABLE IF NOT EXISTS {schema}.refresh_tokens (
+    family_id   bytea   NOT NULL REFERENCES {schema}.refresh_families (id) ON DELETE CASCADE,
+    id          bytea   NOT NULL CHECK (length(id) = 16),
+    parent      bytea   CHECK (length(parent) = 16),
+    generation  bigint  NOT NULL CHECK (generation >= 0),
+    secret_hash bytea   NOT NULL CHECK (length(secret_hash) = 32),  -- SHA-256, never the secret
+    issued_at   bigint  NOT NULL,
+    state       text    NOT NULL CHECK (state IN ('active', 'rotated', 'superseded')),
+    state_at    bigint,          -- rotated_at or superseded_at
+    successor   bytea,           -- rotated: the successor; superseded: the sibling
+    grace_uses  integer NOT NULL DEFAULT 0 CHECK (grace_uses >= 0),
+    PRIMARY KEY (family_id, id),
+    CHECK ((state = 'active') = (state_at IS NULL AND successor IS NULL))
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.devices (
+    device_id    text    PRIMARY KEY CHECK (octet_length(device_id) BETWEEN 1 AND 64),
+    state        text    NOT NULL
+                 CHECK (state IN ('pending', 'approved', 'suspended', 'revoked', 'denied', 'expired')),
+    state_by     text    CHECK (octet_length(state_by) BETWEEN 1 AND 64),  -- operator
+    state_at     bigint,         -- decision time (pending: requested_at)
+    expires_at   bigint,         -- pending only
+    version      bigint  NOT NULL CHECK (version >= 0)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.device_keys (
+    device_id      text    NOT NULL REFERENCES {schema}.devices (device_id) ON DELETE CASCADE,
+    key_id         text    NOT NULL CHECK (octet_length(key_id) BETWEEN 1 AND 64),
+    position       smallint NOT NULL CHECK (position BETWEEN 0 AND 3),
+    status         text    NOT NULL CHECK (status IN ('active', 'retiring')),
+    retiring_until bigint,
+    sealed_secret  bytea   NOT NULL CHECK (length(sealed_secret) <= 512),  -- never plain text
+    PRIMARY KEY (device_id, key_id),
+    UNIQUE (device_id, position),
+    CHECK ((status = 'retiring') = (retiring_until IS NOT NULL))
+);
+
+INSERT INTO {schema}.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
