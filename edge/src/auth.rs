@@ -54,12 +54,12 @@ impl From<VerifyingKey> for Keys {
 
 /// A key owned for one verification (cloned out of the cache, so that no lock is held
 /// during the signature check).
-enum HeldKey {
+pub(crate) enum HeldKey {
     Owned(VerifyingKey),
     Shared(Arc<Jwks>),
 }
 
-fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) -> R {
+pub(crate) fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) -> R {
     match held {
         HeldKey::Owned(k) => f(k),
         HeldKey::Shared(j) => f(&**j),
@@ -67,7 +67,7 @@ fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) -> R {
 }
 
 impl Keys {
-    async fn hold(&self, validation: &Validation, token: &str) -> Result<HeldKey, AuthRejection> {
+    pub(crate) async fn hold(&self, validation: &Validation, token: &str) -> Result<HeldKey, AuthRejection> {
         match self {
             Self::Static(j) => Ok(HeldKey::Shared(j.clone())),
             Self::Remote(r) => match r.key_for_token(validation, token).await {

@@ -1,0 +1,195 @@
+//! A host JWKS server on loopback (axum, the `handoff_issuer` keyring's own JWKS output)
+//! with switchable misbehaviour, and helpers shared by the edge tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use handoff_core::UnixTime;
+use handoff_edge::Clock;
+use handoff_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
+
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// How the server answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The keyring's JWKS, ETag and `If-None-Match` honoured.
+    Normal,
+    /// As normal, after a delay.
+    Delay(Duration),
+    /// Never answers in time (sleeps 30 s).
+    Hang,
+    /// `500 Internal Server Error`.
+    Error500,
+    /// 5 MB of JSON-ish bytes with a Content-Length.
+    Huge,
+    /// 5 MB streamed without a Content-Length.
+    HugeChunked,
+    /// Not JSON.
+    BadJson,
+}
+
+pub struct HostServer {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub not_modified: Arc<AtomicUsize>,
+    pub mode: Arc<Mutex<Mode>>,
+    pub cache_control: Arc<Mutex<Option<String>>>,
+    pub keyring: Arc<Mutex<Keyring>>,
+    pub clock: Arc<dyn Clock>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct S {
+    hits: Arc<AtomicUsize>,
+    not_modified: Arc<AtomicUsize>,
+    mode: Arc<Mutex<Mode>>,
+    cache_control: Arc<Mutex<Option<String>>>,
+    keyring: Arc<Mutex<Keyring>>,
+    clock: Arc<dyn Clock>,
+}
+
+pub const HOST: &str = "https://host.example";
+
+pub fn host_key(kid: &str) -> HostIssuerKeys {
+    HostIssuerKeys::generate(Algorithm::EdDSA, Some(kid), &mut rng()).unwrap()
+}
+
+async fn jwks(State(s): State<S>, headers: HeaderMap) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let mode = s.mode.lock().unwrap().clone();
+    match mode {
+        Mode::Delay(d) => tokio::time::sleep(d).await,
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Mode::Error500 => return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        Mode::Huge => {
+            let mut body = b"{\"keys\":[".to_vec();
+            body.resize(5 * 1024 * 1024, b' ');
+            return ([("content-type", "application/json")], body).into_response();
+        }
+        Mode::HugeChunked => {
+            let chunks = (0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 65536]));
+            return Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+        }
+        Mode::BadJson => {
+            return ([("content-type", "application/json")], "{\"keys\": [ nope").into_response();
+        }
+        Mode::Normal => {}
+    }
+    let published = s.keyring.lock().unwrap().jwks_response(s.clock.now());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    published.body().hash(&mut h);
+    let etag = format!("\"{:016x}\"", h.finish());
+    let cc = s
+        .cache_control
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| published.cache_control());
+    if headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        s.not_modified.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::NOT_MODIFIED,
+            [("etag", etag), ("cache-control", cc)],
+        )
+            .into_response();
+    }
+    (
+        [
+            ("content-type", published.content_type().to_owned()),
+            ("etag", etag),
+            ("cache-control", cc),
+        ],
+        published.into_body(),
+    )
+        .into_response()
+}
+
+impl HostServer {
+    pub async fn start(clock: Arc<dyn Clock>) -> Self {
+        let keyring = Keyring::new(host_key("host-a"), clock.now());
+        let s = S {
+            hits: Arc::default(),
+            not_modified: Arc::default(),
+            mode: Arc::new(Mutex::new(Mode::Normal)),
+            cache_control: Arc::default(),
+            keyring: Arc::new(Mutex::new(keyring)),
+            clock: clock.clone(),
+        };
+        let app = Router::new()
+            .route("/.well-known/jwks.json", get(jwks))
+            .with_state(s.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            hits: s.hits,
+            not_modified: s.not_modified,
+            mode: s.mode,
+            cache_control: s.cache_control,
+            keyring: s.keyring,
+            clock,
+            task,
+        }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn rotate(&self, kid: &str) {
+        let now = self.clock.now();
+        let _change = self.keyring.lock().unwrap().rotate(host_key(kid), now).unwrap();
+    }
+
+    /// A host JWT for `sub`, tenant `tenant-7`, audience `aud`, signed with the active key.
+    pub fn mint(&self, aud: &str, sub: &str) -> String {
+        let claims = HostClaims::new(HOST, aud, sub).tenant("tenant-7").ttl(120);
+        self.keyring
+            .lock()
+            .unwrap()
+            .mint(&claims, self.clock.now(), &mut rng())
+            .unwrap()
+            .into_token()
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn start_time() -> UnixTime {
+    handoff_edge::SystemClock.now()
+}
