@@ -517,7 +517,7 @@ async fn fetch(inner: &Inner, req: &FetchRequest) -> Result<FetchResponse, Fetch
 
 /// Reads a body, refusing it as soon as it passes `max` bytes (the `Content-Length` is
 /// checked first, then the running total: a lying or absent length changes nothing).
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     max: usize,
     timeout: Duration,

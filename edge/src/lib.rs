@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod auth;
+pub mod client;
 mod clock;
 mod error;
 mod extract;
@@ -17,6 +18,7 @@ pub use auth::{
     AccessRevocation, AuthRejection, DpopAccess, EdgeAuth, EdgeAuthBuilder, Keys,
     MAX_AUTHORIZATION_BYTES,
 };
+pub use client::{ClientResponse, DpopClient};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EdgeError;
 pub use extract::{Access, Dpop, Host, RequiredScopes, Service};

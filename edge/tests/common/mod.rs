@@ -193,3 +193,54 @@ impl Drop for HostServer {
 pub fn start_time() -> UnixTime {
     handoff_edge::SystemClock.now()
 }
+
+/// The token service and API on loopback, fed by a host server on loopback.
+pub struct Gateway {
+    pub host: HostServer,
+    pub service: handoff_edge::token_service::TokenService,
+    pub issuer: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    pub async fn start() -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(handoff_edge::SystemClock);
+        let host = HostServer::start(clock).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = handoff_edge::RemoteJwks::builder(host.jwks_url())
+            .build()
+            .unwrap();
+        let service = handoff_edge::token_service::TokenService::builder(&issuer, HOST, jwks)
+            .build()
+            .unwrap();
+        let app = service.router();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            host,
+            service,
+            issuer,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    pub fn host_jwt(&self, sub: &str) -> String {
+        self.host.mint(&self.issuer, sub)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn dpop_key() -> handoff_dpop::DpopKey {
+    handoff_dpop::DpopKey::generate(Algorithm::ES256, &mut rng()).unwrap()
+}
