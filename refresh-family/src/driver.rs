@@ -1,6 +1,6 @@
 //! Load -> decide -> apply, with bounded retry, against any [`FamilyStore`].
 
-use handoff_core::UnixTime;
+use handoff_core::{Thumbprint, UnixTime};
 use rand_core::CryptoRng;
 
 use crate::RefreshError;
@@ -101,6 +101,29 @@ where
     S: FamilyStore + ?Sized,
     R: CryptoRng + ?Sized,
 {
+    rotate_bound(store, engine, token, None, now, rng)
+}
+
+/// [`rotate`] for a request that came with a verified DPoP proof whose key has the RFC
+/// 7638 thumbprint `dpop_jkt` (`None`: no proof). A family bound to a DPoP key at its
+/// start ([`start_bound`]) is refused with [`RefreshError::DpopProofRequired`] or
+/// [`RefreshError::DpopKeyMismatch`] (nothing written, the family stays live; see
+/// [`RefreshFamilies::decide_bound`]).
+///
+/// # Errors
+/// As [`rotate`].
+pub fn rotate_bound<S, R>(
+    store: &S,
+    engine: &RefreshFamilies,
+    token: &str,
+    dpop_jkt: Option<Thumbprint>,
+    now: UnixTime,
+    rng: &mut R,
+) -> Result<Outcome, RefreshError>
+where
+    S: FamilyStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
     let presented = match engine.verify(token) {
         Ok(p) => p,
         Err(error) => {
@@ -120,7 +143,7 @@ where
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
         let loaded = store.load(presented.family(), presented.id())?;
-        let decision = engine.decide(&presented, loaded, now, rng);
+        let decision = engine.decide_bound(&presented, dpop_jkt, loaded, now, rng);
         if !decision.plan().is_empty() && store.apply(decision.plan())? == ApplyOutcome::Conflict {
             continue;
         }
@@ -165,9 +188,30 @@ where
     S: FamilyStore + ?Sized,
     R: CryptoRng + ?Sized,
 {
+    start_bound(store, engine, subject, client_id, None, now, rng)
+}
+
+/// [`start`], binding the family to the DPoP key whose RFC 7638 thumbprint is `dpop_jkt`
+/// (RFC 9449 section 5; `None`: unbound). Rotate it with [`rotate_bound`].
+///
+/// # Errors
+/// As [`start`].
+pub fn start_bound<S, R>(
+    store: &S,
+    engine: &RefreshFamilies,
+    subject: &str,
+    client_id: &str,
+    dpop_jkt: Option<Thumbprint>,
+    now: UnixTime,
+    rng: &mut R,
+) -> Result<Issued, RefreshError>
+where
+    S: FamilyStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
-        let new = engine.start_family(subject, client_id, now, rng)?;
+        let new = engine.start_family_bound(subject, client_id, dpop_jkt, now, rng)?;
         if store.apply(&new.plan)? == ApplyOutcome::Applied {
             return Ok(Issued {
                 token: new.token,

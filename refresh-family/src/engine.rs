@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use handoff_core::{HmacSecret, UnixTime};
+use handoff_core::{HmacSecret, Thumbprint, UnixTime};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -181,6 +181,25 @@ impl RefreshFamilies {
         now: UnixTime,
         rng: &mut R,
     ) -> Result<NewFamily, RefreshError> {
+        self.start_family_bound(subject, client_id, None, now, rng)
+    }
+
+    /// [`Self::start_family`], binding the family to a DPoP key when `dpop_jkt` is set
+    /// (RFC 9449 section 5: the RFC 7638 thumbprint of the key of the DPoP proof that came
+    /// with the token request; required for public clients). Every later rotation of a
+    /// bound family must present a proof made with the same key
+    /// ([`Self::decide_bound`]); the binding is never changed.
+    ///
+    /// # Errors
+    /// As [`Self::start_family`].
+    pub fn start_family_bound<R: CryptoRng + ?Sized>(
+        &self,
+        subject: &str,
+        client_id: &str,
+        dpop_jkt: Option<Thumbprint>,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> Result<NewFamily, RefreshError> {
         check_name(subject, "subject must be 1 to 255 bytes")?;
         check_name(client_id, "client id must be 1 to 255 bytes")?;
         let mut fid = [0u8; 16];
@@ -199,6 +218,7 @@ impl RefreshFamilies {
             head_generation: 0,
             version: 0,
             status: FamilyStatus::Active,
+            dpop_jkt,
         };
         let first = TokenRecord {
             family: family_id,
@@ -233,10 +253,34 @@ impl RefreshFamilies {
 
     /// Decides what to do with a verified presented token, given the rows loaded for its
     /// family id and token id. Pure: writes nothing, reads no clock. `rng` is used only
-    /// by [`GraceMode::IssueSibling`].
+    /// by [`GraceMode::IssueSibling`]. A request without a DPoP proof: a family bound to
+    /// a DPoP key is refused ([`Self::decide_bound`]).
     pub fn decide<R: CryptoRng + ?Sized>(
         &self,
         presented: &PresentedToken,
+        loaded: Loaded,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> Decision {
+        self.decide_bound(presented, None, loaded, now, rng)
+    }
+
+    /// [`Self::decide`] for a request that came with a DPoP proof whose key has the RFC
+    /// 7638 thumbprint `dpop_jkt` (verified by the caller, e.g. with `handoff-dpop`).
+    ///
+    /// A family bound at creation ([`FamilyRecord::dpop_jkt`]) is refused without a
+    /// proof ([`RefreshError::DpopProofRequired`]) or with a proof of another key
+    /// ([`RefreshError::DpopKeyMismatch`]), before any other check of the token row, with
+    /// no writes: the family is **not** revoked. Reasoning: whoever holds the token but
+    /// not the key cannot use it, so revoking protects nothing and would hand anyone who
+    /// sees a token (logs, a proxy) a way to log the user out; the refusal's audit event
+    /// carries the reason for theft monitoring. A thief who also holds the key passes the
+    /// check and meets the usual reuse detection. An unbound family accepts any proof or
+    /// none (confidential clients' refresh tokens are not bound) and stays unbound.
+    pub fn decide_bound<R: CryptoRng + ?Sized>(
+        &self,
+        presented: &PresentedToken,
+        dpop_jkt: Option<Thumbprint>,
         loaded: Loaded,
         now: UnixTime,
         rng: &mut R,
@@ -272,9 +316,22 @@ impl RefreshFamilies {
                 now,
             );
         }
+        if let Some(bound) = fam.dpop_jkt {
+            let error = match dpop_jkt {
+                None => Some(RefreshError::DpopProofRequired),
+                Some(k) if !bool::from(k.as_bytes().ct_eq(bound.as_bytes())) => {
+                    Some(RefreshError::DpopKeyMismatch)
+                }
+                Some(_) => None,
+            };
+            if let Some(error) = error {
+                return refuse(error, Some(presented), now);
+            }
+        }
         let Some(tok) = loaded.token else {
             // Authentic ids (the tag verified) but no row: a token of this family whose
-            // row is gone. Treat as reuse.
+            // row was deleted as the family rotated on (or by an older store's cleanup).
+            // Only the head and its predecessor keep rows, so this is reuse.
             return self.reuse(&fam, presented.id, ReuseKind::UnknownToken, now);
         };
         if !tok.secret_hash.matches(&presented.secret) {
@@ -348,13 +405,16 @@ impl RefreshFamilies {
     }
 
     /// Logout: revokes the family of an authentic presented token (any token of the
-    /// family whose row and secret match, so a client holding an older token can still
-    /// end its session).
+    /// family: one whose row is held must match its secret; one whose row was deleted as
+    /// the family rotated is authenticated by its id tag alone, exactly as when it is
+    /// presented for rotation, which revokes the family as reuse). Revocation needs no
+    /// DPoP proof, even for a bound family (RFC 7009 revocation takes the token alone): it
+    /// only ends access.
     ///
     /// # Errors
     /// [`RefreshError::UnknownFamily`] when the family row is gone,
-    /// [`RefreshError::InvalidToken`] when the token row is absent or the secret does not
-    /// match, [`RefreshError::Inconsistent`] when the rows do not match the token.
+    /// [`RefreshError::InvalidToken`] when the secret does not match the token row,
+    /// [`RefreshError::Inconsistent`] when the rows do not match the token.
     pub fn logout(
         &self,
         presented: &PresentedToken,
@@ -362,14 +422,23 @@ impl RefreshFamilies {
         now: UnixTime,
     ) -> Result<Revocation, RefreshError> {
         let fam = loaded.family.ok_or(RefreshError::UnknownFamily)?;
-        let tok = loaded.token.ok_or(RefreshError::InvalidToken)?;
-        if fam.id != presented.family || tok.family != presented.family || tok.id != presented.id {
+        if fam.id != presented.family {
             return Err(RefreshError::Inconsistent(
                 "loaded rows do not match the token",
             ));
         }
-        if !tok.secret_hash.matches(&presented.secret) {
-            return Err(RefreshError::InvalidToken);
+        // A token whose row is gone (superseded and deleted as the family rotated) has
+        // authentic ids (the tag verified); presenting it to rotate would revoke the
+        // family as reuse, so it may end the session too.
+        if let Some(tok) = loaded.token {
+            if tok.family != presented.family || tok.id != presented.id {
+                return Err(RefreshError::Inconsistent(
+                    "loaded rows do not match the token",
+                ));
+            }
+            if !tok.secret_hash.matches(&presented.secret) {
+                return Err(RefreshError::InvalidToken);
+            }
         }
         Ok(self.revoke(core::slice::from_ref(&fam), RevocationReason::Logout, now))
     }
@@ -411,6 +480,12 @@ impl RefreshFamilies {
                     head_parent: Some(tok.id),
                     head_generation: generation,
                     version: fam.version.saturating_add(1),
+                },
+                // The old predecessor (and any displaced sibling) is no longer needed:
+                // presenting it is reuse with or without its row.
+                Write::RetainTokens {
+                    family: fam.id,
+                    keep: vec![succ_id, tok.id],
                 },
             ],
             revoke_access_tokens: Vec::new(),
@@ -484,6 +559,12 @@ impl RefreshFamilies {
                     head_parent: Some(tok.id),
                     head_generation: generation,
                     version: fam.version.saturating_add(1),
+                });
+                // Keep the new head, the grace predecessor and the head just displaced
+                // (so its reuse is reported precisely); earlier siblings go.
+                writes.push(Write::RetainTokens {
+                    family: fam.id,
+                    keep: vec![sib, tok.id, fam.head],
                 });
                 self.issue(fam.id, sib, &secret)
             }

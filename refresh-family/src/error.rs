@@ -52,6 +52,19 @@ pub enum RefreshError {
     /// the whole family is revoked and its access tokens must be revoked too.
     #[error("refresh token reuse detected; the family is revoked and the client must log in again")]
     ReuseDetected,
+    /// The family is bound to a DPoP key (RFC 9449 section 5) but the request carried no
+    /// DPoP proof. Nothing was written; the family stays live.
+    #[error(
+        "refresh token is bound to a DPoP key; send the request with a DPoP proof signed by that key"
+    )]
+    DpopProofRequired,
+    /// The family is bound to a DPoP key and the request's proof was made with another key
+    /// (a stolen token presented by someone without the client's private key, or a client
+    /// that lost its key). Nothing was written; the family stays live.
+    #[error(
+        "refresh token is bound to another DPoP key; sign the DPoP proof with the key that obtained the token"
+    )]
+    DpopKeyMismatch,
     /// In-grace replay of the predecessor, but the head is not the successor this engine
     /// derives (the grace mode changed since the rotation). Nothing was written.
     #[error(
@@ -98,6 +111,8 @@ impl RefreshError {
             | Self::FamilyExpired { .. }
             | Self::TokenExpired { .. }
             | Self::ReuseDetected
+            | Self::DpopProofRequired
+            | Self::DpopKeyMismatch
             | Self::GraceSuccessorUnavailable => "invalid_grant",
             Self::Retry { .. } | Self::StoreUnavailable(_) | Self::StoreFull { .. } => {
                 "temporarily_unavailable"
@@ -123,6 +138,8 @@ impl RefreshError {
             Self::FamilyExpired { .. } => "family_expired",
             Self::TokenExpired { .. } => "token_expired",
             Self::ReuseDetected => "reuse_detected",
+            Self::DpopProofRequired => "dpop_proof_required",
+            Self::DpopKeyMismatch => "dpop_key_mismatch",
             Self::GraceSuccessorUnavailable => "grace_successor_unavailable",
             Self::Inconsistent(_) => "inconsistent_store",
             Self::Retry { .. } => "retry",

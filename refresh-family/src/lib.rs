@@ -12,7 +12,7 @@ mod token;
 
 pub use driver::{
     Issued, Outcome, Refused, Revoked, SUBJECT_BATCH, logout, revoke_family, revoke_subject,
-    rotate, start,
+    rotate, rotate_bound, start, start_bound,
 };
 pub use engine::{
     Decision, Issue, MAX_NAME_BYTES, NewFamily, RefreshFamilies, Rejection, Revocation,
@@ -23,8 +23,8 @@ pub use policy::{
     MIN_LIFETIME_SECS, Policy, PolicyBuilder,
 };
 pub use records::{
-    AuditEvent, FamilyRecord, FamilyStatus, Guard, Loaded, ReuseKind, RevocationReason,
-    TokenRecord, TokenState, Write, WritePlan,
+    AuditEvent, FamilyRecord, FamilyStatus, Guard, Loaded, MAX_TOKEN_ROWS_PER_FAMILY, ReuseKind,
+    RevocationReason, TokenRecord, TokenState, Write, WritePlan,
 };
 pub use store::{ApplyOutcome, FamilyStore, GcReport, InMemoryFamilyStore};
 pub use token::{

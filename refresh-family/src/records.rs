@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use handoff_core::UnixTime;
+use handoff_core::{Thumbprint, UnixTime};
 
 use crate::token::{FamilyId, SecretHash, TokenId};
 
@@ -77,6 +77,11 @@ pub struct FamilyRecord {
     pub version: u64,
     /// Active or revoked.
     pub status: FamilyStatus,
+    /// The RFC 7638 thumbprint of the DPoP key that obtained the family (RFC 9449
+    /// section 5: refresh tokens of public clients are bound to the client's DPoP key), set
+    /// once at creation and never changed. `None` for an unbound family. When set, every
+    /// rotation must present a DPoP proof made with this key.
+    pub dpop_jkt: Option<Thumbprint>,
 }
 
 impl FamilyRecord {
@@ -230,6 +235,16 @@ pub enum Write {
         /// The new version.
         version: u64,
     },
+    /// Delete every token row of the family whose id is not in `keep`. Never a conflict
+    /// (it may delete nothing); the engine puts it last in a plan that inserts a token, so
+    /// that a family holds at most [`MAX_TOKEN_ROWS_PER_FAMILY`] token rows whatever its
+    /// rotations. A token whose row is gone still counts as reuse when presented.
+    RetainTokens {
+        /// The family.
+        family: FamilyId,
+        /// The rows to keep (at most [`MAX_TOKEN_ROWS_PER_FAMILY`]).
+        keep: Vec<TokenId>,
+    },
     /// Revoke the family and set the version (the guard's version + 1).
     RevokeFamily {
         /// The family.
@@ -265,6 +280,12 @@ impl WritePlan {
     }
 }
 
+/// The most token rows a family holds in any store after any plan of this crate: the
+/// head, its immediate predecessor (for grace and precise reuse reports) and, in
+/// [`crate::GraceMode::IssueSibling`], the head the last sibling displaced. Every plan
+/// that inserts a token ends with [`Write::RetainTokens`] naming exactly these.
+pub const MAX_TOKEN_ROWS_PER_FAMILY: usize = 3;
+
 /// Which kind of reuse was detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -277,7 +298,9 @@ pub enum ReuseKind {
     GraceUsesExhausted,
     /// A head displaced by an in-grace sibling.
     Superseded,
-    /// An authentic token whose row is gone (garbage-collected) in a live family.
+    /// An authentic token whose row is gone in a live family: superseded rows are deleted
+    /// as the family rotates (at most [`MAX_TOKEN_ROWS_PER_FAMILY`] are kept), so an
+    /// older token of a live family lands here.
     UnknownToken,
 }
 

@@ -4,7 +4,7 @@
 //! [`FamilyStore::apply`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use handoff_core::UnixTime;
@@ -170,6 +170,8 @@ struct Stage {
     tokens: HashMap<(FamilyId, TokenId), TokenRecord>,
     new_families: Vec<FamilyId>,
     new_tokens: Vec<(FamilyId, TokenId)>,
+    /// Held rows to delete ([`Write::RetainTokens`]).
+    deleted: HashSet<(FamilyId, TokenId)>,
 }
 
 impl Stage {
@@ -185,6 +187,9 @@ impl Stage {
         inner: &Inner,
         key: (FamilyId, TokenId),
     ) -> Option<&'a mut TokenRecord> {
+        if self.deleted.contains(&key) {
+            return None;
+        }
         match self.tokens.entry(key) {
             Entry::Occupied(o) => Some(o.into_mut()),
             Entry::Vacant(v) => Some(v.insert(inner.tokens.get(&key)?.clone())),
@@ -204,7 +209,7 @@ impl Stage {
             }
             Write::InsertToken(t) => {
                 let key = (t.family, t.id);
-                if inner.tokens.contains_key(&key)
+                if (inner.tokens.contains_key(&key) && !self.deleted.contains(&key))
                     || self.tokens.contains_key(&key)
                     || self.family(inner, t.family).is_none()
                 {
@@ -273,6 +278,28 @@ impl Stage {
                 }
                 _ => false,
             },
+            Write::RetainTokens { family, keep } => {
+                let held = inner.family_tokens.get(family).into_iter().flatten();
+                let staged = self
+                    .new_tokens
+                    .iter()
+                    .filter(|(f, _)| f == family)
+                    .map(|(_, t)| t);
+                let doomed: Vec<TokenId> = held
+                    .chain(staged)
+                    .filter(|id| !keep.contains(id))
+                    .copied()
+                    .collect();
+                for id in doomed {
+                    let key = (*family, id);
+                    self.tokens.remove(&key);
+                    self.new_tokens.retain(|k| *k != key);
+                    if inner.tokens.contains_key(&key) {
+                        self.deleted.insert(key);
+                    }
+                }
+                true
+            }
             Write::RevokeFamily {
                 family,
                 at,
@@ -356,7 +383,7 @@ impl FamilyStore for InMemoryFamilyStore {
                 return Ok(ApplyOutcome::Conflict);
             }
         }
-        let rows = g.families.len() + g.tokens.len();
+        let rows = g.families.len() + g.tokens.len() - stage.deleted.len();
         let added = stage.new_families.len() + stage.new_tokens.len();
         if rows.saturating_add(added) > self.capacity {
             return Err(RefreshError::StoreFull {
@@ -364,6 +391,12 @@ impl FamilyStore for InMemoryFamilyStore {
             });
         }
         let inner = &mut *g;
+        for key in &stage.deleted {
+            inner.tokens.remove(key);
+            if let Some(ids) = inner.family_tokens.get_mut(&key.0) {
+                ids.retain(|id| *id != key.1);
+            }
+        }
         for id in &stage.new_families {
             if let Some(f) = stage.families.get(id) {
                 inner

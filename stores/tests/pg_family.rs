@@ -402,3 +402,83 @@ fn four_processes_eight_threads_one_rotation() {
         "no write after revocation"
     );
 }
+
+/// Issue 18 finding 2 on PostgreSQL: 10 000 rotations of one family leave at most
+/// `MAX_TOKEN_ROWS_PER_FAMILY` token rows; reuse of a superseded token whose row is gone
+/// is still detected and revokes the family. Also the DPoP binding column round-trips.
+#[test]
+fn ten_thousand_rotations_keep_rows_bounded_on_postgres() {
+    let Some(db) = Db::new("ten_thousand_rotations_keep_rows_bounded_on_postgres") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let mut now = UnixTime::from_secs(1_700_000_000);
+    let jkt = handoff_core::Thumbprint::from_bytes([5; 32]);
+    let login = handoff_refresh::start_bound(
+        &store,
+        &engine,
+        "mallory",
+        "spa",
+        Some(jkt),
+        now,
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        store.load_family(login.family).unwrap().unwrap().dpop_jkt,
+        Some(jkt)
+    );
+    let first = login.token;
+    let mut head = first.expose_secret().to_owned();
+    let mut early = None;
+    for i in 0..10_000 {
+        now = now.saturating_add(1);
+        let Outcome::Issued(next) =
+            handoff_refresh::rotate_bound(&store, &engine, &head, Some(jkt), now, &mut rng())
+                .unwrap()
+        else {
+            panic!("rotation {i} refused")
+        };
+        head = next.token.expose_secret().to_owned();
+        if i == 10 {
+            early = Some(head.clone());
+        }
+    }
+    let rows = db.count("SELECT count(*) FROM {s}.refresh_tokens");
+    assert!(
+        rows <= handoff_refresh::MAX_TOKEN_ROWS_PER_FAMILY as i64,
+        "{rows} token rows after 10 000 rotations"
+    );
+    // A mismatching key is refused without revoking.
+    let Outcome::Refused(r) = handoff_refresh::rotate_bound(
+        &store,
+        &engine,
+        &head,
+        Some(handoff_core::Thumbprint::from_bytes([6; 32])),
+        now,
+        &mut rng(),
+    )
+    .unwrap() else {
+        panic!("another key is refused")
+    };
+    assert_eq!(r.error, RefreshError::DpopKeyMismatch);
+    // Another user still logs in.
+    let _ = start(&store, &engine, "bob", "web", now, &mut rng()).unwrap();
+    // Reuse of a superseded token whose row is gone revokes the family.
+    let Outcome::Refused(r) =
+        handoff_refresh::rotate_bound(&store, &engine, &early.unwrap(), Some(jkt), now, &mut rng())
+            .unwrap()
+    else {
+        panic!("reuse is refused")
+    };
+    assert_eq!(r.error, RefreshError::ReuseDetected);
+    let Outcome::Refused(after) =
+        handoff_refresh::rotate_bound(&store, &engine, &head, Some(jkt), now, &mut rng()).unwrap()
+    else {
+        panic!("the family is revoked")
+    };
+    assert_eq!(after.error.reason(), "family_revoked");
+    let _ = first;
+}

@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use handoff_core::{HmacSecret, UnixTime};
 use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, InMemoryFamilyStore,
-    Loaded, Policy, RefreshError, RefreshFamilies, TokenId, TokenRecord, TokenState, WritePlan,
+    Loaded, MAX_TOKEN_ROWS_PER_FAMILY, Policy, RefreshError, RefreshFamilies, TokenId, TokenRecord,
+    TokenState, WritePlan,
 };
 
 pub type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
@@ -57,8 +58,28 @@ pub fn assert_consistent(fam: &FamilyRecord, tokens: &[TokenRecord]) {
             "head of a live family is not active"
         );
     }
+    assert!(
+        tokens.len() <= MAX_TOKEN_ROWS_PER_FAMILY,
+        "{} token rows in {:?}: rows must stay bounded whatever the rotations",
+        tokens.len(),
+        fam.id
+    );
+    if let Some(parent) = fam.head_parent {
+        let p = tokens
+            .iter()
+            .find(|t| t.id == parent)
+            .unwrap_or_else(|| panic!("head parent row missing in {:?}", fam.id));
+        assert!(
+            matches!(p.state, TokenState::Rotated { .. }),
+            "head parent not rotated"
+        );
+    }
     for t in tokens {
-        if let TokenState::Rotated { successor, .. } = t.state {
+        // A rotated token keeps its successor's row, except the head's parent after
+        // in-grace siblings (its first successor was displaced and may be deleted).
+        if let TokenState::Rotated { successor, .. } = t.state
+            && Some(t.id) != fam.head_parent
+        {
             assert!(
                 tokens.iter().any(|s| s.id == successor),
                 "successor row missing (half-written rotation)"

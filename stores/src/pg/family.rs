@@ -6,7 +6,7 @@
 use core::fmt;
 use std::sync::Arc;
 
-use handoff_core::UnixTime;
+use handoff_core::{Thumbprint, UnixTime};
 use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
     RefreshError, RevocationReason, SecretHash, TokenId, TokenRecord, TokenState, Write, WritePlan,
@@ -17,10 +17,11 @@ use postgres::types::ToSql;
 use super::{Failure, Shared, classify, to_i64, to_u64};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
-     f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason";
+     f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
+     f.dpop_jkt";
 const TOKEN_COLS: &str = "t.family_id, t.id, t.parent, t.generation, t.secret_hash, t.issued_at, \
      t.state, t.state_at, t.successor, t.grace_uses";
-const FAMILY_NCOLS: usize = 12;
+const FAMILY_NCOLS: usize = 13;
 
 /// Every statement of the adapter, spliced with the schema name once.
 struct Sql {
@@ -38,6 +39,7 @@ struct Sql {
     mark_superseded: String,
     set_head: String,
     revoke_family: String,
+    retain_tokens: String,
     gc: String,
 }
 
@@ -68,8 +70,8 @@ impl Sql {
                  FOR UPDATE"),
             insert_family: s("INSERT INTO {s}.refresh_families (id, subject, client_id, \
                  created_at, absolute_expires_at, head, head_parent, head_generation, version, \
-                 status, revoked_at, revoked_reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 status, revoked_at, revoked_reason, dpop_jkt) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (id) DO NOTHING"),
             insert_token: s(
                 "INSERT INTO {s}.refresh_tokens (family_id, id, parent, generation, \
@@ -92,6 +94,9 @@ impl Sql {
             revoke_family: s("UPDATE {s}.refresh_families \
                  SET status = 'revoked', revoked_at = $2, revoked_reason = $3, version = $4 \
                  WHERE id = $1 AND status = 'active'"),
+            // Bounded rows per family: everything but the rows the engine keeps.
+            retain_tokens: s("DELETE FROM {s}.refresh_tokens \
+                 WHERE family_id = $1 AND NOT (id = ANY($2))"),
             // Terminal and past the tombstone = past the absolute expiry. SKIP LOCKED lets
             // concurrent collectors share the work; tokens go with their family.
             gc: s("WITH doomed AS ( \
@@ -191,6 +196,13 @@ fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> 
         head_generation: unsigned(get(row, o + 7)?)?,
         version: unsigned(get(row, o + 8)?)?,
         status,
+        dpop_jkt: get::<Option<Vec<u8>>>(row, o + 12)?
+            .map(|v| {
+                <[u8; 32]>::try_from(v)
+                    .map(Thumbprint::from_bytes)
+                    .map_err(|_| corrupt("a dpop_jkt does not hold 32 bytes"))
+            })
+            .transpose()?,
     }))
 }
 
@@ -328,7 +340,7 @@ impl PgFamilyStore {
                     }
                     _ => return Err(Abort::Refuse(unavailable("unknown family status"))),
                 };
-                let params: [&(dyn ToSql + Sync); 12] = [
+                let params: [&(dyn ToSql + Sync); 13] = [
                     &f.id.as_bytes().as_slice(),
                     &f.subject,
                     &f.client_id,
@@ -341,6 +353,7 @@ impl PgFamilyStore {
                     &status,
                     &revoked_at,
                     &reason,
+                    &f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice()),
                 ];
                 tx.execute(self.sql.insert_family.as_str(), &params)?
             }
@@ -442,6 +455,15 @@ impl PgFamilyStore {
                     &big(*version)?,
                 ],
             )?,
+            Write::RetainTokens { family, keep } => {
+                let keep: Vec<&[u8]> = keep.iter().map(|k| k.as_bytes().as_slice()).collect();
+                tx.execute(
+                    self.sql.retain_tokens.as_str(),
+                    &[&family.as_bytes().as_slice(), &keep],
+                )?;
+                // Deletes any number of rows (0 included); never a conflict.
+                1
+            }
             _ => {
                 return Err(Abort::Refuse(unavailable(
                     "the plan has a write this adapter does not know; upgrade the stores crate",

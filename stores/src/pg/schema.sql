@@ -22,8 +22,12 @@ CREATE TABLE IF NOT EXISTS {schema}.refresh_families (
     status              text    NOT NULL CHECK (status IN ('active', 'revoked')),
     revoked_at          bigint,
     revoked_reason      text,
+    dpop_jkt            bytea   CHECK (length(dpop_jkt) = 32),  -- RFC 7638 thumbprint, RFC 9449 section 5
     CHECK ((status = 'revoked') = (revoked_at IS NOT NULL AND revoked_reason IS NOT NULL))
 );
+-- Added after version 1 was first deployed: idempotent for existing schemas.
+ALTER TABLE {schema}.refresh_families
+    ADD COLUMN IF NOT EXISTS dpop_jkt bytea CHECK (length(dpop_jkt) = 32);
 CREATE INDEX IF NOT EXISTS refresh_families_subject
     ON {schema}.refresh_families (subject) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS refresh_families_expiry
