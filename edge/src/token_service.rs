@@ -84,11 +84,10 @@ impl AccessRevocation for RevokedAccessTokens {
     }
 }
 
-/// What the service remembers per family besides the family store: the DPoP key it is
-/// bound to, and its access tokens (to revoke them on reuse).
+/// What the service remembers per family besides the family store: its live access
+/// tokens (to revoke them on reuse).
 #[derive(Debug, Default, Clone)]
 struct FamilySide {
-    jkt: Option<String>,
     access: Vec<(String, UnixTime)>,
 }
 
@@ -570,15 +569,15 @@ async fn jwt_bearer(
     let proof = confirm_proof(s, proof, now)?;
     let subject = format!("{}/{}", host.host_tenant_id(), host.subject());
     let mut rng = rng();
-    let issued = handoff_refresh::start(&*s.store, &s.families, &subject, &s.client_id, now, &mut rng)
+    let jkt = proof.as_ref().map(DpopProof::thumbprint);
+    let issued = handoff_refresh::start_bound(&*s.store, &s.families, &subject, &s.client_id, jkt, now, &mut rng)
         .map_err(|e| {
             OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, e.oauth_error(), "the family store could not answer").into_response()
         })?;
     for ev in &issued.events {
         tracing::info!(event = ?ev, "refresh family");
     }
-    let jkt = proof.as_ref().map(DpopProof::jkt);
-    answer(s, &subject, issued.family, issued.token.expose_secret(), proof.as_ref(), jkt, now)
+    answer(s, &subject, issued.family, issued.token.expose_secret(), proof.as_ref(), now)
 }
 
 fn refresh(
@@ -588,27 +587,15 @@ fn refresh(
     now: UnixTime,
 ) -> Result<Response, Response> {
     // RFC 9449 section 5: a refresh token issued to a public client with DPoP is bound to
-    // that key; the binding is checked on every refresh, before the token is presented to
-    // the family engine. A mismatch is refused without revoking the family: the presenter
-    // lacks the key, so the token is useless to them, and revoking would hand anyone who
-    // saw a copy a way to log the user out.
-    if let Ok(presented) = s.families.verify(token) {
-        let bound = side(s).get(&presented.family()).and_then(|f| f.jkt.clone());
-        if let Some(jkt) = bound {
-            let ok = proof.as_ref().is_some_and(|p| {
-                handoff_dpop::jkt_matches(&p.get_unconfirmed().thumbprint(), &jkt)
-            });
-            if !ok {
-                return Err(OAuthError::grant(
-                    "the refresh token is bound to another DPoP key (RFC 9449 section 5)",
-                )
-                .into_response());
-            }
-        }
-    }
+    // that key (the family record holds its thumbprint) and the binding is checked on
+    // every refresh by the family engine. A mismatch is refused without revoking the
+    // family: the presenter lacks the key, so the token is useless to them, and revoking
+    // would hand anyone who saw a copy a way to log the user out. The proof is recorded
+    // first, so that a replayed proof never rotates anything.
     let proof = confirm_proof(s, proof, now)?;
     let mut rng = rng();
-    let outcome = handoff_refresh::rotate(&*s.store, &s.families, token, now, &mut rng).map_err(|e| {
+    let jkt = proof.as_ref().map(DpopProof::thumbprint);
+    let outcome = handoff_refresh::rotate_bound(&*s.store, &s.families, token, jkt, now, &mut rng).map_err(|e| {
         OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, e.oauth_error(), "the family store could not answer")
             .into_response()
     })?;
@@ -617,8 +604,7 @@ fn refresh(
             for ev in &i.events {
                 tracing::info!(event = ?ev, "refresh family");
             }
-            let jkt = side(s).get(&i.family).and_then(|f| f.jkt.clone());
-            answer(s, &i.subject, i.family, i.token.expose_secret(), proof.as_ref(), jkt, now)
+            answer(s, &i.subject, i.family, i.token.expose_secret(), proof.as_ref(), now)
         }
         handoff_refresh::Outcome::Refused(r) => {
             for ev in &r.events {
@@ -652,7 +638,6 @@ fn answer(
     family: FamilyId,
     refresh_token: &str,
     proof: Option<&DpopProof>,
-    family_jkt: Option<String>,
     now: UnixTime,
 ) -> Result<Response, Response> {
     let mut claims = AccessClaims::new(&s.issuer, subject, &s.api_audience, &s.client_id)
@@ -670,9 +655,6 @@ fn answer(
             return Err(OAuthError::unavailable().into_response());
         }
         let e = side.entry(family).or_default();
-        if e.jkt.is_none() {
-            e.jkt = family_jkt.or_else(|| proof.map(DpopProof::jkt));
-        }
         // Only live access tokens need revoking later; keep the list short.
         e.access.retain(|(_, exp)| *exp > now);
         e.access.push((access.jti().to_owned(), access.expires_at()));

@@ -93,6 +93,22 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
             .unwrap()
             .contains("bound to another DPoP key")
     );
+    // The same stolen token without any proof.
+    let r = reqwest::Client::new()
+        .post(&token_endpoint)
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh2)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("bound to a DPoP key")
+    );
     let r = client
         .post_form(
             &token_endpoint,
