@@ -67,7 +67,11 @@ pub(crate) fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) 
 }
 
 impl Keys {
-    pub(crate) async fn hold(&self, validation: &Validation, token: &str) -> Result<HeldKey, AuthRejection> {
+    pub(crate) async fn hold(
+        &self,
+        validation: &Validation,
+        token: &str,
+    ) -> Result<HeldKey, AuthRejection> {
         match self {
             Self::Static(j) => Ok(HeldKey::Shared(j.clone())),
             Self::Remote(r) => match r.key_for_token(validation, token).await {
@@ -252,13 +256,17 @@ fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthRejection> {
         return Ok(Credential::None);
     };
     if values.next().is_some() {
-        return Err(AuthRejection::bad_request("more than one Authorization header"));
+        return Err(AuthRejection::bad_request(
+            "more than one Authorization header",
+        ));
     }
     if v.len() > MAX_AUTHORIZATION_BYTES {
         return Err(AuthRejection::bad_request("Authorization header too large"));
     }
     let Ok(v) = v.to_str() else {
-        return Err(AuthRejection::bad_request("Authorization header is not ASCII"));
+        return Err(AuthRejection::bad_request(
+            "Authorization header is not ASCII",
+        ));
     };
     let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
     let token = rest.trim_matches(' ');
@@ -327,7 +335,13 @@ impl EdgeAuth {
     }
 
     fn dpop_challenge(&self) -> String {
-        let algs: Vec<&str> = self.inner.dpop.algorithms().iter().map(|a| a.as_str()).collect();
+        let algs: Vec<&str> = self
+            .inner
+            .dpop
+            .algorithms()
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
         format!("DPoP algs=\"{}\"", algs.join(" "))
     }
 
@@ -345,7 +359,13 @@ impl EdgeAuth {
         let token = match credential(headers)? {
             Credential::Bearer(t) => t,
             Credential::None => return Err(AuthRejection::challenge(vec!["Bearer".into()])),
-            _ => return Err(AuthRejection::token(Scheme::Bearer, "use the Bearer scheme", None)),
+            _ => {
+                return Err(AuthRejection::token(
+                    Scheme::Bearer,
+                    "use the Bearer scheme",
+                    None,
+                ));
+            }
         };
         let held = p.keys.hold(&p.validation, token).await?;
         let now = self.now();
@@ -426,13 +446,23 @@ impl EdgeAuth {
         if let Some(r) = &self.inner.revoked
             && r.is_revoked(access.jti())
         {
-            return Err(AuthRejection::token(scheme, "the access token was revoked", None));
+            return Err(AuthRejection::token(
+                scheme,
+                "the access token was revoked",
+                None,
+            ));
         }
         Ok(())
     }
 
     fn dpop_rejection(&self, code: &'static str, desc: &str) -> AuthRejection {
-        let algs: Vec<&str> = self.inner.dpop.algorithms().iter().map(|a| a.as_str()).collect();
+        let algs: Vec<&str> = self
+            .inner
+            .dpop
+            .algorithms()
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
         AuthRejection {
             status: StatusCode::UNAUTHORIZED,
             challenges: vec![format!(
@@ -471,11 +501,10 @@ impl EdgeAuth {
                 }
                 let held = p.keys.hold(&p.validation, t).await?;
                 let now = self.now();
-                let access =
-                    with_keys(&held, |k| p.verifier.verify(t, k, &Presented::Bearer, now))
-                        .map_err(|e| {
-                            AuthRejection::from_verify(&e, Scheme::Both(self.dpop_challenge()))
-                        })?;
+                let access = with_keys(&held, |k| p.verifier.verify(t, k, &Presented::Bearer, now))
+                    .map_err(|e| {
+                        AuthRejection::from_verify(&e, Scheme::Both(self.dpop_challenge()))
+                    })?;
                 self.check_revoked(&access, Scheme::Both(self.dpop_challenge()))?;
                 Ok(access)
             }
@@ -490,7 +519,9 @@ impl EdgeAuth {
                 }
                 Err(AuthRejection::challenge(c))
             }
-            Credential::Other => Err(AuthRejection::bad_request("unsupported Authorization scheme")),
+            Credential::Other => Err(AuthRejection::bad_request(
+                "unsupported Authorization scheme",
+            )),
         }
     }
 
@@ -510,7 +541,13 @@ impl EdgeAuth {
         let token = match credential(headers)? {
             Credential::Bearer(t) => t,
             Credential::None => return Err(AuthRejection::challenge(vec!["Bearer".into()])),
-            _ => return Err(AuthRejection::token(Scheme::Bearer, "use the Bearer scheme", None)),
+            _ => {
+                return Err(AuthRejection::token(
+                    Scheme::Bearer,
+                    "use the Bearer scheme",
+                    None,
+                ));
+            }
         };
         let t = match v.verify(token, self.now()) {
             Ok(t) => t,
@@ -542,6 +579,12 @@ pub struct AuthRejection {
     dpop_nonce: Option<String>,
     error: &'static str,
     retry_after: Option<u64>,
+}
+
+/// `DPoP error="..", error_description="..", algs=".."` from the bare `DPoP algs=".."`.
+fn dpop_with_error(bare: &str, code: &str, desc: &str) -> String {
+    let algs = bare.strip_prefix("DPoP ").unwrap_or(bare);
+    format!("DPoP error=\"{code}\", error_description=\"{desc}\", {algs}")
 }
 
 fn quote(s: &str) -> String {
@@ -627,14 +670,8 @@ impl AuthRejection {
         let bearer = format!("Bearer error=\"{code}\", error_description=\"{desc}\"");
         let challenges = match scheme {
             Scheme::Bearer => vec![bearer],
-            Scheme::Dpop(d) => vec![format!(
-                "{}, error=\"{code}\", error_description=\"{desc}\"",
-                d.replacen("DPoP ", "DPoP ", 1)
-            )],
-            Scheme::Both(d) => vec![
-                bearer,
-                format!("{d}, error=\"{code}\", error_description=\"{desc}\""),
-            ],
+            Scheme::Dpop(d) => vec![dpop_with_error(&d, code, &desc)],
+            Scheme::Both(d) => vec![bearer, dpop_with_error(&d, code, &desc)],
         };
         Self {
             status: StatusCode::UNAUTHORIZED,
@@ -664,12 +701,16 @@ impl AuthRejection {
             VerifyError::KeySetUnavailable { .. } => Self::unavailable(None),
             VerifyError::Replay(r) => Self::from_replay(r, scheme),
             VerifyError::Policy(_) => Self::misconfigured("a valid policy"),
-            VerifyError::KeyBindingMismatch => {
-                Self::token(scheme, "the DPoP proof key does not match the token binding", None)
-            }
-            VerifyError::UnknownKidRateLimited { .. } => {
-                Self::token(scheme, "the token's key is not in the issuer's key set", None)
-            }
+            VerifyError::KeyBindingMismatch => Self::token(
+                scheme,
+                "the DPoP proof key does not match the token binding",
+                None,
+            ),
+            VerifyError::UnknownKidRateLimited { .. } => Self::token(
+                scheme,
+                "the token's key is not in the issuer's key set",
+                None,
+            ),
             // The crate's messages name what was wrong (claim, type, binding) and keep
             // signature failures opaque: safe to tell the client.
             other => Self::token(scheme, &other.to_string(), None),
@@ -707,7 +748,10 @@ impl AuthRejection {
             && let Ok(v) = HeaderValue::from_str(n)
         {
             h.insert("dpop-nonce", v);
-            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
         }
         if let Some(s) = self.retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
@@ -747,4 +791,3 @@ impl core::fmt::Display for AuthRejection {
 }
 
 impl std::error::Error for AuthRejection {}
-

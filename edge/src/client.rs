@@ -46,6 +46,7 @@ pub struct DpopClient {
     key: Arc<DpopKey>,
     nonces: Arc<Mutex<NonceMemory>>,
     clock: Arc<dyn Clock>,
+    retries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl core::fmt::Debug for DpopClient {
@@ -78,6 +79,7 @@ impl DpopClient {
             key: Arc::new(key),
             nonces: Arc::new(Mutex::new(NonceMemory::new(16))),
             clock: Arc::new(SystemClock),
+            retries: Arc::default(),
         })
     }
 
@@ -85,6 +87,12 @@ impl DpopClient {
     #[must_use]
     pub fn jkt(&self) -> String {
         self.key.jkt()
+    }
+
+    /// How many `use_dpop_nonce` retries this client made.
+    #[must_use]
+    pub fn nonce_retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `POST url` with a form body and a proof (a token request, RFC 6749 section 3.2).
@@ -175,7 +183,10 @@ impl DpopClient {
                 self.lock()
                     .on_response(&mut attempt, out.header("dpop-nonce"), code.as_deref());
             match decision {
-                RetryDecision::RetryWithNonce(_) => {}
+                RetryDecision::RetryWithNonce(_) => {
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 _ => return Ok(out),
             }
         }

@@ -144,7 +144,9 @@ impl RemoteJwksBuilder {
             return Err(EdgeError::Config("max_body_bytes must be 1 B to 16 MiB"));
         }
         if self.max_wait.is_zero() || self.request_timeout.is_zero() {
-            return Err(EdgeError::Config("max_wait and request_timeout must be > 0"));
+            return Err(EdgeError::Config(
+                "max_wait and request_timeout must be > 0",
+            ));
         }
         let mut config = self.config;
         config.limits = JwksLimits {
@@ -184,9 +186,10 @@ impl RemoteJwksBuilder {
         let jwks = self.build()?;
         let status = jwks.refresh().await;
         match status {
-            Some(s) if s.failure.is_some() => Err(EdgeError::Fetch(s.failure.unwrap_or(
-                FetchFailure::Refused("first fetch failed".into()),
-            ))),
+            Some(s) if s.failure.is_some() => Err(EdgeError::Fetch(
+                s.failure
+                    .unwrap_or(FetchFailure::Refused("first fetch failed".into())),
+            )),
             _ => Ok(jwks),
         }
     }
@@ -383,7 +386,10 @@ impl RemoteJwks {
             let compact = validation
                 .decode(token)
                 .map_err(|e| EdgeError::Verify(e.into()))?;
-            (compact.header().kid().map(str::to_owned), compact.header().alg())
+            (
+                compact.header().kid().map(str::to_owned),
+                compact.header().alg(),
+            )
         };
         self.key_for(kid.as_deref(), alg).await
     }
@@ -416,7 +422,9 @@ impl RemoteJwks {
     /// Fetches performed (completed or failed) since the value was built.
     #[must_use]
     pub fn fetch_count(&self) -> u64 {
-        self.inner.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Until when the held set is fresh, if one is held.
@@ -431,7 +439,12 @@ impl RemoteJwks {
         self.inner
             .cache()
             .keys()
-            .map(|s| s.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect())
+            .map(|s| {
+                s.keys()
+                    .iter()
+                    .filter_map(|k| k.kid().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -464,8 +477,12 @@ async fn perform(inner: &Inner, req: FetchRequest) -> FetchStatus {
         .fetches
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match &failure {
-        Some(f) => tracing::warn!(url = %req.url, error = %f, "JWKS fetch failed; keeping the held set"),
-        None => tracing::debug!(url = %req.url, outcome = ?report.outcome, added = report.added.len(), removed = report.removed.len(), "JWKS fetched"),
+        Some(f) => {
+            tracing::warn!(url = %req.url, error = %f, "JWKS fetch failed; keeping the held set")
+        }
+        None => {
+            tracing::debug!(url = %req.url, outcome = ?report.outcome, added = report.added.len(), removed = report.removed.len(), "JWKS fetched")
+        }
     }
     let status = FetchStatus {
         at: now,
@@ -482,10 +499,10 @@ async fn perform(inner: &Inner, req: FetchRequest) -> FetchStatus {
 }
 
 async fn fetch(inner: &Inner, req: &FetchRequest) -> Result<FetchResponse, FetchFailure> {
-    let mut get = inner
-        .client
-        .get(&req.url)
-        .header(http::header::ACCEPT, "application/jwk-set+json, application/json");
+    let mut get = inner.client.get(&req.url).header(
+        http::header::ACCEPT,
+        "application/jwk-set+json, application/json",
+    );
     if let Some(etag) = &req.if_none_match {
         get = get.header(http::header::IF_NONE_MATCH, etag);
     }

@@ -83,21 +83,15 @@ where
             let path = req.uri().path().to_owned();
             let (method, headers) = (req.method().clone(), req.headers().clone());
             let verdict = match require {
-                Require::Dpop => auth
-                    .verify_dpop(&method, &path, &headers)
-                    .await
-                    .map(|v| {
-                        let nonce = v.proof.next_nonce().map(str::to_owned);
-                        req.extensions_mut().insert(v);
-                        nonce
-                    }),
-                Require::Access => auth
-                    .verify_access(&method, &path, &headers)
-                    .await
-                    .map(|v| {
-                        req.extensions_mut().insert(v);
-                        None
-                    }),
+                Require::Dpop => auth.verify_dpop(&method, &path, &headers).await.map(|v| {
+                    let nonce = v.proof.next_nonce().map(str::to_owned);
+                    req.extensions_mut().insert(v);
+                    nonce
+                }),
+                Require::Access => auth.verify_access(&method, &path, &headers).await.map(|v| {
+                    req.extensions_mut().insert(v);
+                    None
+                }),
                 Require::Service(scopes) => {
                     let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
                     auth.verify_service(&headers, &scopes).map(|v| {

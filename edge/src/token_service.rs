@@ -70,7 +70,9 @@ impl RevokedAccessTokens {
         if m.len() < MEMORY_CAPACITY {
             m.insert(jti.to_owned(), exp);
         } else {
-            tracing::error!("revocation list full; access token {jti} stays valid until it expires");
+            tracing::error!(
+                "revocation list full; access token {jti} stays valid until it expires"
+            );
         }
     }
 }
@@ -437,7 +439,10 @@ impl IntoResponse for OAuthError {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         if let Some(n) = self.nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             h.insert("dpop-nonce", n);
         }
@@ -505,9 +510,9 @@ async fn token_inner(
     };
     match form.grant_type.as_deref() {
         Some(JWT_BEARER) => {
-            let assertion = form
-                .assertion
-                .ok_or_else(|| OAuthError::request("the assertion parameter is missing").into_response())?;
+            let assertion = form.assertion.ok_or_else(|| {
+                OAuthError::request("the assertion parameter is missing").into_response()
+            })?;
             jwt_bearer(s, &assertion, proof, now).await
         }
         Some("refresh_token") => {
@@ -528,7 +533,11 @@ async fn token_inner(
 
 type Unconfirmed = handoff_core::replay::Unconfirmed<DpopProof>;
 
-fn confirm_proof(s: &ServiceState, p: Option<Unconfirmed>, now: UnixTime) -> Result<Option<DpopProof>, Response> {
+fn confirm_proof(
+    s: &ServiceState,
+    p: Option<Unconfirmed>,
+    now: UnixTime,
+) -> Result<Option<DpopProof>, Response> {
     p.map(|u| s.dpop.confirm(u, &*s.replay, now))
         .transpose()
         .map_err(|e| OAuthError::dpop(&s.dpop, &e).into_response())
@@ -548,21 +557,25 @@ async fn jwt_bearer(
             if r.status() == StatusCode::SERVICE_UNAVAILABLE {
                 OAuthError::unavailable().into_response()
             } else {
-                OAuthError::grant("the assertion's key is not in the host's key set").into_response()
+                OAuthError::grant("the assertion's key is not in the host's key set")
+                    .into_response()
             }
         })?;
-    let host = crate::auth::with_keys(&held, |k| s.host.verify::<NoCustomClaims, _>(assertion, k, now))
-        .map_err(|e| {
-            tracing::debug!(error = %e, "assertion refused");
-            match e {
-                VerifyError::KeySetUnavailable { .. } => OAuthError::unavailable(),
-                e => OAuthError::grant(&format!("the assertion is not a valid host token: {e}")),
-            }
-            .into_response()
-        })?;
+    let host = crate::auth::with_keys(&held, |k| {
+        s.host.verify::<NoCustomClaims, _>(assertion, k, now)
+    })
+    .map_err(|e| {
+        tracing::debug!(error = %e, "assertion refused");
+        match e {
+            VerifyError::KeySetUnavailable { .. } => OAuthError::unavailable(),
+            e => OAuthError::grant(&format!("the assertion is not a valid host token: {e}")),
+        }
+        .into_response()
+    })?;
     let host = host.confirm(&*s.replay, now).map_err(|e| match e {
         ReplayRefused::Replayed => {
-            OAuthError::grant("the assertion was already used (its jti is one-time)").into_response()
+            OAuthError::grant("the assertion was already used (its jti is one-time)")
+                .into_response()
         }
         _ => OAuthError::unavailable().into_response(),
     })?;
@@ -570,14 +583,34 @@ async fn jwt_bearer(
     let subject = format!("{}/{}", host.host_tenant_id(), host.subject());
     let mut rng = rng();
     let jkt = proof.as_ref().map(DpopProof::thumbprint);
-    let issued = handoff_refresh::start_bound(&*s.store, &s.families, &subject, &s.client_id, jkt, now, &mut rng)
-        .map_err(|e| {
-            OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, e.oauth_error(), "the family store could not answer").into_response()
-        })?;
+    let issued = handoff_refresh::start_bound(
+        &*s.store,
+        &s.families,
+        &subject,
+        &s.client_id,
+        jkt,
+        now,
+        &mut rng,
+    )
+    .map_err(|e| {
+        OAuthError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.oauth_error(),
+            "the family store could not answer",
+        )
+        .into_response()
+    })?;
     for ev in &issued.events {
         tracing::info!(event = ?ev, "refresh family");
     }
-    answer(s, &subject, issued.family, issued.token.expose_secret(), proof.as_ref(), now)
+    answer(
+        s,
+        &subject,
+        issued.family,
+        issued.token.expose_secret(),
+        proof.as_ref(),
+        now,
+    )
 }
 
 fn refresh(
@@ -595,16 +628,28 @@ fn refresh(
     let proof = confirm_proof(s, proof, now)?;
     let mut rng = rng();
     let jkt = proof.as_ref().map(DpopProof::thumbprint);
-    let outcome = handoff_refresh::rotate_bound(&*s.store, &s.families, token, jkt, now, &mut rng).map_err(|e| {
-        OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, e.oauth_error(), "the family store could not answer")
+    let outcome = handoff_refresh::rotate_bound(&*s.store, &s.families, token, jkt, now, &mut rng)
+        .map_err(|e| {
+            OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.oauth_error(),
+                "the family store could not answer",
+            )
             .into_response()
-    })?;
+        })?;
     match outcome {
         handoff_refresh::Outcome::Issued(i) => {
             for ev in &i.events {
                 tracing::info!(event = ?ev, "refresh family");
             }
-            answer(s, &i.subject, i.family, i.token.expose_secret(), proof.as_ref(), now)
+            answer(
+                s,
+                &i.subject,
+                i.family,
+                i.token.expose_secret(),
+                proof.as_ref(),
+                now,
+            )
         }
         handoff_refresh::Outcome::Refused(r) => {
             for ev in &r.events {
@@ -628,7 +673,9 @@ fn refresh(
 }
 
 fn side(s: &ServiceState) -> std::sync::MutexGuard<'_, HashMap<FamilyId, FamilySide>> {
-    s.side.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    s.side
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Mints the access token and writes the token response.
@@ -640,14 +687,19 @@ fn answer(
     proof: Option<&DpopProof>,
     now: UnixTime,
 ) -> Result<Response, Response> {
-    let mut claims = AccessClaims::new(&s.issuer, subject, &s.api_audience, &s.client_id)
-        .with_ttl(s.access_ttl);
+    let mut claims =
+        AccessClaims::new(&s.issuer, subject, &s.api_audience, &s.client_id).with_ttl(s.access_ttl);
     if let Some(p) = proof {
         claims = claims.bound_to(p.thumbprint());
     }
     let mut rng = rng();
     let access = mint_access_token(&claims, &s.session_key, now, &mut rng).map_err(|_| {
-        OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "minting failed").into_response()
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "minting failed",
+        )
+        .into_response()
     })?;
     {
         let mut side = side(s);
@@ -657,7 +709,8 @@ fn answer(
         let e = side.entry(family).or_default();
         // Only live access tokens need revoking later; keep the list short.
         e.access.retain(|(_, exp)| *exp > now);
-        e.access.push((access.jti().to_owned(), access.expires_at()));
+        e.access
+            .push((access.jti().to_owned(), access.expires_at()));
     }
     let body = serde_json::json!({
         "access_token": access.as_str(),

@@ -45,6 +45,7 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let t = r.json();
     assert_eq!(t["token_type"], "DPoP");
+    assert_eq!(client.nonce_retries(), 1, "the use_dpop_nonce round trip");
     let access = t["access_token"].as_str().unwrap().to_owned();
     let refresh1 = t["refresh_token"].as_str().unwrap().to_owned();
 
@@ -64,7 +65,10 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let r = client
         .post_form(
             &token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh1)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh1),
+            ],
         )
         .await
         .unwrap();
@@ -72,7 +76,14 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let refresh2 = r.json()["refresh_token"].as_str().unwrap().to_owned();
     let access2 = r.json()["access_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh1);
-    assert_eq!(client.get(&gw.url("/api/me"), &access2).await.unwrap().status, 200);
+    assert_eq!(
+        client
+            .get(&gw.url("/api/me"), &access2)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     // A stolen refresh token presented with another DPoP key: refused, and the family
     // is NOT revoked (the thief lacks the key; revoking would let anyone holding a copy
@@ -81,7 +92,10 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let r = thief
         .post_form(
             &token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh2)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh2),
+            ],
         )
         .await
         .unwrap();
@@ -96,7 +110,10 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     // The same stolen token without any proof.
     let r = reqwest::Client::new()
         .post(&token_endpoint)
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh2)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+        ])
         .send()
         .await
         .unwrap();
@@ -112,7 +129,10 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let r = client
         .post_form(
             &token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh2)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh2),
+            ],
         )
         .await
         .unwrap();
@@ -125,7 +145,10 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let r = client
         .post_form(
             &token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh1)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh1),
+            ],
         )
         .await
         .unwrap();
@@ -140,11 +163,17 @@ async fn the_handoff_refresh_reuse_and_revocation_over_http() {
     let r = client
         .post_form(
             &token_endpoint,
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh3)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh3),
+            ],
         )
         .await
         .unwrap();
-    assert_eq!(r.status, 400, "the current refresh token dies with the family");
+    assert_eq!(
+        r.status, 400,
+        "the current refresh token dies with the family"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +209,11 @@ async fn token_endpoint_errors_are_rfc6749_json() {
     let gw = Gateway::start().await;
     let http = reqwest::Client::new();
     for (form, status, error) in [
-        (vec![("grant_type", "password")], 400, "unsupported_grant_type"),
+        (
+            vec![("grant_type", "password")],
+            400,
+            "unsupported_grant_type",
+        ),
         (vec![("grant_type", JWT_BEARER)], 400, "invalid_request"),
         (
             vec![("grant_type", JWT_BEARER), ("assertion", "not.a.jwt")],
@@ -188,7 +221,10 @@ async fn token_endpoint_errors_are_rfc6749_json() {
             "invalid_grant",
         ),
         (
-            vec![("grant_type", "refresh_token"), ("refresh_token", "rf1.nope")],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "rf1.nope"),
+            ],
             400,
             "invalid_grant",
         ),
@@ -198,7 +234,12 @@ async fn token_endpoint_errors_are_rfc6749_json() {
             "invalid_client",
         ),
     ] {
-        let r = http.post(gw.url("/token")).form(&form).send().await.unwrap();
+        let r = http
+            .post(gw.url("/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), status, "{form:?}");
         assert_eq!(r.headers()["cache-control"], "no-store");
         let body: serde_json::Value = r.json().await.unwrap();

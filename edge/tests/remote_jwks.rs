@@ -42,11 +42,15 @@ async fn rotation_is_picked_up_with_one_fetch_for_a_thousand_waiting_requests() 
     let clock = clock();
     let server = HostServer::start(clock.clone()).await;
     let jwks = remote(&server, &clock).await;
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
     assert_eq!(server.hits(), 1);
     // Cached: no further fetch.
     for _ in 0..10 {
-        jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+        jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+            .await
+            .unwrap();
     }
     assert_eq!(server.hits(), 1);
 
@@ -72,11 +76,17 @@ async fn rotation_is_picked_up_with_one_fetch_for_a_thousand_waiting_requests() 
     let status = jwks.last_fetch().unwrap();
     assert_eq!(status.report.outcome, FetchOutcome::Replaced);
     assert!(
-        status.report.added.iter().any(|k| k.kid.as_deref() == Some("host-b")),
+        status
+            .report
+            .added
+            .iter()
+            .any(|k| k.kid.as_deref() == Some("host-b")),
         "{status:?}"
     );
     // The old key is still published (retiring) and still verifies.
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
 
     // An unknown kid right after is refused without a fetch (cooldown).
     match jwks.key_for(Some("nope"), Algorithm::EdDSA).await {
@@ -98,14 +108,31 @@ async fn revalidation_uses_the_etag_and_a_304_renews_the_set() {
     assert!(jwks.refresh().await.is_none());
     clock.advance(fresh.as_secs() - clock.now().as_secs());
     let second = jwks.refresh().await.unwrap();
-    assert_eq!(second.report.outcome, FetchOutcome::NotModified, "{second:?}");
-    assert_eq!(server.not_modified.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        second.report.outcome,
+        FetchOutcome::NotModified,
+        "{second:?}"
+    );
+    assert_eq!(
+        server
+            .not_modified
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     assert_eq!(server.hits(), 2);
     assert!(jwks.fresh_until().unwrap() > fresh);
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
 }
 
-async fn failing(mode: Mode) -> (HostServer, RemoteJwks, Result<handoff_core::VerifyingKey, EdgeError>) {
+async fn failing(
+    mode: Mode,
+) -> (
+    HostServer,
+    RemoteJwks,
+    Result<handoff_core::VerifyingKey, EdgeError>,
+) {
     let clock = clock();
     let server = HostServer::start(clock.clone()).await;
     server.set(mode);
@@ -187,12 +214,16 @@ async fn stale_if_error_serves_the_old_keys_then_gives_up() {
         .request_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
     server.set(Mode::Error500);
     let fresh = jwks.fresh_until().unwrap();
     clock.advance(fresh.as_secs() - clock.now().as_secs() + 10);
     // Stale: the key still serves, and a refresh is attempted in the background.
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
     for _ in 0..50 {
         if server.hits() >= 2 && jwks.fetch_count() >= 2 {
             break;
@@ -201,8 +232,13 @@ async fn stale_if_error_serves_the_old_keys_then_gives_up() {
     }
     assert_eq!(server.hits(), 2);
     let s = jwks.last_fetch().unwrap();
-    assert_eq!(s.failure, Some(FetchFailure::Refused("HTTP status 500".into())));
-    jwks.key_for(Some("host-a"), Algorithm::EdDSA).await.unwrap();
+    assert_eq!(
+        s.failure,
+        Some(FetchFailure::Refused("HTTP status 500".into()))
+    );
+    jwks.key_for(Some("host-a"), Algorithm::EdDSA)
+        .await
+        .unwrap();
     // Past stale-if-error (1 h by default) the set is unavailable.
     clock.advance(3600);
     unavailable(jwks.key_for(Some("host-a"), Algorithm::EdDSA).await);
@@ -233,6 +269,10 @@ async fn the_background_task_refreshes_at_poll_timeout_and_picks_up_a_rotation()
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(seen, "the background refresh picked up host-b: {:?}", jwks.kids());
+    assert!(
+        seen,
+        "the background refresh picked up host-b: {:?}",
+        jwks.kids()
+    );
     assert!(server.hits() >= 2);
 }

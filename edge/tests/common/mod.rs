@@ -1,6 +1,12 @@
 //! A host JWKS server on loopback (axum, the `handoff_issuer` keyring's own JWKS output)
 //! with switchable misbehaviour, and helpers shared by the edge tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -169,7 +175,12 @@ impl HostServer {
 
     pub fn rotate(&self, kid: &str) {
         let now = self.clock.now();
-        let _change = self.keyring.lock().unwrap().rotate(host_key(kid), now).unwrap();
+        let _change = self
+            .keyring
+            .lock()
+            .unwrap()
+            .rotate(host_key(kid), now)
+            .unwrap();
     }
 
     /// A host JWT for `sub`, tenant `tenant-7`, audience `aud`, signed with the active key.
