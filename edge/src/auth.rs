@@ -55,13 +55,13 @@ impl From<VerifyingKey> for Keys {
 /// A key owned for one verification (cloned out of the cache, so that no lock is held
 /// during the signature check).
 pub(crate) enum HeldKey {
-    Owned(VerifyingKey),
+    Owned(Box<VerifyingKey>),
     Shared(Arc<Jwks>),
 }
 
 pub(crate) fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) -> R {
     match held {
-        HeldKey::Owned(k) => f(k),
+        HeldKey::Owned(k) => f(&**k),
         HeldKey::Shared(j) => f(&**j),
     }
 }
@@ -75,7 +75,7 @@ impl Keys {
         match self {
             Self::Static(j) => Ok(HeldKey::Shared(j.clone())),
             Self::Remote(r) => match r.key_for_token(validation, token).await {
-                Ok(k) => Ok(HeldKey::Owned(k)),
+                Ok(k) => Ok(HeldKey::Owned(Box::new(k))),
                 Err(EdgeError::Verify(e)) => Err(AuthRejection::from_verify(&e, Scheme::Bearer)),
                 Err(_) => Err(AuthRejection::unavailable(None)),
             },

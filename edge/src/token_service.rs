@@ -462,7 +462,8 @@ async fn token(
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     match token_inner(&s.0, &headers, form).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -470,12 +471,11 @@ async fn token_inner(
     s: &ServiceState,
     headers: &HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, OAuthError> {
     let Ok(Form(form)) = form else {
         return Err(OAuthError::request(
             "the body must be application/x-www-form-urlencoded with each parameter once",
-        )
-        .into_response());
+        ));
     };
     if let Some(c) = &form.client_id
         && c != &s.client_id
@@ -484,8 +484,7 @@ async fn token_inner(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "unknown client_id",
-        )
-        .into_response());
+        ));
     }
     if form.scope.is_some() {
         // This service grants one fixed scope set; a requested scope is not negotiated.
@@ -505,29 +504,28 @@ async fn token_inner(
         Some(
             s.dpop
                 .verify(&req, now)
-                .map_err(|e| OAuthError::dpop(&s.dpop, &e).into_response())?,
+                .map_err(|e| OAuthError::dpop(&s.dpop, &e))?,
         )
     };
     match form.grant_type.as_deref() {
         Some(JWT_BEARER) => {
-            let assertion = form.assertion.ok_or_else(|| {
-                OAuthError::request("the assertion parameter is missing").into_response()
-            })?;
+            let assertion = form
+                .assertion
+                .ok_or_else(|| OAuthError::request("the assertion parameter is missing"))?;
             jwt_bearer(s, &assertion, proof, now).await
         }
         Some("refresh_token") => {
-            let rt = form.refresh_token.ok_or_else(|| {
-                OAuthError::request("the refresh_token parameter is missing").into_response()
-            })?;
+            let rt = form
+                .refresh_token
+                .ok_or_else(|| OAuthError::request("the refresh_token parameter is missing"))?;
             refresh(s, &rt, proof, now)
         }
         Some(_) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "use jwt-bearer (RFC 7523) or refresh_token",
-        )
-        .into_response()),
-        None => Err(OAuthError::request("the grant_type parameter is missing").into_response()),
+        )),
+        None => Err(OAuthError::request("the grant_type parameter is missing")),
     }
 }
 
@@ -537,10 +535,10 @@ fn confirm_proof(
     s: &ServiceState,
     p: Option<Unconfirmed>,
     now: UnixTime,
-) -> Result<Option<DpopProof>, Response> {
+) -> Result<Option<DpopProof>, OAuthError> {
     p.map(|u| s.dpop.confirm(u, &*s.replay, now))
         .transpose()
-        .map_err(|e| OAuthError::dpop(&s.dpop, &e).into_response())
+        .map_err(|e| OAuthError::dpop(&s.dpop, &e))
 }
 
 async fn jwt_bearer(
@@ -548,17 +546,16 @@ async fn jwt_bearer(
     assertion: &str,
     proof: Option<Unconfirmed>,
     now: UnixTime,
-) -> Result<Response, Response> {
+) -> Result<Response, OAuthError> {
     let held = s
         .host_keys
         .hold(&s.host_validation, assertion)
         .await
         .map_err(|r| {
             if r.status() == StatusCode::SERVICE_UNAVAILABLE {
-                OAuthError::unavailable().into_response()
+                OAuthError::unavailable()
             } else {
                 OAuthError::grant("the assertion's key is not in the host's key set")
-                    .into_response()
             }
         })?;
     let host = crate::auth::with_keys(&held, |k| {
@@ -570,14 +567,12 @@ async fn jwt_bearer(
             VerifyError::KeySetUnavailable { .. } => OAuthError::unavailable(),
             e => OAuthError::grant(&format!("the assertion is not a valid host token: {e}")),
         }
-        .into_response()
     })?;
     let host = host.confirm(&*s.replay, now).map_err(|e| match e {
         ReplayRefused::Replayed => {
             OAuthError::grant("the assertion was already used (its jti is one-time)")
-                .into_response()
         }
-        _ => OAuthError::unavailable().into_response(),
+        _ => OAuthError::unavailable(),
     })?;
     let proof = confirm_proof(s, proof, now)?;
     let subject = format!("{}/{}", host.host_tenant_id(), host.subject());
@@ -598,7 +593,6 @@ async fn jwt_bearer(
             e.oauth_error(),
             "the family store could not answer",
         )
-        .into_response()
     })?;
     for ev in &issued.events {
         tracing::info!(event = ?ev, "refresh family");
@@ -618,7 +612,7 @@ fn refresh(
     token: &str,
     proof: Option<Unconfirmed>,
     now: UnixTime,
-) -> Result<Response, Response> {
+) -> Result<Response, OAuthError> {
     // RFC 9449 section 5: a refresh token issued to a public client with DPoP is bound to
     // that key (the family record holds its thumbprint) and the binding is checked on
     // every refresh by the family engine. A mismatch is refused without revoking the
@@ -635,7 +629,6 @@ fn refresh(
                 e.oauth_error(),
                 "the family store could not answer",
             )
-            .into_response()
         })?;
     match outcome {
         handoff_refresh::Outcome::Issued(i) => {
@@ -665,10 +658,9 @@ fn refresh(
                 StatusCode::BAD_REQUEST,
                 r.error.oauth_error(),
                 &r.error.to_string(),
-            )
-            .into_response())
+            ))
         }
-        _ => Err(OAuthError::unavailable().into_response()),
+        _ => Err(OAuthError::unavailable()),
     }
 }
 
@@ -686,7 +678,7 @@ fn answer(
     refresh_token: &str,
     proof: Option<&DpopProof>,
     now: UnixTime,
-) -> Result<Response, Response> {
+) -> Result<Response, OAuthError> {
     let mut claims =
         AccessClaims::new(&s.issuer, subject, &s.api_audience, &s.client_id).with_ttl(s.access_ttl);
     if let Some(p) = proof {
@@ -699,12 +691,11 @@ fn answer(
             "server_error",
             "minting failed",
         )
-        .into_response()
     })?;
     {
         let mut side = side(s);
         if side.len() >= MEMORY_CAPACITY && !side.contains_key(&family) {
-            return Err(OAuthError::unavailable().into_response());
+            return Err(OAuthError::unavailable());
         }
         let e = side.entry(family).or_default();
         // Only live access tokens need revoking later; keep the list short.
