@@ -528,18 +528,35 @@ impl Keyring {
     /// The JWKS body and its headers. `max-age` is the cache bound, lowered so that no
     /// verifier keeps the set past the moment the next retiring key leaves it.
     pub fn jwks_response(&self, now: UnixTime) -> JwksResponse {
-        let mut max_age = self.max_cache_age;
-        for e in &self.entries {
-            if let KeyStatus::Retiring { not_after, .. } = e.status
-                && now <= not_after
-            {
-                max_age = max_age.min(not_after.secs_since(now));
-            }
-        }
         JwksResponse {
             body: self.jwks(now).to_json().into_bytes(),
-            max_age,
+            max_age: self.jwks_max_age(now),
         }
+    }
+
+    /// The `max-age` of the JWKS at `now` (as in [`Self::jwks_response`]), without
+    /// rendering the body.
+    #[must_use]
+    pub fn jwks_max_age(&self, now: UnixTime) -> u64 {
+        match self.jwks_stable_until(now) {
+            Some(until) => self.max_cache_age.min(until.secs_since(now)),
+            None => self.max_cache_age,
+        }
+    }
+
+    /// The last instant the published set stays what it is at `now`: the earliest
+    /// `not_after` of the retiring keys still published, or `None` when no retiring key
+    /// will leave (only a keyring change alters the set then). A server may reuse the body
+    /// rendered at `now` until then.
+    #[must_use]
+    pub fn jwks_stable_until(&self, now: UnixTime) -> Option<UnixTime> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.status {
+                KeyStatus::Retiring { not_after, .. } if now <= not_after => Some(not_after),
+                _ => None,
+            })
+            .min()
     }
 
     /// The keyring file (JSON): settings and every key with its private JWK and status.
@@ -574,18 +591,9 @@ impl Keyring {
                 })
                 .collect(),
         };
-        let mut buf = Zeroizing::new(Vec::with_capacity(64 * 1024));
-        if serde_json::to_writer_pretty(&mut *buf, &file).is_err() {
-            buf.clear();
-        }
-        buf.push(b'\n');
-        match String::from_utf8(core::mem::take(&mut *buf)) {
-            Ok(s) => Zeroizing::new(s),
-            Err(e) => {
-                drop(Zeroizing::new(e.into_bytes()));
-                Zeroizing::new(String::new())
-            }
-        }
+        // Sized exactly before writing: a keyring of 16 RSA-4096 keys is over 50 KiB,
+        // and a growing buffer would leave unzeroized copies of private keys behind.
+        crate::error::secret_json_pretty(&file)
     }
 
     /// Reads a keyring file written by [`Self::to_key_file`], checking it whole: format and
@@ -601,12 +609,8 @@ impl Keyring {
                 json.len()
             )));
         }
-        let file: KeyringFile = serde_json::from_str(json).map_err(|e| {
-            Error::KeyFile(format!(
-                "not a keyring file: {}; create one with `host-issuer generate-keys`",
-                clip(&e.to_string())
-            ))
-        })?;
+        let file: KeyringFile =
+            serde_json::from_str(json).map_err(|e| Error::KeyFile(not_a_keyring(json, &e)))?;
         if file.format != KEYRING_FORMAT {
             return Err(Error::KeyFile(format!(
                 "format {:?} where {KEYRING_FORMAT:?} is expected",
@@ -693,6 +697,31 @@ impl Keyring {
             .map(|k| k.to_public_jwk().map_err(Error::from))
             .collect()
     }
+}
+
+/// Says what a file that is not a keyring looks like, and what a keyring holds.
+fn not_a_keyring(text: &str, err: &serde_json::Error) -> String {
+    const WANT: &str = "a keyring file is the JSON written by `host-issuer generate-keys` (format \"host-issuer-keyring\", settings, and the private JWK of every key)";
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return format!("the file is empty; {WANT}");
+    }
+    if trimmed.starts_with("-----BEGIN") {
+        return format!(
+            "this is a PEM file, not a keyring; {WANT}; import a PEM key with the library (HostIssuerKeys::from_pem)"
+        );
+    }
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+        if map.contains_key("keys") && !map.contains_key("format") {
+            return format!(
+                "this is a public JWKS (a \"keys\" array without private members), not a keyring: it cannot sign; {WANT}"
+            );
+        }
+        if map.contains_key("kty") {
+            return format!("this is a single JWK, not a keyring; {WANT}");
+        }
+    }
+    format!("not a keyring file ({}); {WANT}", clip(&err.to_string()))
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]

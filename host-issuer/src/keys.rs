@@ -193,22 +193,10 @@ impl HostIssuerKeys {
     }
 }
 
-/// Serializes a private JWK into a zeroized buffer, reserved up front so no partial copy
-/// of the secret is left behind by a reallocation.
+/// Serializes a private JWK into a zeroized buffer sized exactly beforehand, so no
+/// reallocation leaves a partial copy of the secret behind.
 pub(crate) fn private_jwk_json(jwk: &Jwk) -> Zeroizing<String> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(8 * 1024));
-    if serde_json::to_writer_pretty(&mut *buf, jwk).is_err() {
-        // Serializing a JWK (strings and byte strings) cannot fail.
-        buf.clear();
-    }
-    // serde_json writes UTF-8 only; the fallback keeps the bytes zeroized either way.
-    match String::from_utf8(core::mem::take(&mut *buf)) {
-        Ok(s) => Zeroizing::new(s),
-        Err(e) => {
-            drop(Zeroizing::new(e.into_bytes()));
-            Zeroizing::new(String::new())
-        }
-    }
+    crate::error::secret_json_pretty(jwk)
 }
 
 impl fmt::Debug for HostIssuerKeys {

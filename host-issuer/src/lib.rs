@@ -2,11 +2,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod dev;
 mod error;
 pub mod keyring;
 pub mod keys;
 pub mod mint;
-#[cfg(feature = "cli")]
+#[cfg(feature = "server")]
 pub mod server;
 
 pub use error::Error;

@@ -1,14 +1,17 @@
 //! `host-issuer`: generate host keys, publish the JWKS, mint host tokens, rotate keys,
 //! serve the JWKS over HTTP and inspect tokens.
 
-use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use handoff_issuer::server::{self, DevTokenConfig, ServerConfig};
+use clap::{Args, Parser, Subcommand};
+use handoff_issuer::server::{
+    self, DevKeySource, DevTokenConfig, KeyFileAccess, ServerConfig, ServerLimits,
+    write_private_file,
+};
 use handoff_issuer::{Algorithm, Error, HostClaims, HostIssuerKeys, Keyring};
 use rand_core::UnwrapErr;
 use serde_json::Value;
@@ -21,6 +24,30 @@ const DEFAULT_KEYS: &str = "./.dev/host-keys.json";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the keyring is and how strictly its file is checked.
+#[derive(Args, Debug)]
+struct KeyArgs {
+    /// The keyring file.
+    #[arg(long, default_value = DEFAULT_KEYS)]
+    keys: PathBuf,
+    /// Use a keyring file that group or others may read (refused by default: fix it with
+    /// `chmod 600 FILE`).
+    #[arg(long)]
+    allow_insecure_key_file: bool,
+}
+
+impl KeyArgs {
+    fn access(&self) -> KeyFileAccess {
+        KeyFileAccess {
+            allow_insecure_permissions: self.allow_insecure_key_file,
+        }
+    }
+    /// Every command loads its keyring here.
+    fn load(&self) -> Result<Keyring, Error> {
+        server::load_key_file(&self.keys, self.access())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,18 +69,21 @@ enum Command {
         /// Longest lifetime of the tokens minted with this keyring, in seconds (1 to 3600).
         #[arg(long, default_value_t = 3600)]
         max_token_lifetime: u64,
+        /// Upper bound of the JWKS `Cache-Control: max-age`, in seconds (1 to 86400): how
+        /// long verifiers may cache the key set, hence the wait between
+        /// `rotate --publish-next` and `rotate --activate`.
+        #[arg(long, default_value_t = 300)]
+        max_cache_age: u64,
     },
     /// Print the public JWKS of a keyring on stdout.
     Jwks {
-        /// The keyring file.
-        #[arg(long, default_value = DEFAULT_KEYS)]
-        keys: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Print one compact host JWT signed by the active key.
     Mint {
-        /// The keyring file.
-        #[arg(long, default_value = DEFAULT_KEYS)]
-        keys: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Issuer (`iss`): this host's identifier.
         #[arg(long)]
         iss: String,
@@ -75,11 +105,21 @@ enum Command {
         #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = parse_claim)]
         claims: Vec<(String, Value)>,
     },
-    /// Add a new active key; the previous one stays published until its tokens expire.
+    /// Rotate keys. Without a flag, one step: a new key signs at once, and verifiers that
+    /// cached the JWKS moments before refuse its tokens until they refetch. Without a
+    /// window of refusals, in two phases: `rotate --publish-next`, wait the JWKS max-age
+    /// (every verifier's cache then holds the new key), `rotate --activate`.
+    #[command(after_help = ROTATE_HELP)]
     Rotate {
-        /// The keyring file.
-        #[arg(long, default_value = DEFAULT_KEYS)]
-        keys: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Phase 1: publish a new key in the JWKS without signing with it yet.
+        #[arg(long, conflicts_with = "activate")]
+        publish_next: bool,
+        /// Phase 2: the published next key starts signing (refused until the JWKS max-age
+        /// has passed since phase 1).
+        #[arg(long, conflicts_with_all = ["alg", "kid"])]
+        activate: bool,
         /// Algorithm of the new key (default: that of the current active key).
         #[arg(long, value_parser = parse_alg)]
         alg: Option<Algorithm>,
@@ -87,24 +127,24 @@ enum Command {
         #[arg(long)]
         kid: Option<String>,
         /// How long the previous key stays published, in seconds (default and minimum:
-        /// the longest token lifetime plus the leeway).
-        #[arg(long)]
+        /// the longest token lifetime plus the leeway). One-step rotation only.
+        #[arg(long, conflicts_with_all = ["publish_next", "activate"])]
         retire_after: Option<u64>,
     },
-    /// Serve the JWKS over HTTP (GET /.well-known/jwks.json, /certs, /healthz), picking up
-    /// changes to the key file without a restart.
+    /// Serve the JWKS over HTTP (GET/HEAD /.well-known/jwks.json, /certs, /healthz), picking
+    /// up changes to the key file without a restart, until SIGINT or SIGTERM.
     Serve {
-        /// The keyring file.
-        #[arg(long, default_value = DEFAULT_KEYS)]
-        keys: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// TCP port (0 picks a free one).
         #[arg(long, default_value_t = 3001)]
         port: u16,
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1", value_parser = parse_ip)]
         bind: IpAddr,
-        /// DEVELOPMENT ONLY: also serve POST /token, which mints a token for any `sub`
-        /// (JSON or form body: sub, optional aud, iss, ttl, tenant).
+        /// DEVELOPMENT ONLY: also serve POST /token, which mints a host token for any `sub`
+        /// (JSON body or query string: sub, optional aud, iss, ttl, tenant; loopback Host
+        /// and Origin only). Refused when HANDOFF_ENV or NODE_ENV is `production`.
         #[arg(long)]
         dev_token_endpoint: bool,
         /// Allow the dev token endpoint on a non-loopback address.
@@ -116,6 +156,33 @@ enum Command {
         /// Default `aud` of dev tokens.
         #[arg(long, default_value = "dev-service", requires = "dev_token_endpoint")]
         dev_aud: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// DEVELOPMENT ONLY: the simulator's dev issuer. An RSA-2048 key (`kid` dev-key), made
+    /// in memory at start, or kept in a directory across restarts (`private.pem` 0600,
+    /// `public.pem`); `POST /token` (sub from the query string or a JSON body) returns an
+    /// RS256 JWT, `typ` JWT, 15 minutes; the JWKS at /.well-known/jwks.json and /certs.
+    /// Loopback only; refused when HANDOFF_ENV or NODE_ENV is `production`.
+    DevIssuer {
+        /// TCP port (0 picks a free one).
+        #[arg(long, default_value_t = 3001)]
+        port: u16,
+        /// Loopback address to bind (127.0.0.1 or ::1; anything else is refused).
+        #[arg(long, default_value = "127.0.0.1", value_parser = parse_ip)]
+        bind: IpAddr,
+        /// `iss` of the tokens.
+        #[arg(long, default_value = handoff_issuer::dev::DEV_ISSUER)]
+        iss: String,
+        /// Default `aud` of the tokens (a request may name another).
+        #[arg(long, default_value = handoff_issuer::dev::DEV_AUDIENCE)]
+        aud: String,
+        /// Keep the key in this directory (`private.pem` mode 0600, `public.pem`), written
+        /// once and reused on restart. Without it, the key lives in memory only.
+        #[arg(long, env = "PERSIST_KEYS_DIR")]
+        persist_keys_dir: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Decode a token's header and claims WITHOUT verifying it ("-" reads stdin).
     Inspect {
@@ -123,6 +190,40 @@ enum Command {
         token: String,
     },
 }
+
+/// Timeouts and caps of `serve` and `dev-issuer`.
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Seconds a client has to send its request headers, and to send each piece of a
+    /// body; idle keep-alive connections are closed after it too.
+    #[arg(long, default_value_t = 10)]
+    read_timeout: u64,
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// How often the key file is checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reload_interval_ms: u64,
+}
+
+impl ServerArgs {
+    fn limits(&self) -> ServerLimits {
+        ServerLimits::default()
+            .read_timeout(Duration::from_secs(self.read_timeout.max(1)))
+            .max_connections(self.max_connections)
+            .reload_interval(Duration::from_millis(self.reload_interval_ms.max(10)))
+    }
+}
+
+const ROTATE_HELP: &str = "\
+Two-phase rotation (no window of refusals):
+  host-issuer rotate --publish-next     # the new key joins the JWKS, does not sign yet
+  # wait max_cache_age (300 s by default): every verifier's cached JWKS now has it
+  host-issuer rotate --activate         # the new key signs; the old one stays published
+                                        # until its last token expired
+One-step rotation (`host-issuer rotate`) switches at once: a verifier that fetched the JWKS
+moments before refuses the new key's tokens until it refetches (on an unknown kid, after its
+cooldown; panva's jose waits 30 s by default; at the latest after max-age).";
 
 fn parse_alg(s: &str) -> Result<Algorithm, String> {
     match Algorithm::from_name(s) {
@@ -156,10 +257,38 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        // The reader went away (`host-issuer jwks | head -c 10`): not an error.
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Error(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+enum Failure {
+    Error(Error),
+    BrokenPipe,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// Writes to stdout without panicking: a closed pipe ends the command quietly.
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Failure::BrokenPipe),
+        Err(e) => Err(Failure::Error(Error::Server(format!(
+            "cannot write to stdout: {e}"
+        )))),
     }
 }
 
@@ -167,7 +296,7 @@ fn now() -> Result<handoff_issuer::UnixTime, Error> {
     server::system_now()
 }
 
-fn run(cmd: Command) -> Result<(), Error> {
+fn run(cmd: Command) -> Result<(), Failure> {
     let mut rng = UnwrapErr(getrandom::SysRng);
     match cmd {
         Command::GenerateKeys {
@@ -176,26 +305,26 @@ fn run(cmd: Command) -> Result<(), Error> {
             out,
             force,
             max_token_lifetime,
+            max_cache_age,
         } => {
-            if !force && out.exists() {
-                return Err(exists_error(&out));
-            }
             let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
             let kid = key.kid().to_owned();
-            let ring = Keyring::new(key, now()?).with_max_token_lifetime(max_token_lifetime)?;
+            let ring = Keyring::new(key, now()?)
+                .with_max_token_lifetime(max_token_lifetime)?
+                .with_max_cache_age(max_cache_age)?;
             write_private_file(&out, ring.to_key_file().as_bytes(), force)?;
             eprintln!(
                 "wrote a keyring ({alg}) to {} (mode 0600); active kid:",
                 out.display()
             );
-            println!("{kid}");
+            self::out(&format!("{kid}\n"))?;
         }
         Command::Jwks { keys } => {
-            let ring = server::read_key_file(&keys)?;
+            let ring = keys.load()?;
             let resp = ring.jwks_response(now()?);
             let v: Value = serde_json::from_slice(resp.body())
                 .map_err(|e| Error::Server(format!("JWKS body is not JSON: {e}")))?;
-            println!("{}", pretty(&v));
+            out(&format!("{}\n", pretty(&v)))?;
         }
         Command::Mint {
             keys,
@@ -206,7 +335,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             ttl,
             claims,
         } => {
-            let ring = server::read_key_file(&keys)?;
+            let ring = keys.load()?;
             let mut c = HostClaims::new(iss, aud, sub).ttl(ttl);
             if let Some(t) = tenant {
                 c = c.tenant(t);
@@ -216,36 +345,63 @@ fn run(cmd: Command) -> Result<(), Error> {
                     return Err(Error::InvalidInput {
                         field: "claim",
                         reason: format!("--claim {name} is given twice; give each claim once"),
-                    });
+                    }
+                    .into());
                 }
             }
             let t = ring.mint(&c, now()?, &mut rng)?;
-            println!("{}", t.token());
+            out(&format!("{}\n", t.token()))?;
         }
         Command::Rotate {
             keys,
+            publish_next,
+            activate,
             alg,
             kid,
             retire_after,
         } => {
-            let mut ring = server::read_key_file(&keys)?;
+            let mut ring = keys.load()?;
             let now = now()?;
             let pruned = ring.prune(now);
             for d in pruned.dropped() {
                 eprintln!("dropped expired key {d}");
             }
-            let alg = alg.unwrap_or_else(|| ring.active().algorithm());
-            let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
-            let retire_after = retire_after.unwrap_or_else(|| ring.retire_after());
-            let change = ring.rotate_with_retire_after(key, now, retire_after)?;
-            write_private_file(&keys, ring.to_key_file().as_bytes(), true)?;
+            let wait = ring.max_cache_age();
+            let change = if activate {
+                ring.activate_next(now)?
+            } else {
+                let alg = alg.unwrap_or_else(|| ring.active().algorithm());
+                let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
+                if publish_next {
+                    ring.publish_next(key, now)?
+                } else {
+                    let retire_after = retire_after.unwrap_or_else(|| ring.retire_after());
+                    ring.rotate_with_retire_after(key, now, retire_after)?
+                }
+            };
+            write_private_file(&keys.keys, ring.to_key_file().as_bytes(), true)?;
+            if publish_next {
+                let k = change.published().unwrap_or_default();
+                eprintln!(
+                    "phase 1 done: key {k} is published and does not sign yet. Verifiers cache the JWKS for up to {wait} s (its max-age), so run `host-issuer rotate --activate` at or after unix time {} ({wait} s from now); then no verifier refuses its tokens. Published kid:",
+                    now.as_secs() + wait
+                );
+                out(&format!("{k}\n"))?;
+                return Ok(());
+            }
             if let Some((old, until)) = change.retired() {
                 eprintln!(
-                    "key {old} stopped signing and stays published until {until} (unix time); new active kid:"
+                    "key {old} stopped signing and stays published until {until} (unix time)"
                 );
             }
+            if !activate {
+                eprintln!(
+                    "one-step rotation: the new key signs NOW. Verifiers that fetched the JWKS moments ago do not know it yet and refuse its tokens until they refetch (on an unknown kid, once their cooldown allows: 30 s for panva's jose; at the latest after the JWKS max-age, {wait} s, for verifiers that honour Cache-Control). To rotate without that window: `rotate --publish-next`, wait {wait} s, `rotate --activate`."
+                );
+            }
+            eprintln!("new active kid:");
             if let Some(k) = change.activated() {
-                println!("{k}");
+                out(&format!("{k}\n"))?;
             }
         }
         Command::Serve {
@@ -256,22 +412,65 @@ fn run(cmd: Command) -> Result<(), Error> {
             allow_non_loopback_dev,
             dev_iss,
             dev_aud,
+            server: server_args,
         } => {
-            let mut config = ServerConfig::from_key_file(keys, SocketAddr::new(bind, port));
+            let mut config = ServerConfig::from_key_file(&keys.keys, SocketAddr::new(bind, port))
+                .key_file_access(keys.access())
+                .limits(server_args.limits());
             if dev_token_endpoint {
                 config = config.dev_token_endpoint(DevTokenConfig {
                     default_iss: dev_iss,
                     default_aud: dev_aud,
                     allow_non_loopback: allow_non_loopback_dev,
+                    ..DevTokenConfig::default()
                 });
             }
-            let handle = server::spawn(config)?;
-            println!(
-                "serving the JWKS at {}/.well-known/jwks.json",
-                handle.base_url()
-            );
-            let _ = io::stdout().flush();
-            handle.join();
+            serve_blocking(config)?;
+        }
+        Command::DevIssuer {
+            port,
+            bind,
+            iss,
+            aud,
+            persist_keys_dir,
+            server: server_args,
+        } => {
+            // Checked before a key is made or written.
+            server::check_not_production(|k| std::env::var(k).ok())?;
+            let dev = DevTokenConfig {
+                default_iss: Some(iss),
+                default_aud: aud,
+                ..DevTokenConfig::simulator()
+            };
+            let addr = SocketAddr::new(bind, port);
+            if !bind.is_loopback() {
+                return Err(Error::Server(format!(
+                    "refusing to bind the dev issuer to {bind}: it mints tokens for anyone who can reach it, so it listens on loopback only; use --bind 127.0.0.1 or ::1"
+                ))
+                .into());
+            }
+            let (key, source) = server::load_or_create_dev_key(
+                persist_keys_dir.as_deref(),
+                KeyFileAccess::default(),
+                &mut rng,
+            )?;
+            match source {
+                DevKeySource::Created(d) => eprintln!(
+                    "dev issuer: made a new RSA-2048 key (kid dev-key), saved to {}/private.pem (0600) and public.pem",
+                    d.display()
+                ),
+                DevKeySource::Loaded(d) => eprintln!(
+                    "dev issuer: reusing the key (kid dev-key) in {}/private.pem",
+                    d.display()
+                ),
+                _ => eprintln!(
+                    "dev issuer: made a new RSA-2048 key (kid dev-key) in memory; set PERSIST_KEYS_DIR or --persist-keys-dir to keep it across restarts"
+                ),
+            }
+            let config = ServerConfig::with_keyring(Keyring::new(key, now()?), addr)
+                .dev_token_endpoint(dev)
+                .limits(server_args.limits());
+            serve_blocking(config)?;
         }
         Command::Inspect { token } => {
             let token = if token == "-" {
@@ -287,7 +486,7 @@ fn run(cmd: Command) -> Result<(), Error> {
             } else {
                 token
             };
-            print!("{}", inspect(&token, now()?)?);
+            out(&inspect(&token, now()?)?)?;
         }
     }
     Ok(())
@@ -335,66 +534,22 @@ fn inspect(token: &str, now: handoff_issuer::UnixTime) -> Result<String, Error> 
     Ok(out)
 }
 
-fn exists_error(path: &Path) -> Error {
-    Error::KeyFile(format!(
-        "{} already exists; pass --force to overwrite it (its keys are lost: tokens they signed stop verifying), or use `host-issuer rotate`",
-        path.display()
-    ))
-}
-
-/// Writes `bytes` to `path` with owner-only permissions, atomically: a temporary file
-/// (mode 0600) in the same directory, then a hard link (refuses to replace) or a rename
-/// (with `overwrite`). A reader such as `serve` never sees a half-written file.
-fn write_private_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Error> {
-    let io_err = |what: &str, e: io::Error| Error::KeyFile(format!("{what}: {e}"));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        let mut b = fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&dir)
-            .map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::KeyFile(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| io_err(&format!("cannot create {}", tmp.display()), e))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io_err(&format!("cannot write {}", tmp.display()), e))?;
-        if overwrite {
-            fs::rename(&tmp, path)
-                .map_err(|e| io_err(&format!("cannot replace {}", path.display()), e))
-        } else {
-            match fs::hard_link(&tmp, path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists_error(path)),
-                Err(e) => Err(io_err(&format!("cannot create {}", path.display()), e)),
-            }
-        }
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
+/// Binds, prints the URL, serves until SIGINT/SIGTERM.
+fn serve_blocking(config: ServerConfig) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Server(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let bound = config.bind().await?;
+        // Tests and scripts read this first line to learn the port.
+        println!(
+            "serving the JWKS at http://{}/.well-known/jwks.json",
+            bound.local_addr()
+        );
+        let _ = io::stdout().flush();
+        bound.serve(server::shutdown_signal()).await?;
+        eprintln!("host-issuer: stopped");
+        Ok(())
+    })
 }

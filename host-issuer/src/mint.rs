@@ -174,7 +174,7 @@ impl HostClaims {
     }
 }
 
-fn check_text(field: &'static str, v: &str) -> Result<(), Error> {
+pub(crate) fn check_text(field: &'static str, v: &str) -> Result<(), Error> {
     if v.is_empty() {
         return Err(Error::input(field, "must not be empty"));
     }
@@ -222,6 +222,22 @@ pub struct MintedHostJwt {
 }
 
 impl MintedHostJwt {
+    pub(crate) fn new(
+        token: String,
+        kid: String,
+        jti: String,
+        issued_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> Self {
+        Self {
+            token,
+            kid,
+            jti,
+            issued_at,
+            expires_at,
+        }
+    }
+
     /// The compact JWT (`header.payload.signature`).
     #[must_use]
     pub fn token(&self) -> &str {

@@ -81,6 +81,7 @@ fn jose_verifies_library_and_cli_tokens_for_every_algorithm() {
         );
         let new_kid = ok(&["rotate", "--keys", k, "--kid", "two"]);
         assert_eq!(new_kid, "two");
+        common::wait_for_active_kid(served.addr, "two");
         let after = ok(&mint);
         let lines = check(
             json!({ "jwks_url": served.url("/certs"), "cases": [
@@ -136,7 +137,7 @@ fn jose_verifies_dev_endpoint_tokens_from_the_library_server() {
     .dev_token_endpoint(DevTokenConfig {
         default_iss: Some(ISS.into()),
         default_aud: AUD.into(),
-        allow_non_loopback: false,
+        ..DevTokenConfig::default()
     });
     let server = spawn(config).unwrap();
     let (status, _, body) = common::http(
@@ -158,6 +159,51 @@ fn jose_verifies_dev_endpoint_tokens_from_the_library_server() {
     assert_eq!(lines[0]["sub"], "dev-user");
     let addr = server.addr();
     server.shutdown();
-    // tiny_http closes its listener on its own accept thread: wait (bounded) for it.
     assert!(common::port_closes(addr), "server stopped");
+}
+
+/// panva's jose `createRemoteJWKSet` against `host-issuer serve` across a two-phase
+/// rotation (`rotate --publish-next`, wait the served max-age, `rotate --activate`): no
+/// token is refused, the first token of the new key verifies from the verifier's cache
+/// (no refetch), the old key's tokens keep verifying; and, for contrast, a one-step
+/// `rotate` right after a default jose fetched the set gets the new kid refused.
+#[test]
+fn jose_remote_jwks_across_a_two_phase_rotation() {
+    if !node_available() {
+        return;
+    }
+    let dir = scratch("two-phase-jose");
+    let out = std::process::Command::new("node")
+        .arg("issuer_rotation.mjs")
+        .current_dir(common::interop_dir())
+        .env("HOST_ISSUER_BIN", common::BIN)
+        .env("WORK_DIR", &dir)
+        .output()
+        .expect("node is on PATH");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "jose disagreed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let step = |name: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| l["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name:?} in {stdout}"))
+    };
+    assert_eq!(lines.len(), 17, "{stdout}");
+    for l in &lines {
+        assert_eq!(l["expect"], l["got"], "{l}");
+    }
+    assert_eq!(step("token of kid two right after activation")["got"], "ok");
+    assert_eq!(
+        step("one-step rotation: default jose refuses the new kid (cooldown)")["code"],
+        "ERR_JWKS_NO_MATCHING_KEY"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

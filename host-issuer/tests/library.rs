@@ -525,3 +525,100 @@ fn keyring_file_round_trip_and_refusals() {
         Err(Error::KeyFile(_))
     ));
 }
+
+/// Issue 18, finding 7: the keyring file of 16 RSA-4096 keys is written into a buffer
+/// sized exactly beforehand, so no reallocation leaves a copy of private keys behind.
+/// (Before the fix the buffer was a fixed 64 KiB reservation: capacity != length, and a
+/// larger ring reallocated.)
+#[test]
+fn key_file_of_sixteen_rsa_4096_keys_is_written_without_reallocation() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rsa4096");
+    let mut keys: Vec<HostIssuerKeys> = (0..16)
+        .map(|i| {
+            let pem = std::fs::read_to_string(dir.join(format!("k{i:02}.pem"))).unwrap();
+            HostIssuerKeys::from_pem(
+                &pem,
+                Algorithm::RS256,
+                Some(&format!("rsa-4096-key-number-{i:02}")),
+            )
+            .unwrap()
+        })
+        .collect();
+    let t0 = UnixTime::from_secs(1_800_000_000);
+    let mut ring = Keyring::new(keys.remove(0), t0);
+    for (i, k) in keys.into_iter().enumerate() {
+        let _ = ring
+            .rotate(k, UnixTime::from_secs(t0.as_secs() + 1 + i as u64))
+            .unwrap();
+    }
+    assert_eq!(ring.entries().len(), 16);
+    let file = ring.to_key_file();
+    assert!(file.len() > 50 * 1024, "{} bytes", file.len());
+    assert_eq!(
+        file.capacity(),
+        file.len(),
+        "the buffer was sized exactly: nothing was reallocated or left over"
+    );
+    assert!(file.ends_with("}\n"));
+    let back = Keyring::from_key_file(&file).unwrap();
+    assert_eq!(back.entries().len(), 16);
+    assert_eq!(back.active().kid(), "rsa-4096-key-number-15");
+    assert_eq!(*back.to_key_file(), *file);
+    // The single-key file of an RSA-4096 key too.
+    let single = back.active().to_key_file();
+    assert_eq!(single.capacity(), single.len());
+}
+
+/// The host profile of handoff-verify accepts the algorithms the CLI and README offer
+/// when configured with them, EdDSA by default, and nothing else.
+#[test]
+fn host_profile_verifies_every_algorithm_the_issuer_offers() {
+    use handoff_verify::{HostTokenVerifier, NoCustomClaims, VerifyError};
+    let now = UnixTime::from_secs(1_800_000_000);
+    let c = claims();
+    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+        let ring = Keyring::new(
+            HostIssuerKeys::generate(alg, None, &mut rng()).unwrap(),
+            now,
+        );
+        let token = ring.mint(&c, now, &mut rng()).unwrap();
+        let jwks = jwks_of(&ring, now);
+        let configured = HostTokenVerifier::builder(c.iss.clone(), c.aud.clone())
+            .algorithms([alg])
+            .build()
+            .unwrap();
+        let v = configured
+            .verify::<NoCustomClaims, _>(token.token(), &jwks, now)
+            .unwrap();
+        assert_eq!(v.get_unconfirmed().subject(), c.sub, "{alg:?}");
+        let default = HostTokenVerifier::builder(c.iss.clone(), c.aud.clone())
+            .build()
+            .unwrap();
+        let r = default.verify::<NoCustomClaims, _>(token.token(), &jwks, now);
+        if alg == Algorithm::EdDSA {
+            assert!(r.is_ok(), "EdDSA is the default");
+        } else {
+            assert!(
+                matches!(
+                    r,
+                    Err(VerifyError::Token(handoff_core::Error::AlgorithmNotAllowed(a))) if a == alg
+                ),
+                "{alg:?}: {r:?}"
+            );
+        }
+    }
+    for bad in [Algorithm::HS256, Algorithm::PS256] {
+        assert!(
+            HostTokenVerifier::builder("i", "a")
+                .algorithms([bad])
+                .build()
+                .is_err()
+        );
+    }
+    assert!(
+        HostTokenVerifier::builder("i", "a")
+            .algorithms([])
+            .build()
+            .is_err()
+    );
+}

@@ -13,7 +13,9 @@ mod session;
 mod verifier;
 
 pub use error::VerifyError;
-pub use host::{HostToken, HostTokenVerifier};
+pub use host::{
+    DEFAULT_HOST_ALGORITHM, HOST_ALGORITHMS, HostToken, HostTokenVerifier, HostVerifierBuilder,
+};
 pub use jwks_cache::{
     CacheSnapshot, FetchId, FetchOutcome, FetchReport, FetchRequest, FetchResponse, JwksCache,
     JwksCacheConfig, KeyRef, Lookup, Rejection,

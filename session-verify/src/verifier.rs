@@ -406,8 +406,15 @@ impl VerifierBuilder {
             (_, r) => r.unwrap_or(false),
         };
         match self.kind {
-            TokenKind::Host if self.algorithms != [Algorithm::EdDSA] => {
-                return Err(VerifyError::Policy("host tokens are pinned to EdDSA"));
+            TokenKind::Host
+                if self
+                    .algorithms
+                    .iter()
+                    .any(|a| !crate::host::HOST_ALGORITHMS.contains(a)) =>
+            {
+                return Err(VerifyError::Policy(
+                    "host tokens are signed with EdDSA (the default), ES256 or RS256 only",
+                ));
             }
             TokenKind::Service if self.algorithms.contains(&Algorithm::HS256) => {
                 return Err(VerifyError::Policy(

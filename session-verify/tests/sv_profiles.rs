@@ -639,7 +639,21 @@ fn incomplete_or_contradictory_policies_are_refused() {
         )
         .contains("audience")
     );
-    assert!(policy(base(TokenKind::Host).algorithm(Algorithm::ES256)).contains("EdDSA"));
+    // Host profiles take the host algorithms only (EdDSA default, ES256, RS256).
+    for alg in [Algorithm::HS256, Algorithm::PS256] {
+        assert!(policy(base(TokenKind::Host).algorithm(alg)).contains("EdDSA"));
+        assert!(
+            policy(
+                base(TokenKind::Host)
+                    .algorithm(Algorithm::EdDSA)
+                    .algorithm(alg)
+            )
+            .contains("ES256 or RS256")
+        );
+    }
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        assert!(base(TokenKind::Host).algorithm(alg).build().is_ok());
+    }
     assert!(
         policy(
             base(TokenKind::Host)

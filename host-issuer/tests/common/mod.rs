@@ -46,11 +46,27 @@ pub struct Served {
 
 impl Served {
     pub fn start(keys: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--keys", keys.to_str().unwrap(), "--port", "0"])
-            .args(extra)
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--port",
+            "0",
+            "--reload-interval-ms",
+            "50",
+        ])
+        .args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `serve` or `dev-issuer` command) and reads the address it prints.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .env_remove("HANDOFF_ENV")
+            .env_remove("NODE_ENV")
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -67,6 +83,21 @@ impl Served {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded: 20 s) for the exit status.
+    #[cfg(unix)]
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not stop within 20 s of SIGTERM");
     }
 }
 
@@ -165,4 +196,48 @@ pub fn port_closes(addr: std::net::SocketAddr) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
+}
+
+/// Polls `/healthz` (bounded: 10 s) until the active kid is `kid` (the server re-reads
+/// the key file every 50 ms in the tests).
+pub fn wait_for_active_kid(addr: SocketAddr, kid: &str) {
+    for _ in 0..200 {
+        let (_, _, body) = http(addr, "GET", "/healthz", None, b"");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if v["active_kid"] == kid {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the server did not pick up active kid {kid} within 10 s");
+}
+
+/// Polls `/healthz` (bounded: 10 s) until it answers `status`; returns it and the body.
+pub fn wait_for_health_status(addr: SocketAddr, status: u16) -> (u16, Vec<u8>) {
+    let mut last = (0, Vec::new());
+    for _ in 0..200 {
+        let (s, _, body) = http(addr, "GET", "/healthz", None, b"");
+        last = (s, body);
+        if s == status {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+/// Polls `/healthz` (bounded: 10 s) until `kid` is among the published kids.
+pub fn wait_for_published_kid(addr: SocketAddr, kid: &str) {
+    for _ in 0..200 {
+        let (_, _, body) = http(addr, "GET", "/healthz", None, b"");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if v["published_kids"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|k| k == kid))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the server did not publish kid {kid} within 10 s");
 }

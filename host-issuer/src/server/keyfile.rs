@@ -1,0 +1,196 @@
+//! Key files on disk: the one place the server and the CLI read and write them.
+//!
+//! [`load_key_file`] is the single entry point that turns a path into a [`Keyring`]
+//! (bounded read, owner-only permission check, parse); every command and the server's
+//! hot reload go through it, so a new file form (an encrypted keyring, for example) is a
+//! change here only.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::keyring::MAX_KEYRING_FILE_BYTES;
+use crate::{Error, Keyring};
+
+/// How strictly a private key file is checked when it is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyFileAccess {
+    /// Accepts a private key file that group or others may read (mode bits `0o077`).
+    /// Off by default: such a file is refused with a `chmod 600` hint.
+    pub allow_insecure_permissions: bool,
+}
+
+/// The raw bytes of a key file as last read (to tell whether it changed), zeroized on drop.
+pub(crate) type KeyFileBytes = Zeroizing<Vec<u8>>;
+
+/// Reads and checks a keyring file: at most [`MAX_KEYRING_FILE_BYTES`], owner-only
+/// permissions (unless `access` allows more), then [`Keyring::from_key_file`].
+///
+/// # Errors
+/// [`Error::KeyFile`] naming the file and saying what to do.
+pub fn load_key_file(path: &Path, access: KeyFileAccess) -> Result<Keyring, Error> {
+    load_key_file_bytes(path, access).map(|(k, _)| k)
+}
+
+/// As [`load_key_file`], also returning the bytes read.
+pub(crate) fn load_key_file_bytes(
+    path: &Path,
+    access: KeyFileAccess,
+) -> Result<(Keyring, KeyFileBytes), Error> {
+    let bytes = read_private_file(path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
+    let ring = parse_key_file(path, &bytes)?;
+    Ok((ring, bytes))
+}
+
+/// Reads the file at `path` (at most `cap` bytes), checking its permissions on the open
+/// handle (no race with a `chmod` in between).
+pub(crate) fn read_private_file(
+    path: &Path,
+    cap: usize,
+    access: KeyFileAccess,
+    what: &str,
+) -> Result<KeyFileBytes, Error> {
+    let f = fs::File::open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Error::KeyFile(format!(
+                "{} does not exist; create it with `host-issuer generate-keys --out {}`",
+                path.display(),
+                path.display()
+            ))
+        } else {
+            Error::KeyFile(format!("cannot open {}: {e}", path.display()))
+        }
+    })?;
+    check_permissions(path, &f, access)?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.take(cap as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::KeyFile(format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() > cap {
+        return Err(Error::KeyFile(format!(
+            "{} is over the {cap}-byte cap of a {what} file; is it the right file?",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path, f: &fs::File, access: KeyFileAccess) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::KeyFile(format!("cannot stat {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::KeyFile(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 && !access.allow_insecure_permissions {
+        return Err(Error::KeyFile(format!(
+            "{} holds private keys but group or others may read it (mode {mode:04o}); run `chmod 600 {}`, or pass --allow-insecure-key-file to use it anyway",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_: &Path, _: &fs::File, _: KeyFileAccess) -> Result<(), Error> {
+    Ok(())
+}
+
+pub(crate) fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<Keyring, Error> {
+    let text = core::str::from_utf8(bytes).map_err(|_| {
+        Error::KeyFile(format!(
+            "{} is not UTF-8 text; a keyring file is the JSON written by `host-issuer generate-keys`",
+            path.display()
+        ))
+    })?;
+    Keyring::from_key_file(text).map_err(|e| match e {
+        Error::KeyFile(m) => Error::KeyFile(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+fn exists_error(path: &Path) -> Error {
+    Error::KeyFile(format!(
+        "{} already exists; pass --force to overwrite it (its keys are lost: tokens they signed stop verifying), or use `host-issuer rotate`",
+        path.display()
+    ))
+}
+
+/// Writes `bytes` to `path` with owner-only permissions, atomically: a temporary file
+/// (mode 0600) in the same directory, then a hard link (refuses to replace) or a rename
+/// (with `overwrite`). A reader such as `serve` never sees a half-written file.
+///
+/// # Errors
+/// [`Error::KeyFile`] when the file exists (without `overwrite`) or cannot be written.
+pub fn write_private_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), Error> {
+    write_file(path, bytes, overwrite, 0o600)
+}
+
+/// As [`write_private_file`], with the file mode given (0644 for a public key).
+pub(crate) fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    overwrite: bool,
+    #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
+) -> Result<(), Error> {
+    let io_err = |what: &str, e: io::Error| Error::KeyFile(format!("{what}: {e}"));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&dir)
+            .map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::KeyFile(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let result = (|| {
+        let mut f = opts
+            .open(&tmp)
+            .map_err(|e| io_err(&format!("cannot create {}", tmp.display()), e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err(&format!("cannot write {}", tmp.display()), e))?;
+        if overwrite {
+            fs::rename(&tmp, path)
+                .map_err(|e| io_err(&format!("cannot replace {}", path.display()), e))
+        } else {
+            match fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists_error(path)),
+                Err(e) => Err(io_err(&format!("cannot create {}", path.display()), e)),
+            }
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
