@@ -18,7 +18,7 @@ use examples::{During, ExampleError, Narrator, expect, system_rng};
 use handoff_dpop::DpopKey;
 use handoff_edge::token_service::{JWT_BEARER, TokenService};
 use handoff_edge::{ClientResponse, DpopClient, RemoteJwks};
-use handoff_issuer::server::{ServerConfig, spawn};
+use handoff_issuer::server::ServerConfig;
 use handoff_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
 
 const HOST: &str = "https://host.example";
@@ -95,8 +95,13 @@ async fn run<W: Write>(out: W) -> Result<W, ExampleError> {
     let bind = "127.0.0.1:0"
         .parse()
         .map_err(|_| ExampleError::Usage("bad bind address".into()))?;
-    let host_server = spawn(ServerConfig::with_keyring(keyring, bind)).during(step)?;
-    let jwks_url = format!("{}/.well-known/jwks.json", host_server.base_url());
+    // host-issuer's own hardened server (axum router, timeouts, caps, graceful shutdown).
+    let host_server = ServerConfig::with_keyring(keyring, bind).bind().await.during(step)?;
+    let jwks_url = format!("http://{}/.well-known/jwks.json", host_server.local_addr());
+    let (stop_host, host_stopped) = tokio::sync::oneshot::channel::<()>();
+    let host_task = tokio::spawn(host_server.serve(async {
+        let _ = host_stopped.await;
+    }));
     out.ok(format!("GET {jwks_url} serves the host's public keys"));
 
     // ------------------------------------------------------------------ token service + API
@@ -288,7 +293,8 @@ async fn run<W: Write>(out: W) -> Result<W, ExampleError> {
     );
 
     server.abort();
-    host_server.shutdown();
+    let _ = stop_host.send(());
+    let _ = host_task.await;
     out.finish("every outcome as expected, over HTTP")
 }
 
