@@ -96,7 +96,10 @@ async fn run<W: Write>(out: W) -> Result<W, ExampleError> {
         .parse()
         .map_err(|_| ExampleError::Usage("bad bind address".into()))?;
     // host-issuer's own hardened server (axum router, timeouts, caps, graceful shutdown).
-    let host_server = ServerConfig::with_keyring(keyring, bind).bind().await.during(step)?;
+    let host_server = ServerConfig::with_keyring(keyring, bind)
+        .bind()
+        .await
+        .during(step)?;
     let jwks_url = format!("http://{}/.well-known/jwks.json", host_server.local_addr());
     let (stop_host, host_stopped) = tokio::sync::oneshot::channel::<()>();
     let host_task = tokio::spawn(host_server.serve(async {

@@ -1,5 +1,5 @@
-//! A host JWKS server on loopback (axum, the `handoff_issuer` keyring's own JWKS output)
-//! with switchable misbehaviour, and helpers shared by the edge tests.
+//! The host's JWKS server on loopback: host-issuer's own `jwks_router` (axum), behind a
+//! middleware that injects misbehaviour on demand, and helpers shared by the edge tests.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -8,20 +8,19 @@
     clippy::panic
 )]
 
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use handoff_core::UnixTime;
 use handoff_edge::Clock;
+use handoff_issuer::server::{SharedKeyring, jwks_router};
 use handoff_issuer::{Algorithm, HostClaims, HostIssuerKeys, Keyring};
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -54,6 +53,7 @@ pub struct HostServer {
     pub mode: Arc<Mutex<Mode>>,
     pub cache_control: Arc<Mutex<Option<String>>>,
     pub keyring: Arc<Mutex<Keyring>>,
+    pub shared: SharedKeyring,
     pub clock: Arc<dyn Clock>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -68,13 +68,19 @@ struct S {
     clock: Arc<dyn Clock>,
 }
 
+fn copy(k: &Keyring) -> Keyring {
+    Keyring::from_key_file(&k.to_key_file()).unwrap()
+}
+
 pub const HOST: &str = "https://host.example";
 
 pub fn host_key(kid: &str) -> HostIssuerKeys {
     HostIssuerKeys::generate(Algorithm::EdDSA, Some(kid), &mut rng()).unwrap()
 }
 
-async fn jwks(State(s): State<S>, headers: HeaderMap) -> Response {
+/// Misbehaviour in front of host-issuer's own `jwks_router`: counts requests, injects
+/// faults, overrides `Cache-Control` when told to, counts the router's `304`s.
+async fn faults(State(s): State<S>, req: Request, next: Next) -> Response {
     s.hits.fetch_add(1, Ordering::SeqCst);
     let mode = s.mode.lock().unwrap().clone();
     match mode {
@@ -97,37 +103,15 @@ async fn jwks(State(s): State<S>, headers: HeaderMap) -> Response {
         }
         Mode::Normal => {}
     }
-    let published = s.keyring.lock().unwrap().jwks_response(s.clock.now());
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    published.body().hash(&mut h);
-    let etag = format!("\"{:016x}\"", h.finish());
-    let cc = s
-        .cache_control
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_else(|| published.cache_control());
-    if headers
-        .get("if-none-match")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == etag)
-    {
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::NOT_MODIFIED {
         s.not_modified.fetch_add(1, Ordering::SeqCst);
-        return (
-            StatusCode::NOT_MODIFIED,
-            [("etag", etag), ("cache-control", cc)],
-        )
-            .into_response();
     }
-    (
-        [
-            ("content-type", published.content_type().to_owned()),
-            ("etag", etag),
-            ("cache-control", cc),
-        ],
-        published.into_body(),
-    )
-        .into_response()
+    if let Some(cc) = s.cache_control.lock().unwrap().clone() {
+        resp.headers_mut()
+            .insert("cache-control", HeaderValue::from_str(&cc).unwrap());
+    }
+    resp
 }
 
 impl HostServer {
@@ -141,9 +125,15 @@ impl HostServer {
             keyring: Arc::new(Mutex::new(keyring)),
             clock: clock.clone(),
         };
-        let app = Router::new()
-            .route("/.well-known/jwks.json", get(jwks))
-            .with_state(s.clone());
+        let shared = {
+            let c = clock.clone();
+            SharedKeyring::with_clock(
+                copy(&s.keyring.lock().unwrap()),
+                Arc::new(move || Ok(c.now())),
+            )
+        };
+        let app = jwks_router(shared.clone())
+            .layer(axum::middleware::from_fn_with_state(s.clone(), faults));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -156,6 +146,7 @@ impl HostServer {
             mode: s.mode,
             cache_control: s.cache_control,
             keyring: s.keyring,
+            shared,
             clock,
             task,
         }
@@ -175,12 +166,10 @@ impl HostServer {
 
     pub fn rotate(&self, kid: &str) {
         let now = self.clock.now();
-        let _change = self
-            .keyring
-            .lock()
-            .unwrap()
-            .rotate(host_key(kid), now)
-            .unwrap();
+        let mut k = self.keyring.lock().unwrap();
+        let _change = k.rotate(host_key(kid), now).unwrap();
+        // host-issuer's server publishes the rotated keyring to every later request.
+        let _old = self.shared.replace(copy(&k));
     }
 
     /// A host JWT for `sub`, tenant `tenant-7`, audience `aud`, signed with the active key.
