@@ -142,7 +142,7 @@ pub struct EdgeAuthBuilder {
 }
 
 impl EdgeAuthBuilder {
-    /// Accepts host tokens of this profile (a [`TokenKind::Host`] [`Verifier`]) with keys
+    /// Accepts host tokens of this profile (a [`handoff_verify::TokenKind::Host`] [`Verifier`]) with keys
     /// from `keys`, usually the host's [`RemoteJwks`].
     pub fn host_tokens(mut self, verifier: Verifier, keys: impl Into<Keys>) -> Self {
         let validation = verifier.validation().clone();
@@ -158,7 +158,7 @@ impl EdgeAuthBuilder {
         }
         self
     }
-    /// Accepts access tokens of this profile (a [`TokenKind::Access`] [`Verifier`]).
+    /// Accepts access tokens of this profile (a [`handoff_verify::TokenKind::Access`] [`Verifier`]).
     pub fn access_tokens(mut self, verifier: Verifier, keys: impl Into<Keys>) -> Self {
         let validation = verifier.validation().clone();
         match AccessTokenVerifier::new(verifier) {
