@@ -34,6 +34,8 @@ pub enum Keys {
     Remote(RemoteJwks),
     /// Keys held in memory (a token service verifying its own access tokens).
     Static(Arc<Jwks>),
+    /// One pinned key.
+    Pinned(Arc<VerifyingKey>),
 }
 
 impl From<RemoteJwks> for Keys {
@@ -48,7 +50,7 @@ impl From<Jwks> for Keys {
 }
 impl From<VerifyingKey> for Keys {
     fn from(k: VerifyingKey) -> Self {
-        Self::Static(Arc::new(Jwks::from_keys([k]).unwrap_or_default()))
+        Self::Pinned(Arc::new(k))
     }
 }
 
@@ -57,12 +59,14 @@ impl From<VerifyingKey> for Keys {
 pub(crate) enum HeldKey {
     Owned(Box<VerifyingKey>),
     Shared(Arc<Jwks>),
+    Pinned(Arc<VerifyingKey>),
 }
 
 pub(crate) fn with_keys<R>(held: &HeldKey, f: impl FnOnce(&dyn KeySource) -> R) -> R {
     match held {
         HeldKey::Owned(k) => f(&**k),
         HeldKey::Shared(j) => f(&**j),
+        HeldKey::Pinned(k) => f(&**k),
     }
 }
 
@@ -74,6 +78,7 @@ impl Keys {
     ) -> Result<HeldKey, AuthRejection> {
         match self {
             Self::Static(j) => Ok(HeldKey::Shared(j.clone())),
+            Self::Pinned(k) => Ok(HeldKey::Pinned(k.clone())),
             Self::Remote(r) => match r.key_for_token(validation, token).await {
                 Ok(k) => Ok(HeldKey::Owned(Box::new(k))),
                 Err(EdgeError::Verify(e)) => Err(AuthRejection::from_verify(&e, Scheme::Bearer)),
