@@ -137,8 +137,8 @@ impl RemoteJwksBuilder {
     /// tokio runtime when the background refresh is on.
     ///
     /// # Errors
-    /// [`EdgeError::Config`] for out-of-bounds settings or an HTTP client that cannot be
-    /// built.
+    /// [`EdgeError::Config`] for out-of-bounds settings, an HTTP client that cannot be
+    /// built, or no tokio runtime while the background refresh is on.
     pub fn build(self) -> Result<RemoteJwks, EdgeError> {
         if self.max_body == 0 || self.max_body > 16 * 1024 * 1024 {
             return Err(EdgeError::Config("max_body_bytes must be 1 B to 16 MiB"));
@@ -172,8 +172,13 @@ impl RemoteJwksBuilder {
             wake: Arc::new(tokio::sync::Notify::new()),
         });
         if self.background {
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return Err(EdgeError::Config(
+                    "build RemoteJwks inside a tokio runtime, or turn the background refresh off",
+                ));
+            };
             let weak = Arc::downgrade(&inner);
-            tokio::spawn(background(weak));
+            rt.spawn(background(weak));
         }
         Ok(RemoteJwks { inner })
     }

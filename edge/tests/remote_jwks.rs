@@ -276,3 +276,17 @@ async fn the_background_task_refreshes_at_poll_timeout_and_picks_up_a_rotation()
     );
     assert!(server.hits() >= 2);
 }
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    match RemoteJwks::builder("http://127.0.0.1:9/jwks.json").build() {
+        Err(EdgeError::Config(why)) => assert!(why.contains("tokio runtime"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        RemoteJwks::builder("http://127.0.0.1:9/jwks.json")
+            .background_refresh(false)
+            .build()
+            .is_ok()
+    );
+}
