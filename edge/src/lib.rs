@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+//!
+//! `handoff-edge`: the async edge of the handoff family on tokio, axum/tower and reqwest
+//! (rustls). The Sans-IO crates decide; this crate performs the I/O they ask for.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod auth;
+pub mod client;
+mod clock;
+mod error;
+mod extract;
+pub mod jwks;
+mod layer;
+pub mod token_service;
+
+pub use auth::{
+    AccessRevocation, AuthRejection, DpopAccess, EdgeAuth, EdgeAuthBuilder, Keys,
+    MAX_AUTHORIZATION_BYTES,
+};
+pub use client::{ClientResponse, DpopClient};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::EdgeError;
+pub use extract::{Access, Dpop, Host, RequiredScopes, Service};
+pub use jwks::{FetchFailure, FetchStatus, RemoteJwks, RemoteJwksBuilder};
+pub use layer::{EdgeAuthLayer, EdgeAuthService, Require};
