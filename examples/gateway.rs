@@ -51,10 +51,10 @@ fn main() -> ExitCode {
 fn database_path() -> PathBuf {
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
-        if a == "--db" {
-            if let Some(p) = args.next() {
-                return PathBuf::from(p);
-            }
+        if a == "--db"
+            && let Some(p) = args.next()
+        {
+            return PathBuf::from(p);
         }
     }
     let nanos = std::time::SystemTime::now()
