@@ -221,6 +221,13 @@ fn check_scheme(scheme: &EncryptionScheme) -> Result<(), EncryptedKeyError> {
     match &params.kdf {
         Kdf::Scrypt(s) => {
             let n: u64 = s.cost_parameter;
+            // pkcs5 0.8.1 takes log2(N) with a subtraction that panics for N = 0 (found
+            // by fuzzing): refuse what is not a power of two >= 2 before it gets there.
+            if n < 2 || !n.is_power_of_two() {
+                return Err(EncryptedKeyError::Malformed(
+                    "the scrypt cost N is not a power of two of at least 2",
+                ));
+            }
             let memory = 128u64
                 .saturating_mul(u64::from(s.block_size))
                 .saturating_mul(n);
@@ -502,6 +509,31 @@ mod tests {
             decrypt_hmac_secret(&other, &pass).err(),
             Some(EncryptedKeyError::WrongPassphrase)
         );
+    }
+
+    /// Found by fuzzing (`encrypted_key_read`): scrypt N = 0 panicked inside pkcs5.
+    #[test]
+    fn scrypt_cost_that_is_not_a_power_of_two_is_refused_without_panicking() {
+        let s = HmacSecret::generate(&mut rng());
+        let pass = Passphrase::new("pass").unwrap();
+        let pem = encrypt_hmac_secret(&s, &pass, &mut rng()).unwrap();
+        for n in [0u64, 1, 3, 1000] {
+            let bad = with_kdf(&pem, |k| {
+                if let Kdf::Scrypt(p) = k {
+                    p.cost_parameter = n;
+                }
+            });
+            assert!(
+                matches!(
+                    decrypt_hmac_secret(&bad, &pass),
+                    Err(EncryptedKeyError::Malformed(m)) if m.contains("power of two")
+                ),
+                "N = {n}"
+            );
+        }
+        // The input the fuzzer found, kept in fuzz/corpus/encrypted_key_read.
+        let found = include_bytes!("../tests/data/fuzz-encrypted-scrypt-n0.bin");
+        fuzz_decrypt(found);
     }
 
     #[test]
