@@ -443,7 +443,9 @@ pub fn fuzz_read(data: &[u8]) {
     if let Ok(read) = read_audit_lines(data, path) {
         let again = read_audit_lines(&encode(read.events.iter())[..], path);
         debug_assert!(
-            again.as_ref().is_ok_and(|a| a.events == read.events && a.partial_tail.is_none()),
+            again
+                .as_ref()
+                .is_ok_and(|a| a.events == read.events && a.partial_tail.is_none()),
             "events that read must write and read back the same"
         );
     }

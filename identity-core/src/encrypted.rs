@@ -400,24 +400,26 @@ pub fn fuzz_decrypt(data: &[u8]) {
     };
     let pem = if mode & 1 == 0 {
         let text = String::from_utf8_lossy(rest);
-        let cheap = SecretDocument::from_pem(text.trim()).ok().and_then(|(_, doc)| {
-            let info = EncryptedPrivateKeyInfoRef::from_der(doc.as_bytes()).ok()?;
-            let _ = check_scheme(&info.encryption_algorithm);
-            let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm else {
-                return Some(true);
-            };
-            Some(match &params.kdf {
-                Kdf::Scrypt(s) => {
-                    128u64
-                        .saturating_mul(u64::from(s.block_size))
-                        .saturating_mul(s.cost_parameter)
-                        .saturating_mul(u64::from(s.parallelization))
-                        <= FUZZ_SCRYPT_BUDGET
-                }
-                Kdf::Pbkdf2(p) => p.iteration_count <= FUZZ_PBKDF2_BUDGET,
-                _ => true,
-            })
-        });
+        let cheap = SecretDocument::from_pem(text.trim())
+            .ok()
+            .and_then(|(_, doc)| {
+                let info = EncryptedPrivateKeyInfoRef::from_der(doc.as_bytes()).ok()?;
+                let _ = check_scheme(&info.encryption_algorithm);
+                let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm else {
+                    return Some(true);
+                };
+                Some(match &params.kdf {
+                    Kdf::Scrypt(s) => {
+                        128u64
+                            .saturating_mul(u64::from(s.block_size))
+                            .saturating_mul(s.cost_parameter)
+                            .saturating_mul(u64::from(s.parallelization))
+                            <= FUZZ_SCRYPT_BUDGET
+                    }
+                    Kdf::Pbkdf2(p) => p.iteration_count <= FUZZ_PBKDF2_BUDGET,
+                    _ => true,
+                })
+            });
         if cheap == Some(false) {
             return;
         }
@@ -429,7 +431,8 @@ pub fn fuzz_decrypt(data: &[u8]) {
         let Ok(params) = scrypt::Params::new(1, 8, 1) else {
             return;
         };
-        let Ok(pbes2) = pbes2::Parameters::generate_scrypt_aes256cbc(params, &[mode; 16], [mode; 16])
+        let Ok(pbes2) =
+            pbes2::Parameters::generate_scrypt_aes256cbc(params, &[mode; 16], [mode; 16])
         else {
             return;
         };

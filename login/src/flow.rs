@@ -848,16 +848,20 @@ fn fuzz_pending() -> PendingLogin {
 pub fn fuzz_callback(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let pending = fuzz_pending();
-    for parsed in [CallbackParams::from_query(&text), CallbackParams::from_url(&text)] {
-        if let Ok(p) = parsed {
-            for v in [&p.code, &p.state, &p.iss, &p.error, &p.error_description]
-                .into_iter()
-                .flatten()
-            {
-                debug_assert!(!v.is_empty() && v.len() <= MAX_FIELD_BYTES);
-            }
-            let _ = pending.on_callback(&p, b"browser", UnixTime::from_secs(1_200));
+    for p in [
+        CallbackParams::from_query(&text),
+        CallbackParams::from_url(&text),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for v in [&p.code, &p.state, &p.iss, &p.error, &p.error_description]
+            .into_iter()
+            .flatten()
+        {
+            debug_assert!(!v.is_empty() && v.len() <= MAX_FIELD_BYTES);
         }
+        let _ = pending.on_callback(&p, b"browser", UnixTime::from_secs(1_200));
     }
 }
 

@@ -306,7 +306,9 @@ pub fn fuzz_check(data: &[u8]) {
     if let Ok(fixed) = list.check("https://app.example.com/done") {
         let loc = fixed.with_error(OAuthErrorCode::from_provider(&text), Some(&text));
         debug_assert!(
-            !loc.location().chars().any(|c| c.is_control() || c.is_whitespace()),
+            !loc.location()
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace()),
             "the error text must not inject raw characters into the Location"
         );
     }

@@ -298,7 +298,11 @@ fn login_seeds(rng: &mut rand_free::Counter) {
     let json = start.pending.to_json();
     write(t, "json", &with_prefix(1, json.as_bytes()));
     assert!(PendingLogin::from_json(&json).is_ok());
-    write(t, "sealed-short", &with_prefix(0, b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    write(
+        t,
+        "sealed-short",
+        &with_prefix(0, b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
 }
 
 fn encrypted_seeds(keys: &[handoff_core::SigningKey]) {
@@ -323,7 +327,11 @@ fn encrypted_seeds(keys: &[handoff_core::SigningKey]) {
     ));
     for (name, pem) in &pems {
         // As written (default cost: parsed and cost-checked only).
-        write(t, &format!("pem-default-{name}"), &with_prefix(0, pem.as_bytes()));
+        write(
+            t,
+            &format!("pem-default-{name}"),
+            &with_prefix(0, pem.as_bytes()),
+        );
         let der = encrypted::decrypt_pkcs8_der(pem, &pass).unwrap();
         write(t, &format!("der-{name}"), &with_prefix(1, der.as_bytes()));
         let info = PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
@@ -335,15 +343,18 @@ fn encrypted_seeds(keys: &[handoff_core::SigningKey]) {
                 [2u8; 16],
             )
             .unwrap(),
-            pbes2::Parameters::generate_pbkdf2_sha256_aes128cbc(10, &[3u8; 16], [4u8; 16])
-                .unwrap(),
+            pbes2::Parameters::generate_pbkdf2_sha256_aes128cbc(10, &[3u8; 16], [4u8; 16]).unwrap(),
         ];
         for (i, params) in cheap.into_iter().enumerate() {
             let doc = info.encrypt_with_params(params, b"fuzz").unwrap();
             let pem = doc
                 .to_pem(encrypted::ENCRYPTED_PEM_LABEL, LineEnding::LF)
                 .unwrap();
-            write(t, &format!("pem-cheap{i}-{name}"), &with_prefix(0, pem.as_bytes()));
+            write(
+                t,
+                &format!("pem-cheap{i}-{name}"),
+                &with_prefix(0, pem.as_bytes()),
+            );
         }
     }
 }
@@ -362,8 +373,8 @@ fn audit_log_seeds() {
         r#"{"event":"session_issued","device_id":"dev-1","session_ref":"AAAAAAAAAAAAAAAA","expires_at":1000,"at":302}"#,
         "\n",
     );
-    let read = handoff_device::audit_log::read_audit_lines(lines.as_bytes(), Path::new("seed"))
-        .unwrap();
+    let read =
+        handoff_device::audit_log::read_audit_lines(lines.as_bytes(), Path::new("seed")).unwrap();
     assert_eq!(read.events.len(), 5);
     write(t, "events", lines.as_bytes());
     let mut torn = lines.as_bytes().to_vec();
