@@ -392,7 +392,9 @@ impl PendingLogin {
     /// Seals the record (ChaCha20-Poly1305, random 96-bit nonce) for a cookie.
     ///
     /// # Errors
-    /// [`LoginError::Sealed`] if the AEAD fails (it does not in practice).
+    /// [`LoginError::Config`] when the sealed record would be over [`MAX_SEALED_BYTES`]
+    /// (which [`PendingLogin::open`] refuses); [`LoginError::Sealed`] if the AEAD fails
+    /// (it does not in practice).
     pub fn seal<R: CryptoRng + ?Sized>(
         &self,
         key: &SealingKey,
@@ -413,7 +415,14 @@ impl PendingLogin {
             .map_err(|_| LoginError::Sealed)?;
         let mut out = n.to_vec();
         out.extend_from_slice(&ct);
-        Ok(b64::encode(&out))
+        let sealed = b64::encode(&out);
+        // What `open` would refuse is not handed out (a record of 6 KiB or more).
+        if sealed.len() > MAX_SEALED_BYTES {
+            return Err(LoginError::Config(
+                "the pending login is too large to seal (over 8 KiB sealed): shorten the app context (return_to, role) or keep the record server-side",
+            ));
+        }
+        Ok(sealed)
     }
 
     /// Opens a record sealed by [`PendingLogin::seal`].
@@ -907,5 +916,40 @@ pub fn fuzz_pending_login(data: &[u8], key: &SealingKey) {
             );
         }
         let _ = p.on_callback(&CallbackParams::default(), b"browser", p.created_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found with the `login_pending_open` fuzz property (a record that seals must open):
+    /// a stored record of about 6 KiB sealed into more than the 8 KiB `open` accepts.
+    #[test]
+    fn a_record_too_large_to_open_is_not_sealed() {
+        let key = SealingKey::from_bytes([7; 32]);
+        let mut p = fuzz_pending();
+        p.app.return_to = Some(format!("https://app.example.com/{}", "a".repeat(6_000)));
+        let json = p.to_json();
+        assert!(json.len() < MAX_SEALED_BYTES);
+        let read = PendingLogin::from_json(&json).unwrap();
+        match read.seal(&key, &mut FuzzRng(1)) {
+            Err(LoginError::Config(m)) => assert!(m.contains("too large to seal"), "{m}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(sealed) => panic!(
+                "sealed {} bytes that open refuses: {:?}",
+                sealed.len(),
+                PendingLogin::open(&key, &sealed).err()
+            ),
+        }
+        let mut input = vec![1u8];
+        input.extend_from_slice(json.as_bytes());
+        fuzz_pending_login(&input, &key);
+        // A record of ordinary size still seals and opens.
+        let sealed = fuzz_pending().seal(&key, &mut FuzzRng(2)).unwrap();
+        assert_eq!(
+            PendingLogin::open(&key, &sealed).unwrap().to_json(),
+            fuzz_pending().to_json()
+        );
     }
 }
