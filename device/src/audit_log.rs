@@ -434,3 +434,19 @@ pub fn read_audit_lines<R: BufRead>(
         events.push(event);
     }
 }
+
+/// Fuzzing entry point: reads arbitrary bytes as an audit log file; what reads is written
+/// again and must read back to the same events. Never panics.
+#[doc(hidden)]
+pub fn fuzz_read(data: &[u8]) {
+    let path = Path::new("fuzz.log");
+    if let Ok(read) = read_audit_lines(data, path) {
+        let again = read_audit_lines(&encode(read.events.iter())[..], path);
+        debug_assert!(
+            again
+                .as_ref()
+                .is_ok_and(|a| a.events == read.events && a.partial_tail.is_none()),
+            "events that read must write and read back the same"
+        );
+    }
+}

@@ -221,6 +221,13 @@ fn check_scheme(scheme: &EncryptionScheme) -> Result<(), EncryptedKeyError> {
     match &params.kdf {
         Kdf::Scrypt(s) => {
             let n: u64 = s.cost_parameter;
+            // pkcs5 0.8.1 takes log2(N) with a subtraction that panics for N = 0 (found
+            // by fuzzing): refuse what is not a power of two >= 2 before it gets there.
+            if n < 2 || !n.is_power_of_two() {
+                return Err(EncryptedKeyError::Malformed(
+                    "the scrypt cost N is not a power of two of at least 2",
+                ));
+            }
             let memory = 128u64
                 .saturating_mul(u64::from(s.block_size))
                 .saturating_mul(n);
@@ -369,6 +376,80 @@ pub fn decrypt_hmac_secret(
         .map_err(|e| EncryptedKeyError::Key(e.to_string()))
 }
 
+/// Key-derivation work the fuzzing entry point lets a document ask for (scrypt memory
+/// times `p`, PBKDF2 iterations): above it only the parsing and the cost check run, so
+/// that fuzzing is not spent inside the KDF.
+const FUZZ_SCRYPT_BUDGET: u64 = 64 * 1024;
+const FUZZ_PBKDF2_BUDGET: u32 = 64;
+
+/// Fuzzing entry point. The first byte picks the input's form:
+/// - even: an encrypted PEM document, read as a signing key (inferred algorithm and
+///   PS256) and as an HMAC secret under the passphrase `fuzz`, when its key derivation is
+///   cheap (otherwise parsed and cost-checked only);
+/// - odd: a decrypted `PrivateKeyInfo` DER, encrypted here under `fuzz` with a cheap
+///   scrypt and then read the same ways, so the code after decryption is reached too.
+///
+/// Never panics.
+#[doc(hidden)]
+pub fn fuzz_decrypt(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(pass) = Passphrase::new("fuzz") else {
+        return;
+    };
+    let pem = if mode & 1 == 0 {
+        let text = String::from_utf8_lossy(rest);
+        let cheap = SecretDocument::from_pem(text.trim())
+            .ok()
+            .and_then(|(_, doc)| {
+                let info = EncryptedPrivateKeyInfoRef::from_der(doc.as_bytes()).ok()?;
+                let _ = check_scheme(&info.encryption_algorithm);
+                let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm else {
+                    return Some(true);
+                };
+                Some(match &params.kdf {
+                    Kdf::Scrypt(s) => {
+                        128u64
+                            .saturating_mul(u64::from(s.block_size))
+                            .saturating_mul(s.cost_parameter)
+                            .saturating_mul(u64::from(s.parallelization))
+                            <= FUZZ_SCRYPT_BUDGET
+                    }
+                    Kdf::Pbkdf2(p) => p.iteration_count <= FUZZ_PBKDF2_BUDGET,
+                    _ => true,
+                })
+            });
+        if cheap == Some(false) {
+            return;
+        }
+        Zeroizing::new(text.into_owned())
+    } else {
+        let Ok(info) = PrivateKeyInfoRef::from_der(rest) else {
+            return;
+        };
+        let Ok(params) = scrypt::Params::new(1, 8, 1) else {
+            return;
+        };
+        let Ok(pbes2) =
+            pbes2::Parameters::generate_scrypt_aes256cbc(params, &[mode; 16], [mode; 16])
+        else {
+            return;
+        };
+        let Ok(doc) = info.encrypt_with_params(pbes2, pass.bytes()) else {
+            return;
+        };
+        let Ok(pem) = doc.to_pem(ENCRYPTED_PEM_LABEL, LineEnding::LF) else {
+            return;
+        };
+        pem
+    };
+    let _ = is_encrypted_pem(&pem);
+    let _ = decrypt_signing_key(&pem, &pass, None);
+    let _ = decrypt_signing_key(&pem, &pass, Some(Algorithm::PS256));
+    let _ = decrypt_hmac_secret(&pem, &pass);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +512,31 @@ mod tests {
             decrypt_hmac_secret(&other, &pass).err(),
             Some(EncryptedKeyError::WrongPassphrase)
         );
+    }
+
+    /// Found by fuzzing (`encrypted_key_read`): scrypt N = 0 panicked inside pkcs5.
+    #[test]
+    fn scrypt_cost_that_is_not_a_power_of_two_is_refused_without_panicking() {
+        let s = HmacSecret::generate(&mut rng());
+        let pass = Passphrase::new("pass").unwrap();
+        let pem = encrypt_hmac_secret(&s, &pass, &mut rng()).unwrap();
+        for n in [0u64, 1, 3, 1000] {
+            let bad = with_kdf(&pem, |k| {
+                if let Kdf::Scrypt(p) = k {
+                    p.cost_parameter = n;
+                }
+            });
+            assert!(
+                matches!(
+                    decrypt_hmac_secret(&bad, &pass),
+                    Err(EncryptedKeyError::Malformed(m)) if m.contains("power of two")
+                ),
+                "N = {n}"
+            );
+        }
+        // The input the fuzzer found, kept in fuzz/corpus/encrypted_key_read.
+        let found = include_bytes!("../tests/data/fuzz-encrypted-scrypt-n0.bin");
+        fuzz_decrypt(found);
     }
 
     #[test]

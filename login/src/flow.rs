@@ -392,7 +392,9 @@ impl PendingLogin {
     /// Seals the record (ChaCha20-Poly1305, random 96-bit nonce) for a cookie.
     ///
     /// # Errors
-    /// [`LoginError::Sealed`] if the AEAD fails (it does not in practice).
+    /// [`LoginError::Config`] when the sealed record would be over [`MAX_SEALED_BYTES`]
+    /// (which [`PendingLogin::open`] refuses); [`LoginError::Sealed`] if the AEAD fails
+    /// (it does not in practice).
     pub fn seal<R: CryptoRng + ?Sized>(
         &self,
         key: &SealingKey,
@@ -413,7 +415,14 @@ impl PendingLogin {
             .map_err(|_| LoginError::Sealed)?;
         let mut out = n.to_vec();
         out.extend_from_slice(&ct);
-        Ok(b64::encode(&out))
+        let sealed = b64::encode(&out);
+        // What `open` would refuse is not handed out (a record of 6 KiB or more).
+        if sealed.len() > MAX_SEALED_BYTES {
+            return Err(LoginError::Config(
+                "the pending login is too large to seal (over 8 KiB sealed): shorten the app context (return_to, role) or keep the record server-side",
+            ));
+        }
+        Ok(sealed)
     }
 
     /// Opens a record sealed by [`PendingLogin::seal`].
@@ -795,5 +804,152 @@ impl TokenResponse {
             ));
         }
         Ok(r)
+    }
+}
+
+/// A deterministic generator for the fuzzing entry points (sealing nonces only).
+struct FuzzRng(u64);
+
+impl rand_core::TryRng for FuzzRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        Ok((self.0 >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok((u64::from(self.try_next_u32()?) << 32) | u64::from(self.try_next_u32()?))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.try_next_u32()?.to_le_bytes()[0];
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for FuzzRng {}
+
+/// The pending login the callback fuzzing entry point checks against (state `state-1`,
+/// browser session `browser`, issuer `https://issuer.example`, which sends `iss`).
+fn fuzz_pending() -> PendingLogin {
+    PendingLogin {
+        v: 1,
+        state: "state-1".into(),
+        code_verifier: "verifier".into(),
+        nonce: "nonce-1".into(),
+        issuer: "https://issuer.example".into(),
+        client_id: "client-1".into(),
+        redirect_uri: "https://app.example.com/callback".into(),
+        browser: b64::encode(&browser_binding(b"browser")),
+        iss_required: true,
+        created_at: UnixTime::from_secs(1_000),
+        expires_at: UnixTime::from_secs(1_600),
+        app: AppContext::default(),
+    }
+}
+
+/// Fuzzing entry point: parses arbitrary bytes as a callback query and as a callback URL,
+/// then checks what parsed against a fixed pending login. Never panics.
+#[doc(hidden)]
+pub fn fuzz_callback(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let pending = fuzz_pending();
+    for p in [
+        CallbackParams::from_query(&text),
+        CallbackParams::from_url(&text),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for v in [&p.code, &p.state, &p.iss, &p.error, &p.error_description]
+            .into_iter()
+            .flatten()
+        {
+            debug_assert!(!v.is_empty() && v.len() <= MAX_FIELD_BYTES);
+        }
+        let _ = pending.on_callback(&p, b"browser", UnixTime::from_secs(1_200));
+    }
+}
+
+/// Fuzzing entry point: the first byte picks status 200 or an error status, the rest is
+/// the token endpoint's body. Never panics.
+#[doc(hidden)]
+pub fn fuzz_token_response(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let status = match first % 4 {
+        0 | 1 => 200,
+        2 => 400,
+        _ => 500 + u16::from(first >> 2),
+    };
+    if let Ok(r) = TokenResponse::parse(status, body) {
+        debug_assert!(!r.access_token.is_empty() && !r.id_token.is_empty());
+        let _ = format!("{r:?}");
+    }
+}
+
+/// Fuzzing entry point for the pending-login record: the first byte picks the sealed
+/// (cookie) form opened under `key`, or the server-side JSON form; a record that reads
+/// is sealed again and must open to the same record. Never panics.
+#[doc(hidden)]
+pub fn fuzz_pending_login(data: &[u8], key: &SealingKey) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let read = if mode & 1 == 0 {
+        PendingLogin::open(key, &text)
+    } else {
+        PendingLogin::from_json(&text)
+    };
+    if let Ok(p) = read {
+        let json = p.to_json();
+        if let Ok(sealed) = p.seal(key, &mut FuzzRng(u64::from(mode))) {
+            let again = PendingLogin::open(key, &sealed);
+            debug_assert!(
+                again.as_ref().is_ok_and(|q| q.to_json() == json),
+                "a record that seals must open to the same record"
+            );
+        }
+        let _ = p.on_callback(&CallbackParams::default(), b"browser", p.created_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found with the `login_pending_open` fuzz property (a record that seals must open):
+    /// a stored record of about 6 KiB sealed into more than the 8 KiB `open` accepts.
+    #[test]
+    fn a_record_too_large_to_open_is_not_sealed() {
+        let key = SealingKey::from_bytes([7; 32]);
+        let mut p = fuzz_pending();
+        p.app.return_to = Some(format!("https://app.example.com/{}", "a".repeat(6_000)));
+        let json = p.to_json();
+        assert!(json.len() < MAX_SEALED_BYTES);
+        let read = PendingLogin::from_json(&json).unwrap();
+        match read.seal(&key, &mut FuzzRng(1)) {
+            Err(LoginError::Config(m)) => assert!(m.contains("too large to seal"), "{m}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(sealed) => panic!(
+                "sealed {} bytes that open refuses: {:?}",
+                sealed.len(),
+                PendingLogin::open(&key, &sealed).err()
+            ),
+        }
+        let mut input = vec![1u8];
+        input.extend_from_slice(json.as_bytes());
+        fuzz_pending_login(&input, &key);
+        // A record of ordinary size still seals and opens.
+        let sealed = fuzz_pending().seal(&key, &mut FuzzRng(2)).unwrap();
+        assert_eq!(
+            PendingLogin::open(&key, &sealed).unwrap().to_json(),
+            fuzz_pending().to_json()
+        );
     }
 }

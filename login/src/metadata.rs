@@ -189,3 +189,22 @@ impl ProviderMetadata {
         self.id_token_algs.as_deref()
     }
 }
+
+/// Fuzzing entry point: parses arbitrary bytes as a discovery document (against a fixed
+/// https issuer and a loopback one) and as an issuer for [`ProviderMetadata::discovery_url`].
+/// Never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    for issuer in ["https://issuer.example", "http://127.0.0.1:8080"] {
+        if let Ok(m) = ProviderMetadata::parse(data, issuer) {
+            debug_assert_eq!(m.issuer(), issuer);
+            debug_assert!(transport_ok(m.token_endpoint()) && transport_ok(m.jwks_uri()));
+            let _ = m.supports_auth_method("client_secret_basic");
+            let _ = m.id_token_algs();
+            let _ = m.authorization_endpoint();
+        }
+    }
+    if let Ok(text) = core::str::from_utf8(data) {
+        let _ = ProviderMetadata::discovery_url(text);
+    }
+}

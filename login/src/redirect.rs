@@ -269,3 +269,47 @@ impl AllowedRedirect {
         AppRedirect { location: u.into() }
     }
 }
+
+/// Fuzzing entry point: checks arbitrary bytes as a redirect target against a fixed
+/// allow-list, builds both final redirects from an accepted one (each must parse back to
+/// the same origin), and builds an error redirect carrying the bytes as provider error
+/// text. Never panics.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    static LIST: std::sync::LazyLock<Option<RedirectAllowList>> = std::sync::LazyLock::new(|| {
+        [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+            "https://xn--bcher-kva.example",
+        ]
+        .into_iter()
+        .try_fold(RedirectAllowList::new(), RedirectAllowList::allow)
+        .ok()
+    });
+    let Some(list) = LIST.as_ref() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(data);
+    if let Ok(ok) = list.check(&text) {
+        let origin = origin_of(ok.url()).ok();
+        for loc in [
+            ok.with_session_token("tok.en-_~ &#"),
+            ok.with_error(OAuthErrorCode::from_provider(&text), Some(&text)),
+        ] {
+            let back = Url::parse(loc.location()).ok();
+            debug_assert!(back.is_some(), "an accepted redirect must stay a valid URL");
+            debug_assert!(back.as_ref().and_then(|u| origin_of(u).ok()) == origin);
+        }
+    }
+    let _ = RedirectAllowList::new().allow(&text);
+    if let Ok(fixed) = list.check("https://app.example.com/done") {
+        let loc = fixed.with_error(OAuthErrorCode::from_provider(&text), Some(&text));
+        debug_assert!(
+            !loc.location()
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace()),
+            "the error text must not inject raw characters into the Location"
+        );
+    }
+}

@@ -182,7 +182,205 @@ fn main() {
         format!("rf1.{}", b64::encode(&[0u8; 80])).as_bytes(),
     );
     write("refresh_token_parse", "short", b"rf1.AAAA");
+    login_seeds(&mut rng);
+    encrypted_seeds(&keys);
+    audit_log_seeds();
     println!("seed corpus written");
+}
+
+fn with_prefix(prefix: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut v = vec![prefix];
+    v.extend_from_slice(bytes);
+    v
+}
+
+const METADATA: &str = r#"{"issuer":"https://issuer.example","authorization_endpoint":"https://issuer.example/authorize","token_endpoint":"https://issuer.example/token","jwks_uri":"https://issuer.example/jwks","response_types_supported":["code","id_token"],"code_challenge_methods_supported":["S256"],"token_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","none"],"id_token_signing_alg_values_supported":["RS256","ES256"],"authorization_response_iss_parameter_supported":true}"#;
+
+fn login_seeds(rng: &mut rand_free::Counter) {
+    use handoff_login::{AppContext, ClientAuth, ClientConfig, PendingLogin, ProviderMetadata};
+
+    let t = "login_metadata_parse";
+    write(t, "full", METADATA.as_bytes());
+    write(
+        t,
+        "loopback-minimal",
+        br#"{"issuer":"http://127.0.0.1:8080","authorization_endpoint":"http://127.0.0.1:8080/a","token_endpoint":"http://localhost:8080/t","jwks_uri":"http://[::1]:8080/k","response_types_supported":["code"]}"#,
+    );
+    write(
+        t,
+        "plain-http-no-pkce",
+        br#"{"issuer":"https://issuer.example","authorization_endpoint":"http://issuer.example/a","token_endpoint":"https://u:p@issuer.example/t#f","jwks_uri":"https://issuer.example/k","response_types_supported":["token"],"code_challenge_methods_supported":["plain"]}"#,
+    );
+    write(t, "issuer-only", b"https://issuer.example/");
+
+    let t = "login_token_response_parse";
+    write(
+        t,
+        "ok-bearer",
+        &with_prefix(
+            0,
+            br#"{"access_token":"at-1","token_type":"Bearer","id_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln","expires_in":3600,"refresh_token":"rt-1","scope":"openid email"}"#,
+        ),
+    );
+    write(
+        t,
+        "ok-dpop-dup",
+        &with_prefix(
+            1,
+            br#"{"access_token":"at","token_type":"DPoP","id_token":"x","access_token":"again"}"#,
+        ),
+    );
+    write(
+        t,
+        "error",
+        &with_prefix(
+            2,
+            br#"{"error":"invalid_grant","error_description":"the code expired"}"#,
+        ),
+    );
+    write(t, "html", &with_prefix(3, b"<html>502 Bad Gateway</html>"));
+
+    let t = "login_callback_parse";
+    write(
+        t,
+        "code",
+        b"code=abc&state=state-1&iss=https%3A%2F%2Fissuer.example",
+    );
+    write(
+        t,
+        "url",
+        b"https://app.example.com/callback?code=a%20b+c&state=state-1&iss=https://issuer.example&x=1",
+    );
+    write(
+        t,
+        "error",
+        b"error=access_denied&error_description=user+said+no&state=state-1&iss=https%3A%2F%2Fissuer.example",
+    );
+    write(t, "repeated", b"code=a&code=b&state=");
+
+    let t = "login_redirect_check";
+    for (name, url) in [
+        ("app", "https://app.example.com/done?x=1"),
+        ("localhost", "http://localhost:3000/"),
+        ("ipv6", "https://[::1]:8443/a/b"),
+        ("idn", "https://bücher.example/"),
+        ("userinfo", "https://evil.example@app.example.com/"),
+        ("suffix", "https://app.example.com.evil.example/"),
+        ("scheme-relative", "//app.example.com/x"),
+        ("encoded", "https://app.example.com%2f@evil.example/"),
+        ("default-port", "https://APP.example.com:443/x"),
+    ] {
+        write(t, name, url.as_bytes());
+    }
+
+    let t = "login_pending_open";
+    let md = ProviderMetadata::parse(METADATA.as_bytes(), "https://issuer.example").unwrap();
+    let client = ClientConfig::new(
+        "client-1",
+        "https://app.example.com/callback",
+        ClientAuth::None,
+    )
+    .unwrap();
+    let start = handoff_login::authorize(
+        &md,
+        &client,
+        b"browser",
+        AppContext::new(
+            Some("https://app.example.com/done".into()),
+            Some("admin".into()),
+        ),
+        handoff_core::UnixTime::from_secs(1_000),
+        rng,
+    )
+    .unwrap();
+    let sealed = start.pending.seal(&fuzz_entries::SEALING_KEY, rng).unwrap();
+    write(t, "sealed", &with_prefix(0, sealed.as_bytes()));
+    let json = start.pending.to_json();
+    write(t, "json", &with_prefix(1, json.as_bytes()));
+    assert!(PendingLogin::from_json(&json).is_ok());
+    write(
+        t,
+        "sealed-short",
+        &with_prefix(0, b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
+}
+
+fn encrypted_seeds(keys: &[handoff_core::SigningKey]) {
+    use handoff_core::encrypted::{self, Passphrase};
+    use pkcs8::pkcs5::{pbes2, scrypt};
+    use pkcs8::{LineEnding, PrivateKeyInfoRef, der::Decode};
+
+    let t = "encrypted_key_read";
+    let pass = Passphrase::new("fuzz").unwrap();
+    let mut rng = rand_free::Counter(7);
+    let mut pems = Vec::new();
+    for k in keys.iter().filter(|k| k.algorithm().is_asymmetric()) {
+        pems.push((
+            k.algorithm().to_string(),
+            encrypted::encrypt_signing_key(k, &pass, &mut rng).unwrap(),
+        ));
+    }
+    let hmac = handoff_core::HmacSecret::new(vec![5u8; 32]).unwrap();
+    pems.push((
+        "hmac".into(),
+        encrypted::encrypt_hmac_secret(&hmac, &pass, &mut rng).unwrap(),
+    ));
+    for (name, pem) in &pems {
+        // As written (default cost: parsed and cost-checked only).
+        write(
+            t,
+            &format!("pem-default-{name}"),
+            &with_prefix(0, pem.as_bytes()),
+        );
+        let der = encrypted::decrypt_pkcs8_der(pem, &pass).unwrap();
+        write(t, &format!("der-{name}"), &with_prefix(1, der.as_bytes()));
+        let info = PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
+        // Cheap scrypt and cheap PBKDF2: the fuzzer reaches decryption and what follows.
+        let cheap = [
+            pbes2::Parameters::generate_scrypt_aes256cbc(
+                scrypt::Params::new(2, 8, 1).unwrap(),
+                &[1u8; 16],
+                [2u8; 16],
+            )
+            .unwrap(),
+            pbes2::Parameters::generate_pbkdf2_sha256_aes128cbc(10, &[3u8; 16], [4u8; 16]).unwrap(),
+        ];
+        for (i, params) in cheap.into_iter().enumerate() {
+            let doc = info.encrypt_with_params(params, b"fuzz").unwrap();
+            let pem = doc
+                .to_pem(encrypted::ENCRYPTED_PEM_LABEL, LineEnding::LF)
+                .unwrap();
+            write(
+                t,
+                &format!("pem-cheap{i}-{name}"),
+                &with_prefix(0, pem.as_bytes()),
+            );
+        }
+    }
+}
+
+fn audit_log_seeds() {
+    let t = "audit_log_read";
+    let lines = concat!(
+        r#"{"event":"pairing_requested","device_id":"dev-1","key_id":"key-1","at":100,"expires_at":400}"#,
+        "\n",
+        r#"{"event":"approved","device_id":"dev-1","by":"op:alice","at":120}"#,
+        "\n",
+        r#"{"event":"key_rotated","device_id":"dev-1","new_key_id":"key-2","old_key_id":"key-1","old_key_until":900,"at":300}"#,
+        "\n",
+        r#"{"event":"handshake_failed","device_id":null,"key_id":"key-2","reason":"bad_mac","at":301}"#,
+        "\n",
+        r#"{"event":"session_issued","device_id":"dev-1","session_ref":"AAAAAAAAAAAAAAAA","expires_at":1000,"at":302}"#,
+        "\n",
+    );
+    let read =
+        handoff_device::audit_log::read_audit_lines(lines.as_bytes(), Path::new("seed")).unwrap();
+    assert_eq!(read.events.len(), 5);
+    write(t, "events", lines.as_bytes());
+    let mut torn = lines.as_bytes().to_vec();
+    torn.extend_from_slice(br#"{"event":"revoked","device_id":"de"#);
+    write(t, "torn-tail", &torn);
+    write(t, "corrupt", b"{\"event\":\"approved\"}\nnot json\n");
 }
 
 /// A deterministic stand-in RNG: RS256 signing blinds with it, nothing else reads it.

@@ -66,14 +66,60 @@ pub fn refresh_token_parse(data: &[u8]) {
     handoff_refresh::fuzz_parse(data);
 }
 
+/// The sealing key of the pending-login target (fixed, fuzzing only).
+pub static SEALING_KEY: LazyLock<handoff_login::SealingKey> =
+    LazyLock::new(|| handoff_login::SealingKey::from_bytes(*b"fuzz-only-login-sealing-key-32b!"));
+
+/// OpenID Connect discovery / RFC 8414 metadata parsing.
+pub fn login_metadata_parse(data: &[u8]) {
+    handoff_login::metadata::fuzz_parse(data);
+}
+
+/// Token endpoint response parsing (first byte: the HTTP status).
+pub fn login_token_response_parse(data: &[u8]) {
+    handoff_login::flow::fuzz_token_response(data);
+}
+
+/// Authorization callback parameters (query or URL), checked against a pending login.
+pub fn login_callback_parse(data: &[u8]) {
+    handoff_login::flow::fuzz_callback(data);
+}
+
+/// The redirect allow-list check and the redirects built from an accepted target.
+pub fn login_redirect_check(data: &[u8]) {
+    handoff_login::redirect::fuzz_check(data);
+}
+
+/// The pending-login record: sealed cookie (first byte even) or stored JSON (odd).
+pub fn login_pending_open(data: &[u8]) {
+    handoff_login::flow::fuzz_pending_login(data, &SEALING_KEY);
+}
+
+/// Encrypted PKCS#8 reading (first byte even: PEM; odd: decrypted DER, encrypted here).
+pub fn encrypted_key_read(data: &[u8]) {
+    handoff_core::encrypted::fuzz_decrypt(data);
+}
+
+/// Device audit-log file reading.
+pub fn audit_log_read(data: &[u8]) {
+    handoff_device::audit_log::fuzz_read(data);
+}
+
 /// A fuzz entry point: takes any bytes, must never panic.
 pub type Entry = fn(&[u8]);
 
 /// Every target: its name (also its corpus directory) and entry point.
-pub const TARGETS: [(&str, Entry); 5] = [
+pub const TARGETS: [(&str, Entry); 12] = [
     ("jws_decode_verify", jws_decode_verify),
     ("jwks_parse", jwks_parse),
     ("dpop_verify", dpop_verify),
     ("device_handshake_parse", device_handshake_parse),
     ("refresh_token_parse", refresh_token_parse),
+    ("login_metadata_parse", login_metadata_parse),
+    ("login_token_response_parse", login_token_response_parse),
+    ("login_callback_parse", login_callback_parse),
+    ("login_redirect_check", login_redirect_check),
+    ("login_pending_open", login_pending_open),
+    ("encrypted_key_read", encrypted_key_read),
+    ("audit_log_read", audit_log_read),
 ];
