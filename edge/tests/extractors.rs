@@ -206,12 +206,12 @@ async fn dpop_extractor_rules() {
     assert_eq!(s, 401);
     let w = one(&www);
     assert!(w.starts_with("DPoP error=\"invalid_dpop_proof\""), "{w}");
-    assert!(w.contains("algs=\"ES256 EdDSA\""), "{w}");
+    assert!(w.contains("algs=\"ES256 EdDSA RS256 PS256\""), "{w}");
     assert_eq!(body, "{\"error\":\"invalid_dpop_proof\"}");
 
     // No credential at all: a bare challenge with algs, no error code.
     let (s, www, _, _) = f.get("/dpop", &[]).await;
-    assert_eq!((s, one(&www)), (401, "DPoP algs=\"ES256 EdDSA\""));
+    assert_eq!((s, one(&www)), (401, "DPoP algs=\"ES256 EdDSA RS256 PS256\""));
 
     // Missing DPoP header.
     let (s, www, _, _) = f.get("/dpop", &[("authorization", &auth)]).await;
@@ -330,7 +330,7 @@ async fn access_extractor_allows_bearer_only_for_unbound_tokens() {
         www[1].starts_with("DPoP error=\"invalid_token\""),
         "{www:?}"
     );
-    assert!(www[1].ends_with("algs=\"ES256 EdDSA\""), "{www:?}");
+    assert!(www[1].ends_with("algs=\"ES256 EdDSA RS256 PS256\""), "{www:?}");
     assert_eq!(body, "{\"error\":\"invalid_token\"}");
 
     // The bound token with its proof.
@@ -346,7 +346,7 @@ async fn access_extractor_allows_bearer_only_for_unbound_tokens() {
     // No credential: both challenges.
     let (s, www, _, _) = f.get("/access", &[]).await;
     assert_eq!(s, 401);
-    assert_eq!(www, ["Bearer", "DPoP algs=\"ES256 EdDSA\""]);
+    assert_eq!(www, ["Bearer", "DPoP algs=\"ES256 EdDSA RS256 PS256\""]);
 
     // A garbage token.
     let (s, www, _, _) = f

@@ -200,7 +200,7 @@ async fn without_dpop_the_token_is_bearer_and_the_dpop_api_refuses_it() {
     assert_eq!(r.status(), 401);
     let w = r.headers()["www-authenticate"].to_str().unwrap();
     assert!(w.starts_with("DPoP "), "{w}");
-    assert!(w.contains("algs=\"ES256 EdDSA\""), "{w}");
+    assert!(w.contains("algs=\"ES256 EdDSA RS256 PS256\""), "{w}");
     assert_eq!(r.text().await.unwrap(), "{\"error\":\"invalid_token\"}");
 }
 
