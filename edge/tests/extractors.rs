@@ -211,7 +211,10 @@ async fn dpop_extractor_rules() {
 
     // No credential at all: a bare challenge with algs, no error code.
     let (s, www, _, _) = f.get("/dpop", &[]).await;
-    assert_eq!((s, one(&www)), (401, "DPoP algs=\"ES256 EdDSA RS256 PS256\""));
+    assert_eq!(
+        (s, one(&www)),
+        (401, "DPoP algs=\"ES256 EdDSA RS256 PS256\"")
+    );
 
     // Missing DPoP header.
     let (s, www, _, _) = f.get("/dpop", &[("authorization", &auth)]).await;
@@ -330,7 +333,10 @@ async fn access_extractor_allows_bearer_only_for_unbound_tokens() {
         www[1].starts_with("DPoP error=\"invalid_token\""),
         "{www:?}"
     );
-    assert!(www[1].ends_with("algs=\"ES256 EdDSA RS256 PS256\""), "{www:?}");
+    assert!(
+        www[1].ends_with("algs=\"ES256 EdDSA RS256 PS256\""),
+        "{www:?}"
+    );
     assert_eq!(body, "{\"error\":\"invalid_token\"}");
 
     // The bound token with its proof.
