@@ -79,6 +79,10 @@ impl PoolConfig {
         self
     }
 
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
+        allow(dead_code)
+    )]
     pub(crate) fn check(&self) -> Result<(), StoresError> {
         if !(1..=1024).contains(&self.max_size) {
             return Err(StoresError::Config(
