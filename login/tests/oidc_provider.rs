@@ -66,13 +66,11 @@ fn provider(test: &str) -> Option<Provider> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !node_ok || !dir.join("node_modules/oidc-provider").is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "node or interop/node_modules/oidc-provider missing but CI is set: run `npm ci` in interop/"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (no node / oidc-provider): {test}: install Node and run `npm ci` in interop/"
+        // Loud skip (one line on the real stderr, counted by `.ci/test`), a failure under CI.
+        handoff_test_support::skip(
+            &format!("handoff-login oidc-provider interop ({test})"),
+            "node or interop/node_modules/oidc-provider is missing",
+            "npm ci --prefix interop",
         );
         return None;
     }
