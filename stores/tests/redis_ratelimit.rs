@@ -3,7 +3,6 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,22 +12,14 @@ use handoff_stores::redis_ratelimit::{RedisRateDecision, RedisRateLimiter, Redis
 
 const THREADS: usize = 8;
 
-/// The url, or `None` after a loud skip; panics when `CI` is set.
+/// The url, or `None` after a loud skip (one line on the real stderr, counted by
+/// `.ci/test`); a failure when `CI` is set.
 fn url(test: &str) -> Option<String> {
-    match std::env::var("STORES_REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "STORES_REDIS_URL is not set but CI is: run `source .ci/services.sh` before the tests"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (no redis): {test}: set STORES_REDIS_URL (run `source .ci/services.sh`)"
-            );
-            None
-        }
-    }
+    handoff_test_support::need_env(
+        &format!("handoff-stores redis rate limiter ({test})"),
+        "STORES_REDIS_URL",
+        "a Redis server",
+    )
 }
 
 fn wall() -> u64 {
