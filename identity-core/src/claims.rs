@@ -204,7 +204,7 @@ impl Claim {
 /// may also name `sub` or `aud` (do not use `deny_unknown_fields`).
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
-    header: Header,
+    header: std::sync::Arc<Header>,
     registered: RegisteredClaims,
     custom: T,
 }
@@ -233,7 +233,11 @@ impl<T> Verified<T> {
     /// Consumes into header, registered claims and custom claims.
     #[must_use]
     pub fn into_parts(self) -> (Header, RegisteredClaims, T) {
-        (self.header, self.registered, self.custom)
+        (
+            std::sync::Arc::unwrap_or_clone(self.header),
+            self.registered,
+            self.custom,
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use jose_jwk::Jwk;
 use rand_core::CryptoRng;
@@ -323,52 +324,16 @@ pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
 /// A decoded compact JWS whose signature has not been checked yet.
 ///
 /// Nothing in it is trustworthy until [`Compact::verify`] succeeds.
+///
+/// Kept small (the header behind an [`Arc`], the payload on the heap) so that moving it
+/// through `decode` and `verify` costs a few words, not a stack buffer per call.
 pub struct Compact<'a> {
-    header: Header,
+    header: Arc<Header>,
     signing_input: &'a str,
-    payload: Payload,
+    payload: Vec<u8>,
     signature: Signature,
     /// Whether the header came from a [`HeaderCache`] rather than a parse.
     header_cached: bool,
-}
-
-/// Bytes of a payload decoded on the stack (a typical access token's claims); longer
-/// ones go to the heap.
-const INLINE_PAYLOAD: usize = 384;
-
-/// The decoded payload, without an allocation for the usual small claims.
-// Deliberately large: the inline buffer is the point (it lives on the stack of a verify).
-#[allow(clippy::large_enum_variant)]
-enum Payload {
-    Inline([u8; INLINE_PAYLOAD], usize),
-    Heap(Vec<u8>),
-}
-
-impl Payload {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
-            Self::Heap(v) => v,
-        }
-    }
-    fn into_vec(self) -> Vec<u8> {
-        match self {
-            Self::Inline(..) => self.as_slice().to_vec(),
-            Self::Heap(v) => v,
-        }
-    }
-}
-
-fn decode_payload(text: &str) -> Result<Payload, Error> {
-    let len = b64::decoded_len(text.len()).ok_or(Error::Base64("payload"))?;
-    if len <= INLINE_PAYLOAD {
-        let mut buf = [0; INLINE_PAYLOAD];
-        let out = buf.get_mut(..len).unwrap_or_default();
-        b64::decode_public_into(text.as_bytes(), out).map_err(|_| Error::Base64("payload"))?;
-        Ok(Payload::Inline(buf, len))
-    } else {
-        decode_segment(text, "payload").map(Payload::Heap)
-    }
 }
 
 /// Most header segments a [`HeaderCache`] keeps.
@@ -382,15 +347,15 @@ const HEADER_CACHE_ENTRIES: usize = 4;
 /// only from tokens whose signature verified, so a forger cannot fill it, and there are
 /// at most four.
 #[derive(Default)]
-pub(crate) struct HeaderCache(std::sync::RwLock<Vec<(Box<str>, Header)>>);
+pub(crate) struct HeaderCache(std::sync::RwLock<Vec<(Box<str>, Arc<Header>)>>);
 
 impl HeaderCache {
-    fn get(&self, segment: &str) -> Option<Header> {
+    fn get(&self, segment: &str) -> Option<Arc<Header>> {
         let entries = self.0.read().ok()?;
         entries
             .iter()
             .find(|(s, _)| **s == *segment)
-            .map(|(_, h)| h.clone())
+            .map(|(_, h)| Arc::clone(h))
     }
 
     /// How many headers are cached.
@@ -411,7 +376,7 @@ impl HeaderCache {
             && entries.len() < HEADER_CACHE_ENTRIES
             && !entries.iter().any(|(s, _)| **s == *segment)
         {
-            entries.push((segment.into(), compact.header.clone()));
+            entries.push((segment.into(), Arc::clone(&compact.header)));
         }
     }
 }
@@ -488,7 +453,7 @@ impl fmt::Debug for Compact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Compact")
             .field("header", &self.header)
-            .field("payload_len", &self.payload.as_slice().len())
+            .field("payload_len", &self.payload.len())
             .finish_non_exhaustive()
     }
 }
@@ -553,10 +518,10 @@ pub(crate) fn decode_cached<'a>(
     let header_cached = cached.is_some();
     let header = match cached {
         Some(header) => header,
-        None => decode_header(h)?,
+        None => Arc::new(decode_header(h)?),
     };
     header.check_crit(opts.understood_crit)?;
-    let payload = decode_payload(p)?;
+    let payload = decode_segment(p, "payload")?;
     let signature = decode_signature(s)?;
     Ok(Compact {
         header,
@@ -577,7 +542,7 @@ impl<'a> Compact<'a> {
     /// The payload bytes (untrusted until verified).
     #[must_use]
     pub fn payload(&self) -> &[u8] {
-        self.payload.as_slice()
+        &self.payload
     }
 
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
@@ -610,7 +575,7 @@ impl<'a> Compact<'a> {
     /// Consumes the decoded token, returning header and payload.
     #[must_use]
     pub fn into_parts(self) -> (Header, Vec<u8>) {
-        (self.header, self.payload.into_vec())
+        (Arc::unwrap_or_clone(self.header), self.payload)
     }
 
     /// Whether the header came from the cache (tests).
@@ -620,7 +585,7 @@ impl<'a> Compact<'a> {
     }
 
     /// Consumes the decoded token, returning the header.
-    pub(crate) fn into_header(self) -> Header {
+    pub(crate) fn into_header(self) -> Arc<Header> {
         self.header
     }
 }
