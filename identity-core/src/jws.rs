@@ -419,10 +419,7 @@ const STACK_HEADER: usize = 512;
 
 /// Decodes one segment of a token (public data: the fast, data-dependent decoder).
 fn decode_segment(text: &str, part: &'static str) -> Result<Vec<u8>, Error> {
-    let len = b64::decoded_len(text.len()).ok_or(Error::Base64(part))?;
-    let mut out = vec![0; len];
-    b64::decode_public_into(text.as_bytes(), &mut out).map_err(|_| Error::Base64(part))?;
-    Ok(out)
+    b64::decode_public(text.as_bytes()).map_err(|_| Error::Base64(part))
 }
 
 fn decode_header(text: &str) -> Result<Header, Error> {
