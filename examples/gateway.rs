@@ -38,7 +38,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(std::io::stdout().lock())) {
+    let (db, scratch) = database_path();
+    let result = rt.block_on(run(std::io::stdout().lock(), &db));
+    drop(rt);
+    if scratch {
+        // The fresh file of this run only: leave nothing behind in the temporary directory.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gateway FAILED: {e}");
@@ -47,23 +58,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--db PATH` from the command line, or a new file in the temporary directory.
-fn database_path() -> PathBuf {
+/// `--db PATH` from the command line (kept), or a new file in the temporary directory
+/// (`true`: removed with its WAL files when the run ends).
+fn database_path() -> (PathBuf, bool) {
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         if a == "--db"
             && let Some(p) = args.next()
         {
-            return PathBuf::from(p);
+            return (PathBuf::from(p), false);
         }
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    std::env::temp_dir().join(format!(
+    let path = std::env::temp_dir().join(format!(
         "handoff-gateway-{}-{nanos}.sqlite3",
         std::process::id()
-    ))
+    ));
+    (path, true)
 }
 
 fn short(token: &str) -> String {
@@ -98,7 +111,7 @@ fn status(r: &ClientResponse, want: u16, step: &str) -> Result<(), ExampleError>
     }
 }
 
-async fn run<W: Write>(out: W) -> Result<W, ExampleError> {
+async fn run<W: Write>(out: W, db: &std::path::Path) -> Result<W, ExampleError> {
     let mut rng = system_rng();
     let mut out = Narrator::new(
         out,
@@ -146,9 +159,8 @@ async fn run<W: Write>(out: W) -> Result<W, ExampleError> {
     ));
     // The embedded store (SQLite, WAL, one file shared by the processes of one machine) keeps
     // refresh families and one-time values across restarts: `--db PATH` names the file,
-    // otherwise a fresh one in the temporary directory.
-    let db = database_path();
-    let sqlite = SqliteStore::open(&db, SqliteConfig::default()).during(step)?;
+    // otherwise a fresh one in the temporary directory, removed when the run ends.
+    let sqlite = SqliteStore::open(db, SqliteConfig::default()).during(step)?;
     let service = TokenService::builder(&issuer, HOST, host_keys.clone())
         .family_store(Arc::new(sqlite.family_store()))
         .replay_log(Arc::new(sqlite.replay_log()))
@@ -337,7 +349,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_handoff_runs_over_http() {
-        let out = String::from_utf8(run(Vec::new()).await.unwrap()).unwrap();
+        let dir = std::env::temp_dir().join(format!("gateway-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("gateway.sqlite3");
+        let out = String::from_utf8(run(Vec::new(), &db).await.unwrap()).unwrap();
+        // the families and one-time values went to the SQLite file named on the command line
+        assert!(std::fs::metadata(&db).unwrap().len() > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(out.contains("fetched the host's JWKS over HTTP"), "{out}");
         assert!(out.contains("\"sub\":\"user-42\""), "{out}");
         assert!(out.contains("reuse detected"), "{out}");
