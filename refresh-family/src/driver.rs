@@ -4,7 +4,7 @@ use handoff_core::{Thumbprint, UnixTime};
 use rand_core::CryptoRng;
 
 use crate::RefreshError;
-use crate::engine::{Decision, Issue, RefreshFamilies, Revocation};
+use crate::engine::{Decision, Issue, NewFamily, RefreshFamilies, Revocation};
 use crate::records::{AuditEvent, RevocationReason};
 use crate::store::{ApplyOutcome, FamilyStore};
 use crate::token::{FamilyId, RefreshToken};
@@ -126,19 +126,7 @@ where
 {
     let presented = match engine.verify(token) {
         Ok(p) => p,
-        Err(error) => {
-            let events = vec![AuditEvent::Refused {
-                family: None,
-                token: None,
-                reason: error.reason(),
-                at: now,
-            }];
-            return Ok(Outcome::Refused(Refused {
-                error,
-                revoke_access_tokens: Vec::new(),
-                events,
-            }));
-        }
+        Err(error) => return Ok(unverified(error, now)),
     };
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
@@ -147,17 +135,40 @@ where
         if !decision.plan().is_empty() && store.apply(decision.plan())? == ApplyOutcome::Conflict {
             continue;
         }
-        return Ok(match decision {
-            Decision::Rotate(i) => Outcome::Issued(issued(i, false)),
-            Decision::Grace(i) => Outcome::Issued(issued(i, true)),
-            Decision::Reject(r) => Outcome::Refused(Refused {
-                error: r.error,
-                revoke_access_tokens: r.plan.revoke_access_tokens,
-                events: r.events,
-            }),
-        });
+        return Ok(outcome(decision));
     }
     Err(RefreshError::Retry { attempts })
+}
+
+// The I/O-free steps of the drivers, shared by the blocking ones here and the async ones
+// in `store_async`, which differ only in awaiting the store.
+
+/// The outcome of a token that failed verification (nothing loaded, nothing written).
+pub(crate) fn unverified(error: RefreshError, now: UnixTime) -> Outcome {
+    let events = vec![AuditEvent::Refused {
+        family: None,
+        token: None,
+        reason: error.reason(),
+        at: now,
+    }];
+    Outcome::Refused(Refused {
+        error,
+        revoke_access_tokens: Vec::new(),
+        events,
+    })
+}
+
+/// The outcome of a decision whose plan was applied (or had nothing to apply).
+pub(crate) fn outcome(decision: Decision) -> Outcome {
+    match decision {
+        Decision::Rotate(i) => Outcome::Issued(issued(i, false)),
+        Decision::Grace(i) => Outcome::Issued(issued(i, true)),
+        Decision::Reject(r) => Outcome::Refused(Refused {
+            error: r.error,
+            revoke_access_tokens: r.plan.revoke_access_tokens,
+            events: r.events,
+        }),
+    }
 }
 
 fn issued(i: Issue, grace: bool) -> Issued {
@@ -168,6 +179,18 @@ fn issued(i: Issue, grace: bool) -> Issued {
         subject: i.subject,
         client_id: i.client_id,
         events: i.events,
+    }
+}
+
+/// What a login returns once its new family was persisted.
+pub(crate) fn started(new: NewFamily) -> Issued {
+    Issued {
+        token: new.token,
+        grace: false,
+        family: new.family.id,
+        subject: new.family.subject,
+        client_id: new.family.client_id,
+        events: new.events,
     }
 }
 
@@ -213,14 +236,7 @@ where
     for _ in 0..attempts {
         let new = engine.start_family_bound(subject, client_id, dpop_jkt, now, rng)?;
         if store.apply(&new.plan)? == ApplyOutcome::Applied {
-            return Ok(Issued {
-                token: new.token,
-                grace: false,
-                family: new.family.id,
-                subject: new.family.subject,
-                client_id: new.family.client_id,
-                events: new.events,
-            });
+            return Ok(started(new));
         }
     }
     Err(RefreshError::Retry { attempts })

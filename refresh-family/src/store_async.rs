@@ -10,9 +10,9 @@ use handoff_core::{Thumbprint, UnixTime};
 use rand_core::CryptoRng;
 
 use crate::RefreshError;
-use crate::driver::{Issued, Outcome, Refused};
-use crate::engine::{Decision, Issue, RefreshFamilies};
-use crate::records::{AuditEvent, FamilyRecord, Loaded, WritePlan};
+use crate::driver::{Issued, Outcome};
+use crate::engine::RefreshFamilies;
+use crate::records::{FamilyRecord, Loaded, WritePlan};
 use crate::store::{ApplyOutcome, GcReport};
 use crate::token::{FamilyId, TokenId};
 
@@ -53,17 +53,6 @@ pub trait AsyncFamilyStore: Send + Sync {
     ) -> impl Future<Output = Result<GcReport, RefreshError>> + Send;
 }
 
-fn issued(i: Issue, grace: bool) -> Issued {
-    Issued {
-        token: i.token,
-        grace,
-        family: i.family,
-        subject: i.subject,
-        client_id: i.client_id,
-        events: i.events,
-    }
-}
-
 /// [`rotate`](crate::rotate) on an [`AsyncFamilyStore`]: verify, load, decide, apply
 /// atomically, reload and decide again on a conflict (up to the policy's attempts).
 ///
@@ -101,19 +90,7 @@ where
 {
     let presented = match engine.verify(token) {
         Ok(p) => p,
-        Err(error) => {
-            let events = vec![AuditEvent::Refused {
-                family: None,
-                token: None,
-                reason: error.reason(),
-                at: now,
-            }];
-            return Ok(Outcome::Refused(Refused {
-                error,
-                revoke_access_tokens: Vec::new(),
-                events,
-            }));
-        }
+        Err(error) => return Ok(crate::driver::unverified(error, now)),
     };
     let attempts = engine.policy().attempts();
     for _ in 0..attempts {
@@ -124,15 +101,7 @@ where
         {
             continue;
         }
-        return Ok(match decision {
-            Decision::Rotate(i) => Outcome::Issued(issued(i, false)),
-            Decision::Grace(i) => Outcome::Issued(issued(i, true)),
-            Decision::Reject(r) => Outcome::Refused(Refused {
-                error: r.error,
-                revoke_access_tokens: r.plan.revoke_access_tokens,
-                events: r.events,
-            }),
-        });
+        return Ok(crate::driver::outcome(decision));
     }
     Err(RefreshError::Retry { attempts })
 }
@@ -177,14 +146,7 @@ where
     for _ in 0..attempts {
         let new = engine.start_family_bound(subject, client_id, dpop_jkt, now, rng)?;
         if store.apply(&new.plan).await? == ApplyOutcome::Applied {
-            return Ok(Issued {
-                token: new.token,
-                grace: false,
-                family: new.family.id,
-                subject: new.family.subject,
-                client_id: new.family.client_id,
-                events: new.events,
-            });
+            return Ok(crate::driver::started(new));
         }
     }
     Err(RefreshError::Retry { attempts })
