@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod clock;
 mod error;
+#[cfg(any(feature = "host_app", feature = "token_issuer"))]
 pub mod http;
 pub mod narrate;
 
