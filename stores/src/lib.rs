@@ -6,7 +6,7 @@ mod error;
 #[cfg(all(feature = "families", feature = "devices"))]
 mod fuzz_rows;
 mod pool;
-#[cfg(any(feature = "families", feature = "devices"))]
+#[cfg(all(feature = "families", feature = "devices"))]
 mod rows;
 #[cfg(feature = "devices")]
 mod seal;

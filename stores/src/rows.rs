@@ -39,6 +39,7 @@ pub(crate) enum Problem {
     /// NULL where the record needs a value.
     Null,
     /// The engine holds another type than the schema's (an adapter-side check).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     Type,
     /// A byte length the schema does not allow (ids, hashes, names, sealed secrets).
     Length,
