@@ -10,9 +10,11 @@
 //! length-checked before it becomes a `String`); what it refuses is a [`RowError`] naming
 //! the column and what was wrong with it.
 //!
-//! The decoders accept exactly what the adapters write: a row that decodes re-encodes to
-//! the same columns (the fuzz target `stores_row_decode` checks it), so columns that the
-//! record's state has no use for must be NULL (or 0 for `grace_uses`).
+//! The decoders accept exactly what the adapters write: a family, token or device row
+//! that decodes re-encodes to the same columns (the fuzz target `stores_row_decode` checks
+//! it), so columns that the record's state has no use for must be NULL (or 0 for
+//! `grace_uses`). Key rows must come in strictly increasing positions 0 to 3; gaps are
+//! accepted (the adapters write 0, 1, ...; the order is what the record keeps).
 
 use core::fmt;
 
