@@ -165,3 +165,57 @@ fn unreachable_registry_is_an_error_never_unknown() {
         Err(DeviceError::RegistryUnavailable(_))
     ));
 }
+
+/// Device rows altered behind the adapter's back are refused with the column named (the
+/// shared decoder of `stores::rows` behind the PostgreSQL adapter).
+#[test]
+fn tampered_device_rows_are_refused_naming_the_column() {
+    let Some((url, pg)) = setup("tampered_device_rows_are_refused_naming_the_column") else {
+        return;
+    };
+    let registry = pg.device_registry(AeadSealer::new([5; 32]));
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let id = DeviceId::new("sensor-7").unwrap();
+    let req = DeviceRecord::request_pairing(
+        id.clone(),
+        KeyId::new("k1").unwrap(),
+        HmacSecret::generate(&mut rng()),
+        t0,
+        600,
+    );
+    registry.insert(&req.record).unwrap();
+    assert_eq!(registry.load(&id).unwrap().unwrap(), req.record);
+    let mut raw = url
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .unwrap();
+    let s = pg.schema().as_str().to_owned();
+    for (sql, want) in [
+        (
+            "UPDATE {s}.devices SET state_at = -1",
+            "devices.state_at is negative",
+        ),
+        (
+            "UPDATE {s}.devices SET state_at = 1700000000, state_by = 'ops-1'",
+            "devices.state_by is set where the record's state has no value",
+        ),
+        (
+            "UPDATE {s}.devices SET state_by = NULL; \
+             UPDATE {s}.device_keys SET status = 'retiring', retiring_until = -3",
+            "device_keys.retiring_until is negative",
+        ),
+    ] {
+        raw.batch_execute(&sql.replace("{s}", &s)).unwrap();
+        let Err(DeviceError::RegistryUnavailable(msg)) = registry.load(&id) else {
+            panic!("{sql}: not refused")
+        };
+        assert!(msg.contains(want), "{sql}: {msg}");
+    }
+    raw.batch_execute(&format!(
+        "UPDATE {s}.device_keys SET status = 'active', retiring_until = NULL"
+    ))
+    .unwrap();
+    assert_eq!(registry.load(&id).unwrap().unwrap(), req.record);
+    drop_schema(&url, &pg);
+}

@@ -375,3 +375,65 @@ fn version_one_schema_migrates_to_two() {
         Some(jkt)
     );
 }
+
+/// Rows altered behind the adapter's back (a database shared with other software) are
+/// refused with the column named: the shared decoder of `stores::rows` behind the
+/// PostgreSQL adapter.
+#[test]
+fn tampered_rows_are_refused_naming_the_column_on_postgres() {
+    let Some(db) = Db::new("tampered_rows_are_refused_naming_the_column_on_postgres") else {
+        return;
+    };
+    let store = db.pg.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let engine = engine(&master, 0);
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let login = start(&store, &engine, "user-7", "web-app", t0, &mut rng()).unwrap();
+    let s = db.pg.schema().as_str().to_owned();
+    let id: Vec<u8> = db
+        .raw()
+        .query_one(&format!("SELECT id FROM {s}.refresh_families"), &[])
+        .unwrap()
+        .get(0);
+    let family = handoff_refresh::FamilyId::from_bytes(id.try_into().unwrap());
+    assert!(store.load_family(family).unwrap().is_some());
+    let tamper = |sql: &str| {
+        db.raw().batch_execute(&sql.replace("{s}", &s)).unwrap();
+    };
+    tamper("UPDATE {s}.refresh_families SET created_at = -5");
+    assert_eq!(
+        store.load_family(family),
+        Err(RefreshError::Inconsistent(
+            "refresh_families.created_at is negative"
+        ))
+    );
+    tamper(
+        "ALTER TABLE {s}.refresh_families DROP CONSTRAINT refresh_families_head_check; \
+         UPDATE {s}.refresh_families SET created_at = 1700000000, head = '\\x0102'",
+    );
+    assert_eq!(
+        store.load_family(family),
+        Err(RefreshError::Inconsistent(
+            "refresh_families.head has a length the schema does not allow"
+        ))
+    );
+    // The token row, read by the rotation's load.
+    tamper(
+        "UPDATE {s}.refresh_families SET head = (SELECT id FROM {s}.refresh_tokens LIMIT 1); \
+         UPDATE {s}.refresh_tokens SET issued_at = -1",
+    );
+    assert!(store.load_family(family).unwrap().is_some());
+    assert_eq!(
+        rotate(
+            &store,
+            &engine,
+            login.token.expose_secret(),
+            t0.saturating_add(60),
+            &mut rng()
+        )
+        .err(),
+        Some(RefreshError::Inconsistent(
+            "refresh_tokens.issued_at is negative"
+        ))
+    );
+}

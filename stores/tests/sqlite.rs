@@ -497,3 +497,84 @@ fn version_one_file_migrates_and_rows_stay_bounded() {
     assert_eq!(r.error, RefreshError::ReuseDetected);
     db.integrity_check().unwrap();
 }
+
+/// Rows altered behind the adapter's back (another program writing the file, a corrupted
+/// or tampered file, CHECK constraints switched off) are refused with the column named:
+/// the shared decoder of `stores::rows` behind the SQLite adapter.
+#[test]
+fn tampered_rows_are_refused_naming_the_column_on_sqlite() {
+    let dir = TempDir::new("sqlite_tampered");
+    let db = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
+    let store = db.family_store();
+    let master = HmacSecret::generate(&mut rng());
+    let t0 = UnixTime::from_secs(1_700_000_000);
+    let _login = start(&store, &engine(&master, 0), "user-7", "web", t0, &mut rng()).unwrap();
+    let raw = raw(&dir.db());
+    raw.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    let id: Vec<u8> = raw
+        .query_row("SELECT id FROM refresh_families", [], |r| r.get(0))
+        .unwrap();
+    let family = handoff_refresh::FamilyId::from_bytes(id.try_into().unwrap());
+    let refused = |sql: &str, want: &'static str| {
+        raw.execute_batch(sql).unwrap();
+        assert_eq!(
+            store.load_family(family),
+            Err(RefreshError::Inconsistent(want)),
+            "{sql}"
+        );
+    };
+    refused(
+        "UPDATE refresh_families SET subject = CAST(X'75FF' AS TEXT)",
+        "refresh_families.subject is not valid UTF-8",
+    );
+    refused(
+        "UPDATE refresh_families SET subject = 'user-7', created_at = 'soon'",
+        "refresh_families.created_at has an unexpected type",
+    );
+    refused(
+        "UPDATE refresh_families SET created_at = 1700000000, status = 'frozen'",
+        "refresh_families.status holds an unknown code",
+    );
+    refused(
+        "UPDATE refresh_families SET status = 'active', revoked_at = 5",
+        "refresh_families.revoked_at is set where the record's state has no value",
+    );
+    raw.execute_batch("UPDATE refresh_families SET revoked_at = NULL")
+        .unwrap();
+    assert!(store.load_family(family).unwrap().is_some());
+
+    let registry = db.device_registry(AeadSealer::new([3; 32]));
+    let id = DeviceId::new("sensor-9").unwrap();
+    let req = DeviceRecord::request_pairing(
+        id.clone(),
+        KeyId::new("k1").unwrap(),
+        HmacSecret::generate(&mut rng()),
+        t0,
+        600,
+    );
+    registry.insert(&req.record).unwrap();
+    assert_eq!(registry.load(&id).unwrap().unwrap(), req.record);
+    let device_refused = |sql: &str, column: &str| {
+        raw.execute_batch(sql).unwrap();
+        let Err(DeviceError::RegistryUnavailable(msg)) = registry.load(&id) else {
+            panic!("{sql}: not refused")
+        };
+        assert!(msg.contains(column), "{sql}: {msg}");
+    };
+    device_refused(
+        "UPDATE devices SET state = 'approve'",
+        "devices.state holds an unknown code",
+    );
+    device_refused(
+        "UPDATE devices SET state = 'pending', expires_at = NULL",
+        "devices.expires_at is NULL",
+    );
+    device_refused(
+        "UPDATE devices SET expires_at = 1700000600; UPDATE device_keys SET position = 7",
+        "device_keys.position is out of range",
+    );
+    raw.execute_batch("UPDATE device_keys SET position = 0")
+        .unwrap();
+    assert_eq!(registry.load(&id).unwrap().unwrap(), req.record);
+}

@@ -185,6 +185,7 @@ fn main() {
     login_seeds(&mut rng);
     encrypted_seeds(&keys);
     audit_log_seeds();
+    stores_row_seeds();
     println!("seed corpus written");
 }
 
@@ -381,6 +382,24 @@ fn audit_log_seeds() {
     torn.extend_from_slice(br#"{"event":"revoked","device_id":"de"#);
     write(t, "torn-tail", &torn);
     write(t, "corrupt", b"{\"event\":\"approved\"}\nnot json\n");
+}
+
+fn stores_row_seeds() {
+    let t = "stores_row_decode";
+    let seeds = handoff_stores::fuzz_seed_rows();
+    assert_eq!(seeds.len(), 21);
+    for (name, bytes) in &seeds {
+        write(t, name, bytes);
+    }
+    // Near-misses: a family one byte short, a token whose state is unknown.
+    let (_, family) = &seeds[0];
+    write(t, "family-truncated", &family[..family.len() - 1]);
+    let (_, token) = &seeds[6];
+    let mut bad = token.clone();
+    if let Some(i) = bad.windows(6).position(|w| w == b"active") {
+        bad[i] = b'A';
+    }
+    write(t, "token-unknown-state", &bad);
 }
 
 /// A deterministic stand-in RNG: RS256 signing blinds with it, nothing else reads it.

@@ -105,11 +105,17 @@ pub fn audit_log_read(data: &[u8]) {
     handoff_device::audit_log::fuzz_read(data);
 }
 
+/// Stored rows read back (refresh families, refresh tokens, devices with their keys):
+/// first byte the table, the rest its columns.
+pub fn stores_row_decode(data: &[u8]) {
+    handoff_stores::fuzz_decode_rows(data);
+}
+
 /// A fuzz entry point: takes any bytes, must never panic.
 pub type Entry = fn(&[u8]);
 
 /// Every target: its name (also its corpus directory) and entry point.
-pub const TARGETS: [(&str, Entry); 12] = [
+pub const TARGETS: [(&str, Entry); 13] = [
     ("jws_decode_verify", jws_decode_verify),
     ("jwks_parse", jwks_parse),
     ("dpop_verify", dpop_verify),
@@ -122,4 +128,5 @@ pub const TARGETS: [(&str, Entry); 12] = [
     ("login_pending_open", login_pending_open),
     ("encrypted_key_read", encrypted_key_read),
     ("audit_log_read", audit_log_read),
+    ("stores_row_decode", stores_row_decode),
 ];

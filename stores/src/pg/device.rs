@@ -4,13 +4,12 @@ use core::fmt;
 use std::sync::Arc;
 
 use handoff_core::UnixTime;
-use handoff_device::{
-    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, KeyId, KeyStatus,
-    MAX_KEYS_PER_DEVICE, OperatorId,
-};
+use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry, DeviceState, KeyStatus};
 use postgres::Row;
 
-use super::{Failure, Shared, classify, to_i64, to_u64};
+use super::{Failure, Shared, cells, classify, to_i64};
+use crate::rows::cols::*;
+use crate::rows::{DeviceColumns, DeviceRowError, KeyColumns, RowError, decode_device};
 use crate::seal::SecretSealer;
 
 struct Sql {
@@ -48,30 +47,8 @@ fn unavailable(e: impl fmt::Display) -> DeviceError {
     DeviceError::RegistryUnavailable(e.to_string())
 }
 
-fn corrupt(what: &str) -> DeviceError {
-    DeviceError::RegistryUnavailable(format!(
-        "stored device row does not decode: {what}; check what else writes to these tables"
-    ))
-}
-
 fn big(t: UnixTime) -> Result<i64, DeviceError> {
     to_i64(t.as_secs()).ok_or_else(|| unavailable("a time beyond the bigint range"))
-}
-
-fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, DeviceError> {
-    row.try_get(i)
-        .map_err(|_| corrupt("a column has an unexpected type or null"))
-}
-
-fn time_at(row: &Row, i: usize) -> Result<UnixTime, DeviceError> {
-    let v: i64 = get(row, i)?;
-    to_u64(v)
-        .map(UnixTime::from_secs)
-        .ok_or_else(|| corrupt("a negative time"))
-}
-
-fn operator_at(row: &Row, i: usize) -> Result<OperatorId, DeviceError> {
-    OperatorId::new(get::<String>(row, i)?).map_err(|_| corrupt("bad operator id"))
 }
 
 /// The columns of a state: (state, by, at, expires_at).
@@ -103,35 +80,6 @@ fn state_cols(s: &DeviceState) -> Result<StateCols<'_>, DeviceError> {
     })
 }
 
-fn state_from(row: &Row) -> Result<DeviceState, DeviceError> {
-    Ok(match get::<&str>(row, 0)? {
-        "pending" => DeviceState::Pending {
-            requested_at: time_at(row, 2)?,
-            expires_at: time_at(row, 3)?,
-        },
-        "approved" => DeviceState::Approved {
-            by: operator_at(row, 1)?,
-            at: time_at(row, 2)?,
-        },
-        "suspended" => DeviceState::Suspended {
-            by: operator_at(row, 1)?,
-            at: time_at(row, 2)?,
-        },
-        "revoked" => DeviceState::Revoked {
-            by: operator_at(row, 1)?,
-            at: time_at(row, 2)?,
-        },
-        "denied" => DeviceState::Denied {
-            by: operator_at(row, 1)?,
-            at: time_at(row, 2)?,
-        },
-        "expired" => DeviceState::Expired {
-            at: time_at(row, 2)?,
-        },
-        _ => return Err(corrupt("unknown device state")),
-    })
-}
-
 enum Abort {
     Sql(postgres::Error),
     Device(DeviceError),
@@ -154,8 +102,8 @@ impl<S: SecretSealer> PgDeviceRegistry<S> {
         let s = |q: &str| shared.schema.sql(q);
         let sql = Sql {
             load: s(
-                "SELECT d.state, d.state_by, d.state_at, d.expires_at, d.version, \
-                 k.key_id, k.status, k.retiring_until, k.sealed_secret \
+                "SELECT d.device_id, d.state, d.state_by, d.state_at, d.expires_at, d.version, \
+                 k.key_id, k.position, k.status, k.retiring_until, k.sealed_secret \
                  FROM {s}.devices d LEFT JOIN {s}.device_keys k ON k.device_id = d.device_id \
                  WHERE d.device_id = $1 ORDER BY k.position LIMIT 5",
             ),
@@ -301,31 +249,15 @@ impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        if rows.len() > MAX_KEYS_PER_DEVICE {
-            return Err(corrupt("more than 4 keys"));
-        }
-        let state = state_from(first)?;
-        let version = to_u64(get::<i64>(first, 4)?).ok_or_else(|| corrupt("negative version"))?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Some(key_id) = get::<Option<String>>(row, 5)? else {
-                continue; // a device without key rows: refused by from_parts below
-            };
-            let key_id = KeyId::new(key_id).map_err(|_| corrupt("bad key id"))?;
-            let status = match get::<&str>(row, 6)? {
-                "active" => KeyStatus::Active,
-                "retiring" => KeyStatus::Retiring {
-                    until: time_at(row, 7)?,
-                },
-                _ => return Err(corrupt("unknown key status")),
-            };
-            let sealed: Vec<u8> = get(row, 8)?;
-            let secret = self.sealer.open(device_id, &key_id, &sealed).map_err(|_| {
-                unavailable("a sealed device secret did not open; check the key-encryption key")
-            })?;
-            keys.push(DeviceKey::new(key_id, status, secret));
-        }
-        DeviceRecord::from_parts(device_id.clone(), state, keys, version).map(Some)
+        let copied = device_columns(first).and_then(|head| {
+            let mut keys = Vec::with_capacity(rows.len());
+            for row in &rows {
+                keys.extend(key_columns(row)?);
+            }
+            Ok((head, keys))
+        });
+        let (head, keys) = copied.map_err(|e| DeviceError::from(DeviceRowError::Row(e)))?;
+        Ok(Some(decode_device(&head, &keys, &self.sealer)?))
     }
 
     fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
@@ -359,4 +291,30 @@ fn lift(r: Result<(), Abort>) -> Result<Result<(), DeviceError>, postgres::Error
         Err(Abort::Sql(e)) => Err(e),
         Err(Abort::Device(d)) => Ok(Err(d)),
     }
+}
+
+/// The device's columns of a row of the load query.
+fn device_columns(row: &Row) -> Result<DeviceColumns, RowError> {
+    Ok(DeviceColumns {
+        device_id: cells::text(row, 0, &D_DEVICE_ID)?,
+        state: cells::text(row, 1, &D_STATE)?,
+        state_by: cells::opt_text(row, 2, &D_STATE_BY)?,
+        state_at: cells::opt_int(row, 3, &D_STATE_AT)?,
+        expires_at: cells::opt_int(row, 4, &D_EXPIRES_AT)?,
+        version: cells::int(row, 5, &D_VERSION)?,
+    })
+}
+
+/// The key's columns of a row of the load query; none when the device has no key rows.
+fn key_columns(row: &Row) -> Result<Option<KeyColumns>, RowError> {
+    let Some(key_id) = cells::opt_text(row, 6, &K_KEY_ID)? else {
+        return Ok(None);
+    };
+    Ok(Some(KeyColumns {
+        key_id,
+        position: cells::int2(row, 7, &K_POSITION)?,
+        status: cells::text(row, 8, &K_STATUS)?,
+        retiring_until: cells::opt_int(row, 9, &K_RETIRING_UNTIL)?,
+        sealed_secret: cells::blob(row, 10, &K_SEALED_SECRET)?,
+    }))
 }

@@ -6,15 +6,17 @@
 use core::fmt;
 use std::sync::Arc;
 
-use handoff_core::{Thumbprint, UnixTime};
+use handoff_core::UnixTime;
 use handoff_refresh::{
     ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
-    RefreshError, RevocationReason, SecretHash, TokenId, TokenRecord, TokenState, Write, WritePlan,
+    RefreshError, TokenId, TokenRecord, TokenState, Write, WritePlan,
 };
 use postgres::Row;
 use postgres::types::ToSql;
 
-use super::{Failure, SchemaName, Shared, classify, to_i64, to_u64};
+use super::{Failure, SchemaName, Shared, cells, classify, to_i64};
+use crate::rows::cols::*;
+use crate::rows::{FamilyColumns, TokenColumns, decode_family, decode_token};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
      f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
@@ -138,106 +140,57 @@ pub(crate) fn time(v: UnixTime) -> Result<i64, RefreshError> {
     big(v.as_secs())
 }
 
-fn corrupt(what: &'static str) -> RefreshError {
-    RefreshError::Inconsistent(what)
-}
-
-fn id16(v: Vec<u8>) -> Result<[u8; 16], RefreshError> {
-    v.try_into()
-        .map_err(|_| corrupt("an id column does not hold 16 bytes"))
-}
-
 pub(crate) fn get<'a, T: postgres::types::FromSql<'a>>(
     row: &'a Row,
     i: usize,
 ) -> Result<T, RefreshError> {
     row.try_get(i)
-        .map_err(|_| corrupt("a column has an unexpected type or null"))
+        .map_err(|_| RefreshError::Inconsistent("a column has an unexpected type or null"))
 }
 
-fn unsigned(v: i64) -> Result<u64, RefreshError> {
-    to_u64(v).ok_or(corrupt("a negative time, generation or version"))
-}
-
-fn reason_from(s: &str) -> Result<RevocationReason, RefreshError> {
-    Ok(match s {
-        "reuse_detected" => RevocationReason::ReuseDetected,
-        "logout" => RevocationReason::Logout,
-        "admin" => RevocationReason::Admin,
-        "security_event" => RevocationReason::SecurityEvent,
-        _ => return Err(corrupt("unknown revocation reason")),
-    })
-}
-
-/// Decodes the family columns starting at `o`; `None` when the row has no family.
+/// The family columns starting at `o`, decoded by [`crate::rows`]; `None` when the row
+/// has no family (the left join found none).
 pub(crate) fn family_at(row: &Row, o: usize) -> Result<Option<FamilyRecord>, RefreshError> {
-    let Some(id) = get::<Option<Vec<u8>>>(row, o)? else {
+    let Some(id) = cells::opt_blob(row, o, &F_ID)? else {
         return Ok(None);
     };
-    let status = match get::<&str>(row, o + 9)? {
-        "active" => FamilyStatus::Active,
-        "revoked" => FamilyStatus::Revoked {
-            at: UnixTime::from_secs(unsigned(get(row, o + 10)?)?),
-            reason: reason_from(get(row, o + 11)?)?,
-        },
-        _ => return Err(corrupt("unknown family status")),
+    let c = FamilyColumns {
+        id,
+        subject: cells::text(row, o + 1, &F_SUBJECT)?,
+        client_id: cells::text(row, o + 2, &F_CLIENT_ID)?,
+        created_at: cells::int(row, o + 3, &F_CREATED_AT)?,
+        absolute_expires_at: cells::int(row, o + 4, &F_ABSOLUTE_EXPIRES_AT)?,
+        head: cells::blob(row, o + 5, &F_HEAD)?,
+        head_parent: cells::opt_blob(row, o + 6, &F_HEAD_PARENT)?,
+        head_generation: cells::int(row, o + 7, &F_HEAD_GENERATION)?,
+        version: cells::int(row, o + 8, &F_VERSION)?,
+        status: cells::text(row, o + 9, &F_STATUS)?,
+        revoked_at: cells::opt_int(row, o + 10, &F_REVOKED_AT)?,
+        revoked_reason: cells::opt_text(row, o + 11, &F_REVOKED_REASON)?,
+        dpop_jkt: cells::opt_blob(row, o + 12, &F_DPOP_JKT)?,
     };
-    Ok(Some(FamilyRecord {
-        id: FamilyId::from_bytes(id16(id)?),
-        subject: get(row, o + 1)?,
-        client_id: get(row, o + 2)?,
-        created_at: UnixTime::from_secs(unsigned(get(row, o + 3)?)?),
-        absolute_expires_at: UnixTime::from_secs(unsigned(get(row, o + 4)?)?),
-        head: TokenId::from_bytes(id16(get(row, o + 5)?)?),
-        head_parent: get::<Option<Vec<u8>>>(row, o + 6)?
-            .map(|v| id16(v).map(TokenId::from_bytes))
-            .transpose()?,
-        head_generation: unsigned(get(row, o + 7)?)?,
-        version: unsigned(get(row, o + 8)?)?,
-        status,
-        dpop_jkt: get::<Option<Vec<u8>>>(row, o + 12)?
-            .map(|v| {
-                <[u8; 32]>::try_from(v)
-                    .map(Thumbprint::from_bytes)
-                    .map_err(|_| corrupt("a dpop_jkt does not hold 32 bytes"))
-            })
-            .transpose()?,
-    }))
+    Ok(Some(decode_family(&c)?))
 }
 
-/// Decodes the token columns starting at `o`; `None` when the row has no token.
+/// The token columns starting at `o`, decoded by [`crate::rows`]; `None` when the row
+/// has no token.
 pub(crate) fn token_at(row: &Row, o: usize) -> Result<Option<TokenRecord>, RefreshError> {
-    let Some(family) = get::<Option<Vec<u8>>>(row, o)? else {
+    let Some(family_id) = cells::opt_blob(row, o, &T_FAMILY_ID)? else {
         return Ok(None);
     };
-    let hash: [u8; 32] = get::<Vec<u8>>(row, o + 4)?
-        .try_into()
-        .map_err(|_| corrupt("a secret hash does not hold 32 bytes"))?;
-    let state = match get::<&str>(row, o + 6)? {
-        "active" => TokenState::Active,
-        "rotated" => TokenState::Rotated {
-            at: UnixTime::from_secs(unsigned(get(row, o + 7)?)?),
-            successor: TokenId::from_bytes(id16(get(row, o + 8)?)?),
-            grace_uses: u32::try_from(get::<i32>(row, o + 9)?)
-                .map_err(|_| corrupt("negative grace uses"))?,
-        },
-        "superseded" => TokenState::Superseded {
-            at: UnixTime::from_secs(unsigned(get(row, o + 7)?)?),
-            by: TokenId::from_bytes(id16(get(row, o + 8)?)?),
-        },
-        _ => return Err(corrupt("unknown token state")),
+    let c = TokenColumns {
+        family_id,
+        id: cells::blob(row, o + 1, &T_ID)?,
+        parent: cells::opt_blob(row, o + 2, &T_PARENT)?,
+        generation: cells::int(row, o + 3, &T_GENERATION)?,
+        secret_hash: cells::blob(row, o + 4, &T_SECRET_HASH)?,
+        issued_at: cells::int(row, o + 5, &T_ISSUED_AT)?,
+        state: cells::text(row, o + 6, &T_STATE)?,
+        state_at: cells::opt_int(row, o + 7, &T_STATE_AT)?,
+        successor: cells::opt_blob(row, o + 8, &T_SUCCESSOR)?,
+        grace_uses: cells::int4(row, o + 9, &T_GRACE_USES)?,
     };
-    Ok(Some(TokenRecord {
-        family: FamilyId::from_bytes(id16(family)?),
-        id: TokenId::from_bytes(id16(get(row, o + 1)?)?),
-        parent: get::<Option<Vec<u8>>>(row, o + 2)?
-            .map(|v| id16(v).map(TokenId::from_bytes))
-            .transpose()?,
-        generation: unsigned(get(row, o + 3)?)?,
-        secret_hash: SecretHash::from_bytes(hash),
-        issued_at: UnixTime::from_secs(unsigned(get(row, o + 5)?)?),
-        state,
-    }))
+    Ok(Some(decode_token(&c)?))
 }
 
 /// Ordering of guards: families before tokens, each in ascending id order, so that two
@@ -639,7 +592,8 @@ impl FamilyStore for PgFamilyStore {
             .map_err(unavailable)?
             .map_err(unavailable)?;
         let count = |i: usize| -> Result<usize, RefreshError> {
-            usize::try_from(get::<i64>(&row, i)?).map_err(|_| corrupt("negative count"))
+            usize::try_from(get::<i64>(&row, i)?)
+                .map_err(|_| RefreshError::Inconsistent("negative count"))
         };
         Ok(GcReport {
             families: count(0)?,

@@ -242,14 +242,62 @@ impl Shared {
     }
 }
 
+/// Copying columns out of a PostgreSQL row into [`crate::rows`]' column structs: the
+/// type must be the schema's, NULL only where the schema allows it.
+pub(crate) mod cells {
+    use postgres::Row;
+    use postgres::types::FromSql;
+
+    use crate::rows::{Col, Problem, RowError};
+
+    fn opt<'a, T: FromSql<'a>>(row: &'a Row, i: usize, c: &Col) -> Result<Option<T>, RowError> {
+        row.try_get(i).map_err(|_| c.err(Problem::Type))
+    }
+
+    pub(crate) fn opt_blob(row: &Row, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+        opt(row, i, c)
+    }
+
+    pub(crate) fn blob(row: &Row, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+        opt_blob(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    pub(crate) fn opt_text(row: &Row, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+        Ok(opt::<String>(row, i, c)?.map(String::into_bytes))
+    }
+
+    pub(crate) fn text(row: &Row, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+        opt_text(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    /// A `bigint` column.
+    pub(crate) fn opt_int(row: &Row, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
+        opt(row, i, c)
+    }
+
+    /// A `bigint` column.
+    pub(crate) fn int(row: &Row, i: usize, c: &Col) -> Result<i64, RowError> {
+        opt_int(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    /// An `integer` column, widened.
+    pub(crate) fn int4(row: &Row, i: usize, c: &Col) -> Result<i64, RowError> {
+        opt::<i32>(row, i, c)?
+            .map(i64::from)
+            .ok_or(c.err(Problem::Null))
+    }
+
+    /// A `smallint` column, widened.
+    pub(crate) fn int2(row: &Row, i: usize, c: &Col) -> Result<i64, RowError> {
+        opt::<i16>(row, i, c)?
+            .map(i64::from)
+            .ok_or(c.err(Problem::Null))
+    }
+}
+
 /// `u64` to `bigint`, refusing values beyond its range.
 pub(crate) fn to_i64(v: u64) -> Option<i64> {
     i64::try_from(v).ok()
-}
-
-/// `bigint` to `u64`, refusing negative values.
-pub(crate) fn to_u64(v: i64) -> Option<u64> {
-    u64::try_from(v).ok()
 }
 
 #[cfg(test)]

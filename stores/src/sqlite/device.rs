@@ -4,18 +4,17 @@ use core::fmt;
 use std::sync::Arc;
 
 use handoff_core::UnixTime;
-use handoff_device::{
-    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceRegistry, DeviceState, KeyId, KeyStatus,
-    MAX_KEYS_PER_DEVICE, OperatorId,
-};
+use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry, DeviceState, KeyStatus};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{Shared, describe, is_conflict, to_i64, to_u64};
+use super::{Shared, cells, describe, is_conflict, to_i64};
+use crate::rows::cols::*;
+use crate::rows::{DeviceColumns, DeviceRowError, KeyColumns, RowError, decode_device};
 use crate::seal::SecretSealer;
 
-const LOAD: &str = "SELECT d.state, d.state_by, d.state_at, d.expires_at, d.version, \
-     k.key_id, k.status, k.retiring_until, k.sealed_secret \
+const LOAD: &str = "SELECT d.device_id, d.state, d.state_by, d.state_at, d.expires_at, \
+     d.version, k.key_id, k.position, k.status, k.retiring_until, k.sealed_secret \
      FROM devices d LEFT JOIN device_keys k ON k.device_id = d.device_id \
      WHERE d.device_id = ?1 ORDER BY k.position LIMIT 5";
 const INSERT_DEVICE: &str = "INSERT INTO devices \
@@ -49,12 +48,6 @@ impl<S> fmt::Debug for SqliteDeviceRegistry<S> {
 
 fn unavailable(e: impl fmt::Display) -> DeviceError {
     DeviceError::RegistryUnavailable(e.to_string())
-}
-
-fn corrupt(what: &str) -> DeviceError {
-    DeviceError::RegistryUnavailable(format!(
-        "stored device row does not decode: {what}; check what else writes to this file"
-    ))
 }
 
 fn big(t: UnixTime) -> Result<i64, DeviceError> {
@@ -98,14 +91,6 @@ fn state_cols(s: &DeviceState) -> Result<[Value; 4], DeviceError> {
 struct SealedKey {
     key_id: String,
     status: &'static str,
-    until: Option<i64>,
-    sealed: Vec<u8>,
-}
-
-/// A row of the load query, copied out of the statement.
-struct KeyRow {
-    key_id: String,
-    status: String,
     until: Option<i64>,
     sealed: Vec<u8>,
 }
@@ -189,68 +174,31 @@ impl<S: SecretSealer> SqliteDeviceRegistry<S> {
 
 impl<S: SecretSealer> DeviceRegistry for SqliteDeviceRegistry<S> {
     fn load(&self, device_id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
-        // Copy the rows out (one statement, one snapshot), decode outside.
-        type Head = (String, Option<String>, Option<i64>, Option<i64>, i64);
+        // Copy the rows out (one statement, one snapshot, at most 5 rows), decode outside.
         let res = self.shared.with_conn(|c| {
             let mut st = c.prepare_cached(LOAD)?;
             let mut rows = st.query(params![device_id.as_str()])?;
-            let mut head: Option<Head> = None;
+            let mut head: Option<DeviceColumns> = None;
             let mut keys = Vec::new();
             while let Some(row) = rows.next()? {
-                if head.is_none() {
-                    head = Some((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ));
-                }
-                if let Some(key_id) = row.get::<_, Option<String>>(5)? {
-                    keys.push(KeyRow {
-                        key_id,
-                        status: row.get(6)?,
-                        until: row.get(7)?,
-                        sealed: row.get(8)?,
-                    });
+                match copy_row(row, head.is_none()) {
+                    Ok((d, k)) => {
+                        head = head.or(d);
+                        keys.extend(k);
+                    }
+                    Err(e) => return Ok(Err(e)),
                 }
             }
-            Ok((head, keys))
+            Ok(Ok((head, keys)))
         });
-        let (head, key_rows) = res
+        let (head, keys) = res
             .map_err(unavailable)?
-            .map_err(|e| unavailable(describe(&e)))?;
-        let Some((state, by, at, expires, version)) = head else {
+            .map_err(|e| unavailable(describe(&e)))?
+            .map_err(|e| DeviceError::from(DeviceRowError::Row(e)))?;
+        let Some(head) = head else {
             return Ok(None);
         };
-        if key_rows.len() > MAX_KEYS_PER_DEVICE {
-            return Err(corrupt("more than 4 keys"));
-        }
-        let state = state_of(&state, by, at, expires)?;
-        let version = to_u64(version).ok_or_else(|| corrupt("negative version"))?;
-        let mut keys = Vec::with_capacity(key_rows.len());
-        for k in key_rows {
-            let key_id = KeyId::new(k.key_id).map_err(|_| corrupt("bad key id"))?;
-            let status = match k.status.as_str() {
-                "active" => KeyStatus::Active,
-                "retiring" => KeyStatus::Retiring {
-                    until: k
-                        .until
-                        .and_then(to_u64)
-                        .map(UnixTime::from_secs)
-                        .ok_or_else(|| corrupt("bad retiring_until"))?,
-                },
-                _ => return Err(corrupt("unknown key status")),
-            };
-            let secret = self
-                .sealer
-                .open(device_id, &key_id, &k.sealed)
-                .map_err(|_| {
-                    unavailable("a sealed device secret did not open; check the key-encryption key")
-                })?;
-            keys.push(DeviceKey::new(key_id, status, secret));
-        }
-        DeviceRecord::from_parts(device_id.clone(), state, keys, version).map(Some)
+        Ok(Some(decode_device(&head, &keys, &self.sealer)?))
     }
 
     fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
@@ -269,44 +217,33 @@ impl<S: SecretSealer> DeviceRegistry for SqliteDeviceRegistry<S> {
     }
 }
 
-/// The state from its columns.
-fn state_of(
-    state: &str,
-    by: Option<String>,
-    at: Option<i64>,
-    expires: Option<i64>,
-) -> Result<DeviceState, DeviceError> {
-    let t = |v: Option<i64>| {
-        v.and_then(to_u64)
-            .map(UnixTime::from_secs)
-            .ok_or_else(|| corrupt("a missing or negative time"))
+/// The columns of one row of the load query: the device's (when `with_device`) and its
+/// key's (none when the device has no key rows).
+fn copy_row(
+    row: &rusqlite::Row<'_>,
+    with_device: bool,
+) -> Result<(Option<DeviceColumns>, Option<KeyColumns>), RowError> {
+    let device = if with_device {
+        Some(DeviceColumns {
+            device_id: cells::text(row, 0, &D_DEVICE_ID)?,
+            state: cells::text(row, 1, &D_STATE)?,
+            state_by: cells::opt_text(row, 2, &D_STATE_BY)?,
+            state_at: cells::opt_int(row, 3, &D_STATE_AT)?,
+            expires_at: cells::opt_int(row, 4, &D_EXPIRES_AT)?,
+            version: cells::int(row, 5, &D_VERSION)?,
+        })
+    } else {
+        None
     };
-    let op = |v: Option<String>| {
-        v.ok_or_else(|| corrupt("missing operator"))
-            .and_then(|s| OperatorId::new(s).map_err(|_| corrupt("bad operator id")))
+    let key = match cells::opt_text(row, 6, &K_KEY_ID)? {
+        None => None, // the left join found no key row
+        Some(key_id) => Some(KeyColumns {
+            key_id,
+            position: cells::int(row, 7, &K_POSITION)?,
+            status: cells::text(row, 8, &K_STATUS)?,
+            retiring_until: cells::opt_int(row, 9, &K_RETIRING_UNTIL)?,
+            sealed_secret: cells::blob(row, 10, &K_SEALED_SECRET)?,
+        }),
     };
-    Ok(match state {
-        "pending" => DeviceState::Pending {
-            requested_at: t(at)?,
-            expires_at: t(expires)?,
-        },
-        "approved" => DeviceState::Approved {
-            by: op(by)?,
-            at: t(at)?,
-        },
-        "suspended" => DeviceState::Suspended {
-            by: op(by)?,
-            at: t(at)?,
-        },
-        "revoked" => DeviceState::Revoked {
-            by: op(by)?,
-            at: t(at)?,
-        },
-        "denied" => DeviceState::Denied {
-            by: op(by)?,
-            at: t(at)?,
-        },
-        "expired" => DeviceState::Expired { at: t(at)? },
-        _ => return Err(corrupt("unknown device state")),
-    })
+    Ok((device, key))
 }

@@ -308,12 +308,57 @@ impl Shared {
     }
 }
 
+/// Copying columns out of a SQLite row into [`crate::rows`]' column structs: the storage
+/// class must be the schema's (text stays raw bytes; [`crate::rows`] checks its UTF-8),
+/// NULL only where the schema allows it.
+pub(crate) mod cells {
+    use rusqlite::Row;
+    use rusqlite::types::ValueRef;
+
+    use crate::rows::{Col, Problem, RowError};
+
+    fn cell<'r>(row: &'r Row<'_>, i: usize, c: &Col) -> Result<ValueRef<'r>, RowError> {
+        row.get_ref(i).map_err(|_| c.err(Problem::Type))
+    }
+
+    pub(crate) fn opt_blob(row: &Row<'_>, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+        match cell(row, i, c)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) => Ok(Some(b.to_vec())),
+            _ => Err(c.err(Problem::Type)),
+        }
+    }
+
+    pub(crate) fn blob(row: &Row<'_>, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+        opt_blob(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    pub(crate) fn opt_text(row: &Row<'_>, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+        match cell(row, i, c)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(b) => Ok(Some(b.to_vec())),
+            _ => Err(c.err(Problem::Type)),
+        }
+    }
+
+    pub(crate) fn text(row: &Row<'_>, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+        opt_text(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    pub(crate) fn opt_int(row: &Row<'_>, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
+        match cell(row, i, c)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(v) => Ok(Some(v)),
+            _ => Err(c.err(Problem::Type)),
+        }
+    }
+
+    pub(crate) fn int(row: &Row<'_>, i: usize, c: &Col) -> Result<i64, RowError> {
+        opt_int(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+}
+
 /// `u64` to `INTEGER`, refusing values beyond its range.
 pub(crate) fn to_i64(v: u64) -> Option<i64> {
     i64::try_from(v).ok()
-}
-
-/// `INTEGER` to `u64`, refusing negative values.
-pub(crate) fn to_u64(v: i64) -> Option<u64> {
-    u64::try_from(v).ok()
 }

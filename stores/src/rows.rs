@@ -1,0 +1,1442 @@
+//! Stored rows, engine-neutral: what a row of each table holds ([`FamilyColumns`],
+//! [`TokenColumns`], [`DeviceColumns`], [`KeyColumns`]), one decoder per record type and
+//! its inverse.
+//!
+//! Rows read back are untrusted input: the database may be shared with other software,
+//! a row may be corrupted or tampered with. The SQLite and PostgreSQL adapters only copy
+//! the columns out of their engine's row into these structs (text as raw bytes, so the
+//! UTF-8 check happens here too); every rule about what a column may hold lives here,
+//! once. A decoder never panics and allocates only what the row already holds (text is
+//! length-checked before it becomes a `String`); what it refuses is a [`RowError`] naming
+//! the column and what was wrong with it.
+//!
+//! The decoders accept exactly what the adapters write: a family, token or device row
+//! that decodes re-encodes to the same columns (the fuzz target `stores_row_decode` checks
+//! it), so columns that the record's state has no use for must be NULL (or 0 for
+//! `grace_uses`). Key rows must come in strictly increasing positions 0 to 3; gaps are
+//! accepted (the adapters write 0, 1, ...; the order is what the record keeps).
+
+use core::fmt;
+
+#[cfg(feature = "families")]
+use handoff_core::Thumbprint;
+use handoff_core::UnixTime;
+#[cfg(feature = "devices")]
+use handoff_device::{
+    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceState, KeyId, KeyStatus,
+    MAX_KEYS_PER_DEVICE, OperatorId,
+};
+#[cfg(feature = "families")]
+use handoff_refresh::{
+    FamilyId, FamilyRecord, FamilyStatus, MAX_NAME_BYTES, RefreshError, RevocationReason,
+    SecretHash, TokenId, TokenRecord, TokenState,
+};
+
+#[cfg(feature = "devices")]
+use crate::seal::{MAX_SEALED_BYTES, SecretSealer};
+
+/// What was wrong with a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// NULL where the record needs a value.
+    Null,
+    /// The engine holds another type than the schema's (an adapter-side check).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    Type,
+    /// A byte length the schema does not allow (ids, hashes, names, sealed secrets).
+    Length,
+    /// A negative time, generation, version or count.
+    Negative,
+    /// A number beyond what the record can hold (grace uses, key position).
+    OutOfRange,
+    /// A status, state or reason code this crate does not know.
+    UnknownCode,
+    /// Text that is not UTF-8.
+    Utf8,
+    /// A value where the record's state has none (the adapters write NULL or 0 there).
+    Unexpected,
+    /// An identifier its type refuses (device, key and operator ids).
+    Invalid,
+    /// Key rows repeated or out of position order.
+    Order,
+    /// More key rows than a device may hold.
+    TooMany,
+}
+
+const PROBLEMS: usize = 11;
+
+impl Problem {
+    const fn index(self) -> usize {
+        match self {
+            Self::Null => 0,
+            Self::Type => 1,
+            Self::Length => 2,
+            Self::Negative => 3,
+            Self::OutOfRange => 4,
+            Self::UnknownCode => 5,
+            Self::Utf8 => 6,
+            Self::Unexpected => 7,
+            Self::Invalid => 8,
+            Self::Order => 9,
+            Self::TooMany => 10,
+        }
+    }
+}
+
+/// A column of a table: its name and, made at compile time, the message of each
+/// [`Problem`] it can have (the refresh error carries a `&'static str`).
+#[derive(Debug)]
+pub(crate) struct Col {
+    pub(crate) name: &'static str,
+    messages: [&'static str; PROBLEMS],
+}
+
+macro_rules! col {
+    ($name:literal) => {
+        Col {
+            name: $name,
+            messages: [
+                concat!($name, " is NULL"),
+                concat!($name, " has an unexpected type"),
+                concat!($name, " has a length the schema does not allow"),
+                concat!($name, " is negative"),
+                concat!($name, " is out of range"),
+                concat!($name, " holds an unknown code"),
+                concat!($name, " is not valid UTF-8"),
+                concat!($name, " is set where the record's state has no value"),
+                concat!($name, " is not a valid identifier"),
+                concat!($name, " is repeated or out of order"),
+                concat!($name, ": more key rows than a device may hold"),
+            ],
+        }
+    };
+}
+
+impl Col {
+    /// The error of this column with `problem`.
+    pub(crate) const fn err(&self, problem: Problem) -> RowError {
+        RowError {
+            column: self.name,
+            problem,
+            message: self.messages[problem.index()],
+        }
+    }
+}
+
+/// A stored row that does not decode: which column, what was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowError {
+    /// `table.column`.
+    pub(crate) column: &'static str,
+    /// What was wrong.
+    pub(crate) problem: Problem,
+    /// `table.column` and the problem, in words.
+    pub(crate) message: &'static str,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+#[cfg(feature = "families")]
+impl From<RowError> for RefreshError {
+    fn from(e: RowError) -> Self {
+        Self::Inconsistent(e.message)
+    }
+}
+
+/// Every column the decoders know, `table.column`.
+pub(crate) mod cols {
+    use super::Col;
+
+    pub(crate) const F_ID: Col = col!("refresh_families.id");
+    pub(crate) const F_SUBJECT: Col = col!("refresh_families.subject");
+    pub(crate) const F_CLIENT_ID: Col = col!("refresh_families.client_id");
+    pub(crate) const F_CREATED_AT: Col = col!("refresh_families.created_at");
+    pub(crate) const F_ABSOLUTE_EXPIRES_AT: Col = col!("refresh_families.absolute_expires_at");
+    pub(crate) const F_HEAD: Col = col!("refresh_families.head");
+    pub(crate) const F_HEAD_PARENT: Col = col!("refresh_families.head_parent");
+    pub(crate) const F_HEAD_GENERATION: Col = col!("refresh_families.head_generation");
+    pub(crate) const F_VERSION: Col = col!("refresh_families.version");
+    pub(crate) const F_STATUS: Col = col!("refresh_families.status");
+    pub(crate) const F_REVOKED_AT: Col = col!("refresh_families.revoked_at");
+    pub(crate) const F_REVOKED_REASON: Col = col!("refresh_families.revoked_reason");
+    pub(crate) const F_DPOP_JKT: Col = col!("refresh_families.dpop_jkt");
+
+    pub(crate) const T_FAMILY_ID: Col = col!("refresh_tokens.family_id");
+    pub(crate) const T_ID: Col = col!("refresh_tokens.id");
+    pub(crate) const T_PARENT: Col = col!("refresh_tokens.parent");
+    pub(crate) const T_GENERATION: Col = col!("refresh_tokens.generation");
+    pub(crate) const T_SECRET_HASH: Col = col!("refresh_tokens.secret_hash");
+    pub(crate) const T_ISSUED_AT: Col = col!("refresh_tokens.issued_at");
+    pub(crate) const T_STATE: Col = col!("refresh_tokens.state");
+    pub(crate) const T_STATE_AT: Col = col!("refresh_tokens.state_at");
+    pub(crate) const T_SUCCESSOR: Col = col!("refresh_tokens.successor");
+    pub(crate) const T_GRACE_USES: Col = col!("refresh_tokens.grace_uses");
+
+    pub(crate) const D_DEVICE_ID: Col = col!("devices.device_id");
+    pub(crate) const D_STATE: Col = col!("devices.state");
+    pub(crate) const D_STATE_BY: Col = col!("devices.state_by");
+    pub(crate) const D_STATE_AT: Col = col!("devices.state_at");
+    pub(crate) const D_EXPIRES_AT: Col = col!("devices.expires_at");
+    pub(crate) const D_VERSION: Col = col!("devices.version");
+
+    pub(crate) const K_KEY_ID: Col = col!("device_keys.key_id");
+    pub(crate) const K_POSITION: Col = col!("device_keys.position");
+    pub(crate) const K_STATUS: Col = col!("device_keys.status");
+    pub(crate) const K_RETIRING_UNTIL: Col = col!("device_keys.retiring_until");
+    pub(crate) const K_SEALED_SECRET: Col = col!("device_keys.sealed_secret");
+}
+
+use cols::*;
+
+// ---- column rules, shared by every decoder ----
+
+/// A NULL-able column the record needs.
+fn required<T>(v: Option<T>, c: &Col) -> Result<T, RowError> {
+    v.ok_or(c.err(Problem::Null))
+}
+
+/// A column the record's state has no use for: must be NULL.
+fn absent<T>(v: Option<&T>, c: &Col) -> Result<(), RowError> {
+    match v {
+        None => Ok(()),
+        Some(_) => Err(c.err(Problem::Unexpected)),
+    }
+}
+
+fn unsigned(v: i64, c: &Col) -> Result<u64, RowError> {
+    u64::try_from(v).map_err(|_| c.err(Problem::Negative))
+}
+
+fn time(v: i64, c: &Col) -> Result<UnixTime, RowError> {
+    unsigned(v, c).map(UnixTime::from_secs)
+}
+
+fn fixed<const N: usize>(v: &[u8], c: &Col) -> Result<[u8; N], RowError> {
+    v.try_into().map_err(|_| c.err(Problem::Length))
+}
+
+/// Text of 1 to `max` bytes, UTF-8 (length first: nothing is copied before it holds).
+fn text(v: &[u8], max: usize, c: &Col) -> Result<String, RowError> {
+    if v.is_empty() || v.len() > max {
+        return Err(c.err(Problem::Length));
+    }
+    core::str::from_utf8(v)
+        .map(str::to_owned)
+        .map_err(|_| c.err(Problem::Utf8))
+}
+
+/// A code column (status, state, reason): compared as bytes, never copied.
+fn code<'a>(v: &'a [u8], c: &Col) -> Result<&'a str, RowError> {
+    core::str::from_utf8(v).map_err(|_| c.err(Problem::UnknownCode))
+}
+
+/// An `i64` column from a `u64` value (`None` beyond `i64::MAX`).
+fn big(v: u64) -> Option<i64> {
+    i64::try_from(v).ok()
+}
+
+/// A record value the columns cannot hold (a number beyond `i64::MAX`, a variant this
+/// crate does not know). Only records made outside the engine can have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EncodeError(pub(crate) &'static str);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+fn enc_time(t: UnixTime) -> Result<i64, EncodeError> {
+    big(t.as_secs()).ok_or(EncodeError("a time beyond the 64-bit signed range"))
+}
+
+fn enc_big(v: u64) -> Result<i64, EncodeError> {
+    big(v).ok_or(EncodeError("a number beyond the 64-bit signed range"))
+}
+
+// ---- refresh families and tokens ----
+
+/// A row of `refresh_families`, column for column (text as raw bytes).
+#[cfg(feature = "families")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FamilyColumns {
+    pub(crate) id: Vec<u8>,
+    pub(crate) subject: Vec<u8>,
+    pub(crate) client_id: Vec<u8>,
+    pub(crate) created_at: i64,
+    pub(crate) absolute_expires_at: i64,
+    pub(crate) head: Vec<u8>,
+    pub(crate) head_parent: Option<Vec<u8>>,
+    pub(crate) head_generation: i64,
+    pub(crate) version: i64,
+    pub(crate) status: Vec<u8>,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) revoked_reason: Option<Vec<u8>>,
+    pub(crate) dpop_jkt: Option<Vec<u8>>,
+}
+
+/// A row of `refresh_tokens`, column for column (text as raw bytes).
+#[cfg(feature = "families")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenColumns {
+    pub(crate) family_id: Vec<u8>,
+    pub(crate) id: Vec<u8>,
+    pub(crate) parent: Option<Vec<u8>>,
+    pub(crate) generation: i64,
+    pub(crate) secret_hash: Vec<u8>,
+    pub(crate) issued_at: i64,
+    pub(crate) state: Vec<u8>,
+    pub(crate) state_at: Option<i64>,
+    pub(crate) successor: Option<Vec<u8>>,
+    /// `INTEGER` in SQLite, `integer` (32 bits) in PostgreSQL.
+    pub(crate) grace_uses: i64,
+}
+
+#[cfg(feature = "families")]
+fn token_id(v: &[u8], c: &Col) -> Result<TokenId, RowError> {
+    fixed(v, c).map(TokenId::from_bytes)
+}
+
+#[cfg(feature = "families")]
+fn reason_from(v: &[u8]) -> Result<RevocationReason, RowError> {
+    Ok(match code(v, &F_REVOKED_REASON)? {
+        "reuse_detected" => RevocationReason::ReuseDetected,
+        "logout" => RevocationReason::Logout,
+        "admin" => RevocationReason::Admin,
+        "security_event" => RevocationReason::SecurityEvent,
+        _ => return Err(F_REVOKED_REASON.err(Problem::UnknownCode)),
+    })
+}
+
+/// Decodes a `refresh_families` row.
+///
+/// # Errors
+/// [`RowError`] naming the first column that breaks a rule.
+#[cfg(feature = "families")]
+pub(crate) fn decode_family(c: &FamilyColumns) -> Result<FamilyRecord, RowError> {
+    let status = match code(&c.status, &F_STATUS)? {
+        "active" => {
+            absent(c.revoked_at.as_ref(), &F_REVOKED_AT)?;
+            absent(c.revoked_reason.as_ref(), &F_REVOKED_REASON)?;
+            FamilyStatus::Active
+        }
+        "revoked" => FamilyStatus::Revoked {
+            at: time(required(c.revoked_at, &F_REVOKED_AT)?, &F_REVOKED_AT)?,
+            reason: reason_from(required(c.revoked_reason.as_deref(), &F_REVOKED_REASON)?)?,
+        },
+        _ => return Err(F_STATUS.err(Problem::UnknownCode)),
+    };
+    Ok(FamilyRecord {
+        id: fixed(&c.id, &F_ID).map(FamilyId::from_bytes)?,
+        subject: text(&c.subject, MAX_NAME_BYTES, &F_SUBJECT)?,
+        client_id: text(&c.client_id, MAX_NAME_BYTES, &F_CLIENT_ID)?,
+        created_at: time(c.created_at, &F_CREATED_AT)?,
+        absolute_expires_at: time(c.absolute_expires_at, &F_ABSOLUTE_EXPIRES_AT)?,
+        head: token_id(&c.head, &F_HEAD)?,
+        head_parent: c
+            .head_parent
+            .as_deref()
+            .map(|v| token_id(v, &F_HEAD_PARENT))
+            .transpose()?,
+        head_generation: unsigned(c.head_generation, &F_HEAD_GENERATION)?,
+        version: unsigned(c.version, &F_VERSION)?,
+        status,
+        dpop_jkt: c
+            .dpop_jkt
+            .as_deref()
+            .map(|v| fixed(v, &F_DPOP_JKT).map(Thumbprint::from_bytes))
+            .transpose()?,
+    })
+}
+
+/// The columns the adapters write for `f`.
+///
+/// # Errors
+/// [`EncodeError`] for a number beyond `i64::MAX` or a status this crate does not know.
+#[cfg(feature = "families")]
+pub(crate) fn encode_family(f: &FamilyRecord) -> Result<FamilyColumns, EncodeError> {
+    let (status, revoked_at, revoked_reason) = match f.status {
+        FamilyStatus::Active => ("active", None, None),
+        FamilyStatus::Revoked { at, reason } => (
+            "revoked",
+            Some(enc_time(at)?),
+            Some(reason.as_str().as_bytes().to_vec()),
+        ),
+        _ => return Err(EncodeError("a family status this crate does not know")),
+    };
+    Ok(FamilyColumns {
+        id: f.id.as_bytes().to_vec(),
+        subject: f.subject.as_bytes().to_vec(),
+        client_id: f.client_id.as_bytes().to_vec(),
+        created_at: enc_time(f.created_at)?,
+        absolute_expires_at: enc_time(f.absolute_expires_at)?,
+        head: f.head.as_bytes().to_vec(),
+        head_parent: f.head_parent.map(|p| p.as_bytes().to_vec()),
+        head_generation: enc_big(f.head_generation)?,
+        version: enc_big(f.version)?,
+        status: status.as_bytes().to_vec(),
+        revoked_at,
+        revoked_reason,
+        dpop_jkt: f.dpop_jkt.map(|k| k.as_bytes().to_vec()),
+    })
+}
+
+/// Decodes a `refresh_tokens` row.
+///
+/// # Errors
+/// [`RowError`] naming the first column that breaks a rule.
+#[cfg(feature = "families")]
+pub(crate) fn decode_token(c: &TokenColumns) -> Result<TokenRecord, RowError> {
+    let state = match code(&c.state, &T_STATE)? {
+        "active" => {
+            absent(c.state_at.as_ref(), &T_STATE_AT)?;
+            absent(c.successor.as_ref(), &T_SUCCESSOR)?;
+            no_grace_uses(c.grace_uses)?;
+            TokenState::Active
+        }
+        "rotated" => TokenState::Rotated {
+            at: time(required(c.state_at, &T_STATE_AT)?, &T_STATE_AT)?,
+            successor: token_id(
+                required(c.successor.as_deref(), &T_SUCCESSOR)?,
+                &T_SUCCESSOR,
+            )?,
+            grace_uses: u32::try_from(unsigned(c.grace_uses, &T_GRACE_USES)?)
+                .map_err(|_| T_GRACE_USES.err(Problem::OutOfRange))?,
+        },
+        "superseded" => {
+            no_grace_uses(c.grace_uses)?;
+            TokenState::Superseded {
+                at: time(required(c.state_at, &T_STATE_AT)?, &T_STATE_AT)?,
+                by: token_id(
+                    required(c.successor.as_deref(), &T_SUCCESSOR)?,
+                    &T_SUCCESSOR,
+                )?,
+            }
+        }
+        _ => return Err(T_STATE.err(Problem::UnknownCode)),
+    };
+    Ok(TokenRecord {
+        family: fixed(&c.family_id, &T_FAMILY_ID).map(FamilyId::from_bytes)?,
+        id: token_id(&c.id, &T_ID)?,
+        parent: c
+            .parent
+            .as_deref()
+            .map(|v| token_id(v, &T_PARENT))
+            .transpose()?,
+        generation: unsigned(c.generation, &T_GENERATION)?,
+        secret_hash: fixed(&c.secret_hash, &T_SECRET_HASH).map(SecretHash::from_bytes)?,
+        issued_at: time(c.issued_at, &T_ISSUED_AT)?,
+        state,
+    })
+}
+
+/// Only a rotated token counts grace uses; the adapters write 0 otherwise.
+#[cfg(feature = "families")]
+fn no_grace_uses(v: i64) -> Result<(), RowError> {
+    match v {
+        0 => Ok(()),
+        n if n < 0 => Err(T_GRACE_USES.err(Problem::Negative)),
+        _ => Err(T_GRACE_USES.err(Problem::Unexpected)),
+    }
+}
+
+/// The columns the adapters write for `t`.
+///
+/// # Errors
+/// [`EncodeError`] for a number beyond `i64::MAX` or a state this crate does not know.
+#[cfg(feature = "families")]
+pub(crate) fn encode_token(t: &TokenRecord) -> Result<TokenColumns, EncodeError> {
+    let (state, state_at, successor, grace_uses) = match t.state {
+        TokenState::Active => ("active", None, None, 0),
+        TokenState::Rotated {
+            at,
+            successor,
+            grace_uses,
+        } => (
+            "rotated",
+            Some(enc_time(at)?),
+            Some(successor.as_bytes().to_vec()),
+            i64::from(grace_uses),
+        ),
+        TokenState::Superseded { at, by } => (
+            "superseded",
+            Some(enc_time(at)?),
+            Some(by.as_bytes().to_vec()),
+            0,
+        ),
+        _ => return Err(EncodeError("a token state this crate does not know")),
+    };
+    Ok(TokenColumns {
+        family_id: t.family.as_bytes().to_vec(),
+        id: t.id.as_bytes().to_vec(),
+        parent: t.parent.map(|p| p.as_bytes().to_vec()),
+        generation: enc_big(t.generation)?,
+        secret_hash: t.secret_hash.as_bytes().to_vec(),
+        issued_at: enc_time(t.issued_at)?,
+        state: state.as_bytes().to_vec(),
+        state_at,
+        successor,
+        grace_uses,
+    })
+}
+
+// ---- devices ----
+
+/// A row of `devices`, column for column (text as raw bytes).
+#[cfg(feature = "devices")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceColumns {
+    pub(crate) device_id: Vec<u8>,
+    pub(crate) state: Vec<u8>,
+    pub(crate) state_by: Option<Vec<u8>>,
+    pub(crate) state_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) version: i64,
+}
+
+/// A row of `device_keys` (its `device_id` is the device's), column for column.
+#[cfg(feature = "devices")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyColumns {
+    pub(crate) key_id: Vec<u8>,
+    /// `INTEGER` in SQLite, `smallint` in PostgreSQL.
+    pub(crate) position: i64,
+    pub(crate) status: Vec<u8>,
+    pub(crate) retiring_until: Option<i64>,
+    pub(crate) sealed_secret: Vec<u8>,
+}
+
+/// Why device rows do not decode.
+#[cfg(feature = "devices")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeviceRowError {
+    /// A column breaks a rule.
+    Row(RowError),
+    /// A sealed secret did not open (altered, moved, or another key-encryption key).
+    Seal,
+    /// The columns decode but do not make a record (no key, two active keys, a key id
+    /// twice): the device crate's own error.
+    Record(DeviceError),
+}
+
+#[cfg(feature = "devices")]
+impl From<RowError> for DeviceRowError {
+    fn from(e: RowError) -> Self {
+        Self::Row(e)
+    }
+}
+
+#[cfg(feature = "devices")]
+impl From<DeviceRowError> for DeviceError {
+    fn from(e: DeviceRowError) -> Self {
+        match e {
+            DeviceRowError::Row(e) => DeviceError::RegistryUnavailable(format!(
+                "stored device row does not decode: {e}; check what else writes to these tables"
+            )),
+            DeviceRowError::Seal => DeviceError::RegistryUnavailable(
+                "a sealed device secret did not open; check the key-encryption key".into(),
+            ),
+            DeviceRowError::Record(e) => e,
+        }
+    }
+}
+
+/// An identifier column: 1 to 64 bytes of UTF-8, then its type's own rules.
+#[cfg(feature = "devices")]
+fn ident<T>(
+    v: &[u8],
+    c: &Col,
+    make: impl FnOnce(String) -> Result<T, DeviceError>,
+) -> Result<T, RowError> {
+    make(text(v, handoff_device::MAX_ID_BYTES, c)?).map_err(|_| c.err(Problem::Invalid))
+}
+
+#[cfg(feature = "devices")]
+fn device_state(c: &DeviceColumns) -> Result<DeviceState, RowError> {
+    let at = || time(required(c.state_at, &D_STATE_AT)?, &D_STATE_AT);
+    let by = || {
+        ident(
+            required(c.state_by.as_deref(), &D_STATE_BY)?,
+            &D_STATE_BY,
+            OperatorId::new,
+        )
+    };
+    let state = code(&c.state, &D_STATE)?;
+    if !matches!(
+        state,
+        "pending" | "approved" | "suspended" | "revoked" | "denied" | "expired"
+    ) {
+        return Err(D_STATE.err(Problem::UnknownCode));
+    }
+    if state != "pending" {
+        absent(c.expires_at.as_ref(), &D_EXPIRES_AT)?;
+    }
+    if matches!(state, "pending" | "expired") {
+        absent(c.state_by.as_ref(), &D_STATE_BY)?;
+    }
+    Ok(match state {
+        "pending" => DeviceState::Pending {
+            requested_at: at()?,
+            expires_at: time(required(c.expires_at, &D_EXPIRES_AT)?, &D_EXPIRES_AT)?,
+        },
+        "approved" => DeviceState::Approved {
+            by: by()?,
+            at: at()?,
+        },
+        "suspended" => DeviceState::Suspended {
+            by: by()?,
+            at: at()?,
+        },
+        "revoked" => DeviceState::Revoked {
+            by: by()?,
+            at: at()?,
+        },
+        "denied" => DeviceState::Denied {
+            by: by()?,
+            at: at()?,
+        },
+        "expired" => DeviceState::Expired { at: at()? },
+        _ => return Err(D_STATE.err(Problem::UnknownCode)),
+    })
+}
+
+/// Decodes a `devices` row and its `device_keys` rows (in position order), opening each
+/// sealed secret with `sealer`.
+///
+/// # Errors
+/// [`DeviceRowError`]: the first column that breaks a rule, a secret that does not open,
+/// or rows that do not make a record.
+#[cfg(feature = "devices")]
+pub(crate) fn decode_device<S: SecretSealer + ?Sized>(
+    d: &DeviceColumns,
+    keys: &[KeyColumns],
+    sealer: &S,
+) -> Result<DeviceRecord, DeviceRowError> {
+    if keys.len() > MAX_KEYS_PER_DEVICE {
+        return Err(K_KEY_ID.err(Problem::TooMany).into());
+    }
+    let device_id = ident(&d.device_id, &D_DEVICE_ID, DeviceId::new)?;
+    let state = device_state(d)?;
+    let version = unsigned(d.version, &D_VERSION)?;
+    let mut out = Vec::with_capacity(keys.len());
+    let mut last_position: Option<i64> = None;
+    for k in keys {
+        let max = i64::try_from(MAX_KEYS_PER_DEVICE).unwrap_or(i64::MAX);
+        if k.position < 0 {
+            return Err(K_POSITION.err(Problem::Negative).into());
+        }
+        if k.position >= max {
+            return Err(K_POSITION.err(Problem::OutOfRange).into());
+        }
+        if last_position.is_some_and(|p| p >= k.position) {
+            return Err(K_POSITION.err(Problem::Order).into());
+        }
+        last_position = Some(k.position);
+        let key_id = ident(&k.key_id, &K_KEY_ID, KeyId::new)?;
+        let status = match code(&k.status, &K_STATUS)? {
+            "active" => {
+                absent(k.retiring_until.as_ref(), &K_RETIRING_UNTIL)?;
+                KeyStatus::Active
+            }
+            "retiring" => KeyStatus::Retiring {
+                until: time(
+                    required(k.retiring_until, &K_RETIRING_UNTIL)?,
+                    &K_RETIRING_UNTIL,
+                )?,
+            },
+            _ => return Err(K_STATUS.err(Problem::UnknownCode).into()),
+        };
+        if k.sealed_secret.len() > MAX_SEALED_BYTES {
+            return Err(K_SEALED_SECRET.err(Problem::Length).into());
+        }
+        let secret = sealer
+            .open(&device_id, &key_id, &k.sealed_secret)
+            .map_err(|_| DeviceRowError::Seal)?;
+        out.push(DeviceKey::new(key_id, status, secret));
+    }
+    DeviceRecord::from_parts(device_id, state, out, version).map_err(DeviceRowError::Record)
+}
+
+/// The `devices` columns the adapters write for `r` (its keys: [`encode_keys`]).
+///
+/// # Errors
+/// [`EncodeError`] for a number beyond `i64::MAX` or a state this crate does not know.
+#[cfg(feature = "devices")]
+pub(crate) fn encode_device(r: &DeviceRecord) -> Result<DeviceColumns, EncodeError> {
+    let by = |o: &OperatorId| Some(o.as_str().as_bytes().to_vec());
+    let (state, state_by, state_at, expires_at) = match r.state() {
+        DeviceState::Pending {
+            requested_at,
+            expires_at,
+        } => (
+            "pending",
+            None,
+            enc_time(*requested_at)?,
+            Some(enc_time(*expires_at)?),
+        ),
+        DeviceState::Approved { by: o, at } => ("approved", by(o), enc_time(*at)?, None),
+        DeviceState::Suspended { by: o, at } => ("suspended", by(o), enc_time(*at)?, None),
+        DeviceState::Revoked { by: o, at } => ("revoked", by(o), enc_time(*at)?, None),
+        DeviceState::Denied { by: o, at } => ("denied", by(o), enc_time(*at)?, None),
+        DeviceState::Expired { at } => ("expired", None, enc_time(*at)?, None),
+        _ => return Err(EncodeError("a device state this crate does not know")),
+    };
+    Ok(DeviceColumns {
+        device_id: r.device_id().as_str().as_bytes().to_vec(),
+        state: state.as_bytes().to_vec(),
+        state_by,
+        state_at: Some(state_at),
+        expires_at,
+        version: enc_big(r.version())?,
+    })
+}
+
+/// The `device_keys` rows the adapters write for `r`, each secret sealed by `sealer`.
+///
+/// # Errors
+/// [`crate::StoresError`] from the sealer ([`crate::StoresError::Config`] when it refuses
+/// the secret), or [`crate::StoresError::Config`] for a time beyond `i64::MAX` or a status
+/// this crate does not know.
+#[cfg(feature = "devices")]
+pub(crate) fn encode_keys<S: SecretSealer + ?Sized>(
+    r: &DeviceRecord,
+    sealer: &S,
+) -> Result<Vec<KeyColumns>, crate::StoresError> {
+    let mut out = Vec::with_capacity(r.keys().len());
+    for (position, k) in (0i64..).zip(r.keys()) {
+        let (status, retiring_until) = match k.status() {
+            KeyStatus::Active => ("active", None),
+            KeyStatus::Retiring { until } => (
+                "retiring",
+                Some(enc_time(until).map_err(|e| crate::StoresError::Config(e.0))?),
+            ),
+            _ => {
+                return Err(crate::StoresError::Config(
+                    "a key status this crate does not know",
+                ));
+            }
+        };
+        out.push(KeyColumns {
+            key_id: k.key_id().as_str().as_bytes().to_vec(),
+            position,
+            status: status.as_bytes().to_vec(),
+            retiring_until,
+            sealed_secret: sealer.seal(r.device_id(), k.key_id(), k.secret())?,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(all(test, feature = "families", feature = "devices"))]
+mod tests {
+    use super::*;
+    use crate::seal::{AeadSealer, DerivedSecrets};
+    use handoff_core::HmacSecret;
+
+    fn family() -> FamilyColumns {
+        FamilyColumns {
+            id: vec![1; 16],
+            subject: b"user-1".to_vec(),
+            client_id: b"app".to_vec(),
+            created_at: 1_000,
+            absolute_expires_at: 2_000,
+            head: vec![2; 16],
+            head_parent: Some(vec![3; 16]),
+            head_generation: 4,
+            version: 5,
+            status: b"active".to_vec(),
+            revoked_at: None,
+            revoked_reason: None,
+            dpop_jkt: Some(vec![6; 32]),
+        }
+    }
+
+    fn revoked() -> FamilyColumns {
+        FamilyColumns {
+            status: b"revoked".to_vec(),
+            revoked_at: Some(1_500),
+            revoked_reason: Some(b"logout".to_vec()),
+            ..family()
+        }
+    }
+
+    fn token(state: &str) -> TokenColumns {
+        let active = state == "active";
+        TokenColumns {
+            family_id: vec![1; 16],
+            id: vec![2; 16],
+            parent: Some(vec![3; 16]),
+            generation: 4,
+            secret_hash: vec![5; 32],
+            issued_at: 1_000,
+            state: state.as_bytes().to_vec(),
+            state_at: (!active).then_some(1_100),
+            successor: (!active).then(|| vec![6; 16]),
+            grace_uses: i64::from(state == "rotated"),
+        }
+    }
+
+    /// `f` breaks the row; the decoder must name `col` with `problem`.
+    fn family_refused(
+        f: impl FnOnce(&mut FamilyColumns),
+        base: FamilyColumns,
+        col: &Col,
+        problem: Problem,
+    ) {
+        let mut c = base;
+        f(&mut c);
+        let e = decode_family(&c).unwrap_err();
+        assert_eq!((e.column, e.problem), (col.name, problem), "{e}");
+        assert!(e.message.starts_with(col.name));
+        // What the refresh engine sees: the same precise message.
+        assert_eq!(RefreshError::from(e), RefreshError::Inconsistent(e.message));
+    }
+
+    fn token_refused(f: impl FnOnce(&mut TokenColumns), state: &str, col: &Col, problem: Problem) {
+        let mut c = token(state);
+        f(&mut c);
+        let e = decode_token(&c).unwrap_err();
+        assert_eq!((e.column, e.problem), (col.name, problem), "{e}");
+    }
+
+    #[test]
+    fn valid_family_rows_decode_and_encode_back() {
+        for c in [
+            family(),
+            revoked(),
+            FamilyColumns {
+                head_parent: None,
+                dpop_jkt: None,
+                ..family()
+            },
+        ] {
+            let f = decode_family(&c).unwrap();
+            assert_eq!(encode_family(&f).unwrap(), c);
+        }
+        let f = decode_family(&revoked()).unwrap();
+        assert_eq!(
+            f.status,
+            FamilyStatus::Revoked {
+                at: UnixTime::from_secs(1_500),
+                reason: RevocationReason::Logout
+            }
+        );
+        for reason in ["reuse_detected", "logout", "admin", "security_event"] {
+            let c = FamilyColumns {
+                revoked_reason: Some(reason.as_bytes().to_vec()),
+                ..revoked()
+            };
+            assert_eq!(encode_family(&decode_family(&c).unwrap()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn family_ids_hashes_and_keys_must_have_their_length() {
+        family_refused(|c| c.id = vec![1; 15], family(), &F_ID, Problem::Length);
+        family_refused(|c| c.id = vec![1; 17], family(), &F_ID, Problem::Length);
+        family_refused(|c| c.head = vec![], family(), &F_HEAD, Problem::Length);
+        family_refused(
+            |c| c.head_parent = Some(vec![3; 32]),
+            family(),
+            &F_HEAD_PARENT,
+            Problem::Length,
+        );
+        family_refused(
+            |c| c.dpop_jkt = Some(vec![6; 31]),
+            family(),
+            &F_DPOP_JKT,
+            Problem::Length,
+        );
+    }
+
+    #[test]
+    fn family_names_must_be_1_to_255_bytes_of_utf8() {
+        family_refused(
+            |c| c.subject = vec![],
+            family(),
+            &F_SUBJECT,
+            Problem::Length,
+        );
+        family_refused(
+            |c| c.subject = vec![b'a'; 256],
+            family(),
+            &F_SUBJECT,
+            Problem::Length,
+        );
+        family_refused(
+            |c| c.subject = vec![0xff, 0xfe],
+            family(),
+            &F_SUBJECT,
+            Problem::Utf8,
+        );
+        family_refused(
+            |c| c.client_id = vec![],
+            family(),
+            &F_CLIENT_ID,
+            Problem::Length,
+        );
+        family_refused(
+            |c| c.client_id = b"a\xc3".to_vec(),
+            family(),
+            &F_CLIENT_ID,
+            Problem::Utf8,
+        );
+        let mut c = family();
+        c.subject = vec![b'a'; 255];
+        assert_eq!(decode_family(&c).unwrap().subject.len(), 255);
+    }
+
+    #[test]
+    fn family_times_generations_and_versions_must_not_be_negative() {
+        family_refused(
+            |c| c.created_at = -1,
+            family(),
+            &F_CREATED_AT,
+            Problem::Negative,
+        );
+        family_refused(
+            |c| c.absolute_expires_at = i64::MIN,
+            family(),
+            &F_ABSOLUTE_EXPIRES_AT,
+            Problem::Negative,
+        );
+        family_refused(
+            |c| c.head_generation = -1,
+            family(),
+            &F_HEAD_GENERATION,
+            Problem::Negative,
+        );
+        family_refused(|c| c.version = -1, family(), &F_VERSION, Problem::Negative);
+        family_refused(
+            |c| c.revoked_at = Some(-1),
+            revoked(),
+            &F_REVOKED_AT,
+            Problem::Negative,
+        );
+        let mut c = family();
+        c.created_at = i64::MAX;
+        assert_eq!(
+            decode_family(&c).unwrap().created_at.as_secs(),
+            i64::MAX as u64
+        );
+    }
+
+    #[test]
+    fn family_status_and_reason_codes_must_be_known() {
+        family_refused(
+            |c| c.status = b"Active".to_vec(),
+            family(),
+            &F_STATUS,
+            Problem::UnknownCode,
+        );
+        family_refused(
+            |c| c.status = vec![0xff],
+            family(),
+            &F_STATUS,
+            Problem::UnknownCode,
+        );
+        family_refused(
+            |c| c.revoked_reason = Some(b"expired".to_vec()),
+            revoked(),
+            &F_REVOKED_REASON,
+            Problem::UnknownCode,
+        );
+    }
+
+    #[test]
+    fn family_status_columns_must_match_the_status() {
+        family_refused(
+            |c| c.revoked_at = None,
+            revoked(),
+            &F_REVOKED_AT,
+            Problem::Null,
+        );
+        family_refused(
+            |c| c.revoked_reason = None,
+            revoked(),
+            &F_REVOKED_REASON,
+            Problem::Null,
+        );
+        family_refused(
+            |c| c.revoked_at = Some(1),
+            family(),
+            &F_REVOKED_AT,
+            Problem::Unexpected,
+        );
+        family_refused(
+            |c| c.revoked_reason = Some(b"admin".to_vec()),
+            family(),
+            &F_REVOKED_REASON,
+            Problem::Unexpected,
+        );
+    }
+
+    #[test]
+    fn valid_token_rows_decode_and_encode_back() {
+        for state in ["active", "rotated", "superseded"] {
+            let c = token(state);
+            let t = decode_token(&c).unwrap();
+            assert_eq!(encode_token(&t).unwrap(), c);
+        }
+        let mut c = token("rotated");
+        c.grace_uses = i64::from(u32::MAX);
+        let t = decode_token(&c).unwrap();
+        assert!(matches!(
+            t.state,
+            TokenState::Rotated {
+                grace_uses: u32::MAX,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn token_ids_and_hashes_must_have_their_length() {
+        token_refused(
+            |c| c.family_id = vec![1; 15],
+            "active",
+            &T_FAMILY_ID,
+            Problem::Length,
+        );
+        token_refused(|c| c.id = vec![2; 17], "active", &T_ID, Problem::Length);
+        token_refused(
+            |c| c.parent = Some(vec![]),
+            "active",
+            &T_PARENT,
+            Problem::Length,
+        );
+        token_refused(
+            |c| c.secret_hash = vec![5; 31],
+            "active",
+            &T_SECRET_HASH,
+            Problem::Length,
+        );
+        token_refused(
+            |c| c.successor = Some(vec![6; 15]),
+            "rotated",
+            &T_SUCCESSOR,
+            Problem::Length,
+        );
+        token_refused(
+            |c| c.successor = Some(vec![6; 33]),
+            "superseded",
+            &T_SUCCESSOR,
+            Problem::Length,
+        );
+    }
+
+    #[test]
+    fn token_numbers_must_be_in_range() {
+        token_refused(
+            |c| c.generation = -1,
+            "active",
+            &T_GENERATION,
+            Problem::Negative,
+        );
+        token_refused(
+            |c| c.issued_at = -1,
+            "active",
+            &T_ISSUED_AT,
+            Problem::Negative,
+        );
+        token_refused(
+            |c| c.state_at = Some(-5),
+            "rotated",
+            &T_STATE_AT,
+            Problem::Negative,
+        );
+        token_refused(
+            |c| c.grace_uses = -1,
+            "rotated",
+            &T_GRACE_USES,
+            Problem::Negative,
+        );
+        token_refused(
+            |c| c.grace_uses = i64::from(u32::MAX) + 1,
+            "rotated",
+            &T_GRACE_USES,
+            Problem::OutOfRange,
+        );
+        token_refused(
+            |c| c.grace_uses = -1,
+            "active",
+            &T_GRACE_USES,
+            Problem::Negative,
+        );
+    }
+
+    #[test]
+    fn token_state_codes_must_be_known() {
+        token_refused(
+            |c| c.state = b"revoked".to_vec(),
+            "active",
+            &T_STATE,
+            Problem::UnknownCode,
+        );
+        token_refused(
+            |c| c.state = b"\xc3\x28".to_vec(),
+            "active",
+            &T_STATE,
+            Problem::UnknownCode,
+        );
+    }
+
+    #[test]
+    fn token_state_columns_must_match_the_state() {
+        token_refused(
+            |c| c.state_at = Some(1),
+            "active",
+            &T_STATE_AT,
+            Problem::Unexpected,
+        );
+        token_refused(
+            |c| c.successor = Some(vec![6; 16]),
+            "active",
+            &T_SUCCESSOR,
+            Problem::Unexpected,
+        );
+        token_refused(
+            |c| c.grace_uses = 1,
+            "active",
+            &T_GRACE_USES,
+            Problem::Unexpected,
+        );
+        token_refused(
+            |c| c.grace_uses = 2,
+            "superseded",
+            &T_GRACE_USES,
+            Problem::Unexpected,
+        );
+        token_refused(|c| c.state_at = None, "rotated", &T_STATE_AT, Problem::Null);
+        token_refused(
+            |c| c.successor = None,
+            "rotated",
+            &T_SUCCESSOR,
+            Problem::Null,
+        );
+        token_refused(
+            |c| c.state_at = None,
+            "superseded",
+            &T_STATE_AT,
+            Problem::Null,
+        );
+        token_refused(
+            |c| c.successor = None,
+            "superseded",
+            &T_SUCCESSOR,
+            Problem::Null,
+        );
+    }
+
+    fn sealer() -> DerivedSecrets {
+        DerivedSecrets::new(HmacSecret::new(vec![9u8; 32]).unwrap())
+    }
+
+    fn device(state: &str) -> DeviceColumns {
+        let (by, expires): (Option<&[u8]>, _) = match state {
+            "pending" => (None, Some(2_000)),
+            "expired" => (None, None),
+            _ => (Some(b"ops-1"), None),
+        };
+        DeviceColumns {
+            device_id: b"dev-1".to_vec(),
+            state: state.as_bytes().to_vec(),
+            state_by: by.map(<[u8]>::to_vec),
+            state_at: Some(1_000),
+            expires_at: expires,
+            version: 3,
+        }
+    }
+
+    fn key(id: &str, position: i64, retiring: bool) -> KeyColumns {
+        KeyColumns {
+            key_id: id.as_bytes().to_vec(),
+            position,
+            status: if retiring {
+                b"retiring".to_vec()
+            } else {
+                b"active".to_vec()
+            },
+            retiring_until: retiring.then_some(5_000),
+            sealed_secret: b"derived/v1".to_vec(),
+        }
+    }
+
+    fn keys() -> Vec<KeyColumns> {
+        vec![key("k0", 0, true), key("k1", 1, false)]
+    }
+
+    fn device_refused(
+        f: impl FnOnce(&mut DeviceColumns, &mut Vec<KeyColumns>),
+        state: &str,
+        col: &Col,
+        problem: Problem,
+    ) {
+        let (mut d, mut k) = (device(state), keys());
+        f(&mut d, &mut k);
+        match decode_device(&d, &k, &sealer()) {
+            Err(DeviceRowError::Row(e)) => {
+                assert_eq!((e.column, e.problem), (col.name, problem), "{e}");
+                let DeviceError::RegistryUnavailable(msg) =
+                    DeviceError::from(DeviceRowError::Row(e))
+                else {
+                    panic!("not RegistryUnavailable");
+                };
+                assert!(msg.contains(col.name), "{msg}");
+            }
+            other => panic!("expected {} {problem:?}, got {other:?}", col.name),
+        }
+    }
+
+    #[test]
+    fn valid_device_rows_decode_and_encode_back() {
+        for state in [
+            "pending",
+            "approved",
+            "suspended",
+            "revoked",
+            "denied",
+            "expired",
+        ] {
+            let d = device(state);
+            let r = decode_device(&d, &keys(), &sealer()).unwrap();
+            assert_eq!(encode_device(&r).unwrap(), d, "{state}");
+            assert_eq!(encode_keys(&r, &sealer()).unwrap(), keys(), "{state}");
+        }
+        // AEAD: another nonce each time, the same record.
+        let aead = AeadSealer::new([7; 32]);
+        let r = decode_device(&device("approved"), &keys(), &sealer()).unwrap();
+        let sealed = encode_keys(&r, &aead).unwrap();
+        assert_ne!(sealed, keys());
+        assert_eq!(
+            decode_device(&device("approved"), &sealed, &aead).unwrap(),
+            r
+        );
+        // Gaps in positions are accepted (only order matters).
+        let gaps = vec![key("k0", 1, true), key("k1", 3, false)];
+        assert!(decode_device(&device("approved"), &gaps, &sealer()).is_ok());
+    }
+
+    #[test]
+    fn device_ids_must_be_valid_utf8_identifiers() {
+        device_refused(
+            |d, _| d.device_id = vec![],
+            "approved",
+            &D_DEVICE_ID,
+            Problem::Length,
+        );
+        device_refused(
+            |d, _| d.device_id = vec![b'a'; 65],
+            "approved",
+            &D_DEVICE_ID,
+            Problem::Length,
+        );
+        device_refused(
+            |d, _| d.device_id = vec![0xc0, 0x80],
+            "approved",
+            &D_DEVICE_ID,
+            Problem::Utf8,
+        );
+        device_refused(
+            |d, _| d.device_id = b"dev.1".to_vec(),
+            "approved",
+            &D_DEVICE_ID,
+            Problem::Invalid,
+        );
+        device_refused(
+            |d, _| d.state_by = Some(b"ops 1".to_vec()),
+            "approved",
+            &D_STATE_BY,
+            Problem::Invalid,
+        );
+        device_refused(
+            |_, k| k[0].key_id = b"k/0".to_vec(),
+            "approved",
+            &K_KEY_ID,
+            Problem::Invalid,
+        );
+        device_refused(
+            |_, k| k[1].key_id = vec![],
+            "approved",
+            &K_KEY_ID,
+            Problem::Length,
+        );
+    }
+
+    #[test]
+    fn device_codes_must_be_known() {
+        // The state is checked before the columns that depend on it.
+        device_refused(
+            |d, _| d.state = b"approve".to_vec(),
+            "pending",
+            &D_STATE,
+            Problem::UnknownCode,
+        );
+        device_refused(
+            |d, _| d.state = b"approve".to_vec(),
+            "approved",
+            &D_STATE,
+            Problem::UnknownCode,
+        );
+        device_refused(
+            |_, k| k[0].status = b"retired".to_vec(),
+            "approved",
+            &K_STATUS,
+            Problem::UnknownCode,
+        );
+    }
+
+    #[test]
+    fn device_numbers_must_be_in_range() {
+        device_refused(
+            |d, _| d.version = -1,
+            "approved",
+            &D_VERSION,
+            Problem::Negative,
+        );
+        device_refused(
+            |d, _| d.state_at = Some(-1),
+            "approved",
+            &D_STATE_AT,
+            Problem::Negative,
+        );
+        device_refused(
+            |d, _| d.expires_at = Some(-1),
+            "pending",
+            &D_EXPIRES_AT,
+            Problem::Negative,
+        );
+        device_refused(
+            |_, k| k[0].retiring_until = Some(-1),
+            "approved",
+            &K_RETIRING_UNTIL,
+            Problem::Negative,
+        );
+        device_refused(
+            |_, k| k[0].position = -1,
+            "approved",
+            &K_POSITION,
+            Problem::Negative,
+        );
+        device_refused(
+            |_, k| k[1].position = 4,
+            "approved",
+            &K_POSITION,
+            Problem::OutOfRange,
+        );
+        device_refused(
+            |_, k| k[1].position = 0,
+            "approved",
+            &K_POSITION,
+            Problem::Order,
+        );
+        device_refused(
+            |_, k| {
+                k[0].position = 2;
+                k[1].position = 1;
+            },
+            "approved",
+            &K_POSITION,
+            Problem::Order,
+        );
+    }
+
+    #[test]
+    fn device_state_columns_must_match_the_state() {
+        device_refused(
+            |d, _| d.state_by = Some(b"ops-1".to_vec()),
+            "pending",
+            &D_STATE_BY,
+            Problem::Unexpected,
+        );
+        device_refused(
+            |d, _| d.state_by = Some(b"ops-1".to_vec()),
+            "expired",
+            &D_STATE_BY,
+            Problem::Unexpected,
+        );
+        device_refused(
+            |d, _| d.expires_at = Some(9),
+            "approved",
+            &D_EXPIRES_AT,
+            Problem::Unexpected,
+        );
+        device_refused(
+            |d, _| d.expires_at = None,
+            "pending",
+            &D_EXPIRES_AT,
+            Problem::Null,
+        );
+        device_refused(
+            |d, _| d.state_by = None,
+            "revoked",
+            &D_STATE_BY,
+            Problem::Null,
+        );
+        device_refused(
+            |d, _| d.state_at = None,
+            "denied",
+            &D_STATE_AT,
+            Problem::Null,
+        );
+        device_refused(
+            |_, k| k[1].retiring_until = Some(9),
+            "approved",
+            &K_RETIRING_UNTIL,
+            Problem::Unexpected,
+        );
+        device_refused(
+            |_, k| k[0].retiring_until = None,
+            "approved",
+            &K_RETIRING_UNTIL,
+            Problem::Null,
+        );
+    }
+
+    #[test]
+    fn device_key_rows_are_bounded_and_sealed_secrets_must_open() {
+        let five: Vec<KeyColumns> = (0..5).map(|i| key(&format!("k{i}"), i, true)).collect();
+        device_refused(|_, k| *k = five, "approved", &K_KEY_ID, Problem::TooMany);
+        device_refused(
+            |_, k| k[0].sealed_secret = vec![1; MAX_SEALED_BYTES + 1],
+            "approved",
+            &K_SEALED_SECRET,
+            Problem::Length,
+        );
+        let mut k = keys();
+        k[1].sealed_secret = b"derived/v2".to_vec();
+        assert_eq!(
+            decode_device(&device("approved"), &k, &sealer()),
+            Err(DeviceRowError::Seal)
+        );
+        // Sealed for another key id: does not open either.
+        let aead = AeadSealer::new([7; 32]);
+        let r = decode_device(&device("approved"), &keys(), &sealer()).unwrap();
+        let mut sealed = encode_keys(&r, &aead).unwrap();
+        let first = sealed[0].sealed_secret.clone();
+        sealed[0].sealed_secret = sealed[1].sealed_secret.clone();
+        sealed[1].sealed_secret = first;
+        assert_eq!(
+            decode_device(&device("approved"), &sealed, &aead),
+            Err(DeviceRowError::Seal)
+        );
+    }
+
+    #[test]
+    fn device_rows_that_make_no_record_keep_the_device_error() {
+        for bad in [
+            vec![],
+            vec![key("k0", 0, false), key("k1", 1, false)],
+            vec![key("k0", 0, true), key("k0", 1, false)],
+        ] {
+            assert!(matches!(
+                decode_device(&device("approved"), &bad, &sealer()),
+                Err(DeviceRowError::Record(DeviceError::InvalidRecord(_)))
+            ));
+        }
+    }
+}
