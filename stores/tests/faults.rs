@@ -634,10 +634,12 @@ fn sqlite_holder_sigkilled_mid_rotations() {
             }
         })
     };
+    // At least 200 acknowledged rotations, and every one of the four chains among them (on
+    // a loaded machine one thread may start late: kill only once each has acknowledged).
     wait_for(
-        "200 acknowledged rotations",
+        "200 acknowledged rotations from all four chains",
         Duration::from_secs(120),
-        || count.load(Ordering::SeqCst) >= 200,
+        || count.load(Ordering::SeqCst) >= 200 && acks.lock().unwrap().len() == 4,
     );
     std::thread::sleep(Duration::from_millis(300));
     holder.kill().unwrap(); // SIGKILL, mid-rotation
