@@ -33,7 +33,8 @@ fn der(pem: &str) -> Vec<u8> {
 }
 
 /// `raw-aws-lc`: the aws-lc-rs primitive alone, for the accelerated backend's ratios and
-/// to decide which algorithms it serves (EdDSA and HS256 stay on RustCrypto).
+/// to decide which algorithms it serves (Ed25519 signing moved to aws-lc; Ed25519
+/// verification and HS256 stay on RustCrypto).
 fn raw_aws_lc(c: &mut Criterion, f: &Fixture) {
     use aws_lc_rs::signature::{self, KeyPair, ParsedPublicKey};
     let msg = f.signing_input().as_bytes().to_vec();

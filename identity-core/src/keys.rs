@@ -169,13 +169,16 @@ enum SigningInner {
 /// A private key (or HMAC secret) bound to one algorithm, with an optional `kid`.
 ///
 /// Secrets are zeroized on drop; `Debug` shows the algorithm and `kid` only. With the
-/// `aws-lc-rs` feature, ES256, RS256 and PS256 keys sign on aws-lc (see [`crate::keys`]).
+/// `aws-lc-rs` feature, EdDSA, ES256, RS256 and PS256 keys sign on aws-lc (see
+/// [`crate::keys`]).
 pub struct SigningKey {
     inner: SigningInner,
     kid: Option<String>,
-    /// The key loaded into aws-lc, and its public half (ES256, RS256, PS256).
+    /// The key loaded into aws-lc (EdDSA, ES256, RS256, PS256), and its public half where
+    /// aws-lc also verifies (ES256, RS256, PS256; Ed25519 verification stays on
+    /// ed25519-dalek's strict rules).
     #[cfg(feature = "aws-lc-rs")]
-    pub(crate) accel: Option<(crate::aws_lc::Signer, crate::aws_lc::Verifier)>,
+    pub(crate) accel: Option<(crate::aws_lc::Signer, Option<crate::aws_lc::Verifier>)>,
 }
 
 #[derive(Clone)]
@@ -517,8 +520,8 @@ impl SigningKey {
         Self::from_inner(SigningInner::Hs256(HmacSecret::new(secret)?))
     }
 
-    /// A key without `kid`; with `aws-lc-rs`, ES256/RS256/PS256 keys are loaded into
-    /// aws-lc here (from the PKCS#8 form the RustCrypto key writes).
+    /// A key without `kid`; with `aws-lc-rs`, EdDSA/ES256/RS256/PS256 keys are loaded into
+    /// aws-lc here (from the seed, or the PKCS#8 form the RustCrypto key writes).
     fn from_inner(inner: SigningInner) -> Result<Self, Error> {
         #[cfg(feature = "aws-lc-rs")]
         let accel = {
@@ -529,14 +532,19 @@ impl SigningKey {
                 SigningInner::Ps256(k) => Some(RsaPrivateKey::to_pkcs8_der((**k).as_ref())),
                 SigningInner::Ed25519(_) | SigningInner::Hs256(_) => None,
             };
-            match der {
-                None => None,
-                Some(der) => {
+            match (&inner, der) {
+                (SigningInner::Ed25519(k), _) => {
+                    let seed = zeroize::Zeroizing::new(k.to_bytes());
+                    let public = k.verifying_key().to_bytes();
+                    Some((crate::aws_lc::Signer::ed25519(&seed, &public)?, None))
+                }
+                (_, None) => None,
+                (_, Some(der)) => {
                     let der = der.map_err(|e| rejected(format!("PKCS#8 encoding failed: {e}")))?;
                     let signer = crate::aws_lc::Signer::new(alg, der.as_bytes())?;
                     let public = rust_crypto_verifying(&inner);
                     let verifier = crate::aws_lc::Verifier::new(alg, &spki_der(&public)?)?;
-                    Some((signer, verifier))
+                    Some((signer, Some(verifier)))
                 }
             }
         };
@@ -581,15 +589,16 @@ impl SigningKey {
             kid: self.kid.clone(),
             thumbprint,
             #[cfg(feature = "aws-lc-rs")]
-            accel: self.accel.as_ref().map(|(_, v)| v.clone()),
+            accel: self.accel.as_ref().and_then(|(_, v)| v.clone()),
         }
     }
 
     /// Signs `msg` with the key's algorithm. ECDSA signatures come out in raw `r || s`
     /// form; PS256 draws its salt from `rng`, RSA signing is blinded with `rng`.
-    /// With the `aws-lc-rs` feature, ES256, RS256 and PS256 sign on aws-lc, which draws
-    /// nonces, salts and blinding from its own generator (seeded by the operating system)
-    /// and ignores `rng`.
+    /// With the `aws-lc-rs` feature, EdDSA, ES256, RS256 and PS256 sign on aws-lc, which
+    /// draws nonces, salts and blinding from its own generator (seeded by the operating
+    /// system) and ignores `rng`; Ed25519 signatures are deterministic (RFC 8032), the same
+    /// bytes on both backends.
     ///
     /// # Errors
     /// [`Error::InvalidSignature`] if the primitive fails (it does not for valid keys).
