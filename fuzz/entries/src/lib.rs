@@ -105,11 +105,37 @@ pub fn audit_log_read(data: &[u8]) {
     handoff_device::audit_log::fuzz_read(data);
 }
 
+/// The key of the edge's host, access and service tokens: the Ed25519 fuzz key.
+pub static EDGE_KEY: LazyLock<Option<VerifyingKey>> = LazyLock::new(|| {
+    SigningKey::from_pem(PRIVATE_PEMS[0].1, Algorithm::EdDSA)
+        .ok()
+        .map(|k| k.verifying_key())
+});
+
+/// The edge's request headers: `Authorization` and `DPoP`, through its verifiers, then
+/// the refusal's rendering.
+pub fn edge_auth_headers(data: &[u8]) {
+    if let Some(key) = EDGE_KEY.as_ref() {
+        handoff_edge::fuzz::fuzz_auth_headers(data, key);
+    }
+}
+
+/// The edge's token endpoint request: `Content-Type`, form body and `DPoP` headers.
+pub fn edge_token_form(data: &[u8]) {
+    handoff_edge::fuzz::fuzz_token_request(data);
+}
+
+/// A key-set HTTP response (status line, headers, body) read by the edge's JWKS driver
+/// and reported to its cache.
+pub fn edge_jwks_response(data: &[u8]) {
+    handoff_edge::fuzz::fuzz_jwks_response(data);
+}
+
 /// A fuzz entry point: takes any bytes, must never panic.
 pub type Entry = fn(&[u8]);
 
 /// Every target: its name (also its corpus directory) and entry point.
-pub const TARGETS: [(&str, Entry); 12] = [
+pub const TARGETS: [(&str, Entry); 15] = [
     ("jws_decode_verify", jws_decode_verify),
     ("jwks_parse", jwks_parse),
     ("dpop_verify", dpop_verify),
@@ -122,4 +148,7 @@ pub const TARGETS: [(&str, Entry); 12] = [
     ("login_pending_open", login_pending_open),
     ("encrypted_key_read", encrypted_key_read),
     ("audit_log_read", audit_log_read),
+    ("edge_auth_headers", edge_auth_headers),
+    ("edge_token_form", edge_token_form),
+    ("edge_jwks_response", edge_jwks_response),
 ];
