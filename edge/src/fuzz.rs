@@ -143,9 +143,11 @@ fn fuzz_auth(key: &VerifyingKey, allow_bearer: bool) -> Option<EdgeAuth> {
 /// `Authorization` credential (`Bearer`, `DPoP`, duplicates, size, non-ASCII) and the
 /// `DPoP` proofs, through `verify_access` (with and without Bearer allowed),
 /// `verify_dpop`, `verify_host` and `verify_service` of an [`EdgeAuth`] whose keys are
-/// `key`, then the refusal's rendering. Never panics.
+/// `key`, then the refusal's rendering. Never panics. Returns how many of the five
+/// verifications accepted the request (so that seeds can be checked to reach them).
 #[doc(hidden)]
-pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) {
+pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) -> u32 {
+    let mut accepted = 0;
     let (headers, _) = message(data);
     let authorizations = headers.get_all(AUTHORIZATION).iter().count();
     let credential = crate::auth::credential(&headers);
@@ -171,10 +173,11 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) {
     let method = Method::GET;
     for allow_bearer in [false, true] {
         let Some(auth) = fuzz_auth(key, allow_bearer) else {
-            return;
+            return accepted;
         };
         match poll_once(auth.verify_access(&method, FUZZ_PATH, &headers)) {
             Some(Ok(_)) => {
+                accepted += 1;
                 let Some((dpop, _)) = presented else {
                     panic!("an access token accepted without a credential");
                 };
@@ -189,10 +192,11 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) {
         }
     }
     let Some(auth) = fuzz_auth(key, false) else {
-        return;
+        return accepted;
     };
     match poll_once(auth.verify_dpop(&method, FUZZ_PATH, &headers)) {
         Some(Ok(v)) => {
+            accepted += 1;
             assert!(matches!(presented, Some((true, _))) && proofs.len() == 1);
             assert!(!v.proof.jkt().is_empty());
             // The same proof again is a replay.
@@ -205,12 +209,18 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) {
         None => panic!("verify_dpop waited with keys in memory"),
     }
     match poll_once(auth.verify_host::<handoff_verify::NoCustomClaims>(&headers)) {
-        Some(Ok(_)) => assert!(matches!(presented, Some((false, _)))),
+        Some(Ok(_)) => {
+            accepted += 1;
+            assert!(matches!(presented, Some((false, _))));
+        }
         Some(Err(r)) => check_rejection(&r),
         None => panic!("verify_host waited with keys in memory"),
     }
     match auth.verify_service(&headers, &["orders:read"]) {
-        Ok(t) => assert!(t.has_scope("orders:read")),
+        Ok(t) => {
+            accepted += 1;
+            assert!(t.has_scope("orders:read"));
+        }
         Err(r) => check_rejection(&r),
     }
     // Refusals quoting request text (a description or a scope) stay valid headers.
@@ -224,6 +234,7 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) {
             None,
         ));
     }
+    accepted
 }
 
 /// The token endpoint of [`fuzz_token_request`].
@@ -273,13 +284,17 @@ fn check_oauth_error(e: OAuthError) {
 /// (`grant_type`, `assertion`, `refresh_token`, `client_id`, `scope`; duplicates, size,
 /// encoding) and the `DPoP` headers, read by the handler's own reader, the proof checked
 /// by a verifier requiring [`fuzz_nonce_issuer`]'s nonces, then the grant; every refusal
-/// rendered. Never panics.
+/// rendered. Never panics. Returns whether a grant was read after a proof (if any)
+/// passed.
 #[doc(hidden)]
-pub fn fuzz_token_request(data: &[u8]) {
+pub fn fuzz_token_request(data: &[u8]) -> bool {
     let (headers, body) = message(data);
     let request = match read_token_request(&headers, body, FUZZ_CLIENT_ID) {
         Ok(r) => r,
-        Err(e) => return check_oauth_error(e),
+        Err(e) => {
+            check_oauth_error(e);
+            return false;
+        }
     };
     assert!(body.len() <= 16 * 1024);
     assert!(
@@ -295,11 +310,12 @@ pub fn fuzz_token_request(data: &[u8]) {
             .nonce(NoncePolicy::Required(fuzz_nonce_issuer()))
             .build()
         else {
-            return;
+            return false;
         };
         let req = DpopRequest::new(&request.proofs, "POST", FUZZ_TOKEN_ENDPOINT);
         if let Err(e) = verifier.verify(&req, UnixTime::from_secs(FUZZ_NOW)) {
-            return check_oauth_error(OAuthError::dpop(&verifier, &e));
+            check_oauth_error(OAuthError::dpop(&verifier, &e));
+            return false;
         }
         assert_eq!(request.proofs.len(), 1);
     }
@@ -323,8 +339,12 @@ pub fn fuzz_token_request(data: &[u8]) {
     match request.form.grant() {
         Ok(Grant::JwtBearer(a)) => assert_eq!(Some(a), assertion),
         Ok(Grant::Refresh(t)) => assert_eq!(Some(t), refresh),
-        Err(e) => check_oauth_error(e),
+        Err(e) => {
+            check_oauth_error(e);
+            return false;
+        }
     }
+    true
 }
 
 /// The body cap of [`fuzz_jwks_response`] (small, so that inputs pass it).
@@ -385,7 +405,8 @@ fn deliver(
     match &report.outcome {
         FetchOutcome::Replaced => {
             assert_eq!(status, 200);
-            assert!(cache.keys().is_some_and(|k| !k.keys().is_empty()));
+            // An empty `keys` array is a set too (the issuer withdrew every key).
+            assert!(cache.keys().is_some());
             assert_eq!(report.fresh_until, Some(now.saturating_add(max_age)));
         }
         FetchOutcome::NotModified => {
@@ -413,9 +434,10 @@ fn deliver(
 /// `JwksCache` built as [`crate::RemoteJwks`] builds it: once as the first fetch, once
 /// as the conditional refresh of a held set. Checks the cache decision (keys replaced
 /// only on a 200 with usable keys, freshness the clamped `max-age`, a failure keeps the
-/// held set, the `ETag` sent back is a valid header value). Never panics.
+/// held set, the `ETag` sent back is a valid header value). Never panics. Returns
+/// whether the first fetch replaced the (empty) set.
 #[doc(hidden)]
-pub fn fuzz_jwks_response(data: &[u8]) {
+pub fn fuzz_jwks_response(data: &[u8]) -> bool {
     let (line, rest) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &data[data.len()..]),
@@ -425,20 +447,24 @@ pub fn fuzz_jwks_response(data: &[u8]) {
         .and_then(|l| l.trim().parse::<u16>().ok())
         .filter(|s| (100..1000).contains(s))
     else {
-        return;
+        return false;
     };
     let (headers, body) = message(rest);
     let now = UnixTime::from_secs(FUZZ_NOW);
     let new =
         || crate::jwks::new_cache(JwksCacheConfig::new(FUZZ_JWKS_URI), FUZZ_JWKS_MAX_BODY).ok();
     // The first fetch, with no set held.
-    let Some(mut cache) = new() else { return };
+    let Some(mut cache) = new() else {
+        return false;
+    };
     let Lookup::Fetch(req) = cache.lookup(now, Some("k1"), Algorithm::EdDSA) else {
         panic!("an empty cache did not ask for a fetch");
     };
     assert!(req.if_none_match.is_none());
+    let mut replaced = false;
     if let Some(report) = deliver(&mut cache, &req, status, &headers, body) {
         if report.outcome == FetchOutcome::Replaced {
+            replaced = true;
             for k in cache.keys().map(|s| s.keys().to_vec()).unwrap_or_default() {
                 let _ = cache.lookup(now, k.kid(), k.algorithm());
             }
@@ -452,9 +478,11 @@ pub fn fuzz_jwks_response(data: &[u8]) {
         }
     }
     // The conditional refresh of a held set.
-    let Some(mut cache) = new() else { return };
+    let Some(mut cache) = new() else {
+        return replaced;
+    };
     let Lookup::Fetch(first) = cache.lookup(now, Some("k1"), Algorithm::EdDSA) else {
-        return;
+        return replaced;
     };
     let primed = FetchResponse {
         status: 200,
@@ -469,6 +497,7 @@ pub fn fuzz_jwks_response(data: &[u8]) {
     };
     assert_eq!(req.if_none_match.as_deref(), Some("\"v1\""));
     let _ = deliver(&mut cache, &req, status, &headers, body);
+    replaced
 }
 
 #[cfg(test)]
@@ -669,16 +698,23 @@ mod tests {
             b"Authorization: \xc3\xa9\n",
             b"DPoP: x\nDPoP: y\n",
         ] {
-            fuzz_auth_headers(input, &key);
-            fuzz_token_request(input);
-            fuzz_jwks_response(input);
+            assert_eq!(fuzz_auth_headers(input, &key), 0);
+            assert!(!fuzz_token_request(input));
+            assert!(!fuzz_jwks_response(input));
         }
-        fuzz_token_request(
-            b"content-type: application/x-www-form-urlencoded\n\n%zz=%FF&grant_type",
-        );
-        fuzz_jwks_response(b"200\ncontent-length: 99999999999999999999\n\n{}");
-        fuzz_jwks_response(b"304\netag: \"v1\"\n\n");
-        fuzz_jwks_response(format!("200\n\n{PRIMED_JWKS}").as_bytes());
-        fuzz_jwks_response(b"0\n\n");
+        assert!(!fuzz_token_request(
+            b"content-type: application/x-www-form-urlencoded\n\n%zz=%FF&grant_type"
+        ));
+        assert!(fuzz_token_request(
+            b"content-type: application/x-www-form-urlencoded\n\ngrant_type=refresh_token&refresh_token=x"
+        ));
+        assert!(!fuzz_jwks_response(
+            b"200\ncontent-length: 99999999999999999999\n\n{}"
+        ));
+        assert!(!fuzz_jwks_response(b"304\netag: \"v1\"\n\n"));
+        assert!(fuzz_jwks_response(
+            format!("200\n\n{PRIMED_JWKS}").as_bytes()
+        ));
+        assert!(!fuzz_jwks_response(b"0\n\n"));
     }
 }

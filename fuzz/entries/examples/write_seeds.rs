@@ -498,6 +498,15 @@ fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
         ("none", "Accept: */*\n".to_owned()),
     ] {
         write(t, name, text.as_bytes());
+        let accepted = handoff_edge::fuzz::fuzz_auth_headers(text.as_bytes(), &ed.verifying_key());
+        // The valid presentations reach acceptance: DPoP by verify_access (twice) and
+        // verify_dpop; Bearer by verify_access with Bearer allowed, or as host/service.
+        let expected = match name {
+            "dpop-bound" | "dpop-lowercase-crlf" => 3,
+            "bearer-unbound" | "bearer-host" | "bearer-service" => 1,
+            _ => 0,
+        };
+        assert_eq!(accepted, expected, "{t}/{name}");
     }
     let mut non_ascii = b"Authorization: Bearer caf\xc3\xa9\nDPoP: \xff\xfe\n".to_vec();
     non_ascii.extend_from_slice(b"X-Other: 1\n");
@@ -575,6 +584,15 @@ fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
         ),
     ] {
         write(t, name, text.as_bytes());
+        let reached = handoff_edge::fuzz::fuzz_token_request(text.as_bytes());
+        let expected = [
+            "jwt-bearer-dpop",
+            "jwt-bearer-plain",
+            "refresh-dpop",
+            "refresh-charset",
+            "percent-plus",
+        ];
+        assert_eq!(reached, expected.contains(&name), "{t}/{name}");
     }
 
     // edge_jwks_response: a key set of every asymmetric fuzz key, with its caching
@@ -627,6 +645,15 @@ fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
         ("not-found", "404\n\n".to_owned()),
     ] {
         write(t, name, text.as_bytes());
+        let replaced = handoff_edge::fuzz::fuzz_jwks_response(text.as_bytes());
+        let expected = [
+            "ok",
+            "ok-crlf-length",
+            "ok-two-cache-control",
+            "ok-expires",
+            "ok-empty-set",
+        ];
+        assert_eq!(replaced, expected.contains(&name), "{t}/{name}");
     }
     let mut big = ok.as_bytes().to_vec();
     big.extend_from_slice(b"\n{\"keys\":[");

@@ -116,19 +116,19 @@ pub static EDGE_KEY: LazyLock<Option<VerifyingKey>> = LazyLock::new(|| {
 /// the refusal's rendering.
 pub fn edge_auth_headers(data: &[u8]) {
     if let Some(key) = EDGE_KEY.as_ref() {
-        handoff_edge::fuzz::fuzz_auth_headers(data, key);
+        let _ = handoff_edge::fuzz::fuzz_auth_headers(data, key);
     }
 }
 
 /// The edge's token endpoint request: `Content-Type`, form body and `DPoP` headers.
 pub fn edge_token_form(data: &[u8]) {
-    handoff_edge::fuzz::fuzz_token_request(data);
+    let _ = handoff_edge::fuzz::fuzz_token_request(data);
 }
 
 /// A key-set HTTP response (status line, headers, body) read by the edge's JWKS driver
 /// and reported to its cache.
 pub fn edge_jwks_response(data: &[u8]) {
-    handoff_edge::fuzz::fuzz_jwks_response(data);
+    let _ = handoff_edge::fuzz::fuzz_jwks_response(data);
 }
 
 /// A fuzz entry point: takes any bytes, must never panic.
