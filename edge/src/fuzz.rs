@@ -8,7 +8,7 @@ use core::future::Future;
 use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
 
-use handoff_core::replay::InMemoryReplayLog;
+use handoff_core::replay::{ReplayKey, ReplayLog, ReplayStoreError, ReplayVerdict};
 use handoff_core::{Algorithm, HmacSecret, UnixTime, VerifyingKey};
 use handoff_dpop::{DpopRequest, DpopVerifier, NonceIssuer, NoncePolicy};
 use handoff_verify::{
@@ -108,10 +108,64 @@ fn check_rejection(r: &AuthRejection) {
     assert_eq!(body["error"].as_str(), Some(r.error()));
 }
 
-/// An [`EdgeAuth`] for [`fuzz_auth_headers`]: host, access (DPoP and, if
-/// `allow_bearer`, Bearer) and service tokens of [`FUZZ_ISSUER`] signed by `key`, a
-/// fresh replay log, the clock at [`FUZZ_NOW`].
-fn fuzz_auth(key: &VerifyingKey, allow_bearer: bool) -> Option<EdgeAuth> {
+/// A replay log that forgets everything on [`FuzzReplay::reset`]: each verification of
+/// [`fuzz_auth_headers`] starts from an empty log, as with a fresh log, without the cost
+/// of building one per input.
+#[derive(Default)]
+struct FuzzReplay(std::sync::Mutex<Vec<ReplayKey>>);
+
+impl FuzzReplay {
+    fn reset(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl ReplayLog for FuzzReplay {
+    fn check_and_insert(
+        &self,
+        key: &ReplayKey,
+        _until: UnixTime,
+        _now: UnixTime,
+    ) -> Result<ReplayVerdict, ReplayStoreError> {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(key) {
+            return Ok(ReplayVerdict::Replayed);
+        }
+        seen.push(*key);
+        Ok(ReplayVerdict::Fresh)
+    }
+}
+
+/// The verification state of [`fuzz_auth_headers`], built once: [`EdgeAuth`]s accepting
+/// host, access (DPoP, and Bearer in one of them) and service tokens of
+/// [`FUZZ_ISSUER`] signed by one key, the clock at [`FUZZ_NOW`].
+pub struct FuzzAuth {
+    strict: EdgeAuth,
+    bearer: EdgeAuth,
+    replay: Arc<FuzzReplay>,
+}
+
+impl FuzzAuth {
+    /// The state for tokens signed by `key` (`None` if a profile cannot be built).
+    #[must_use]
+    pub fn new(key: &VerifyingKey) -> Option<Self> {
+        let replay = Arc::new(FuzzReplay::default());
+        let auth = |allow_bearer| fuzz_auth(key, allow_bearer, replay.clone());
+        Some(Self {
+            strict: auth(false)?,
+            bearer: auth(true)?,
+            replay: replay.clone(),
+        })
+    }
+}
+
+fn fuzz_auth(key: &VerifyingKey, allow_bearer: bool, replay: Arc<FuzzReplay>) -> Option<EdgeAuth> {
     let profile = |kind| {
         Verifier::builder(kind)
             .issuer(FUZZ_ISSUER)
@@ -123,7 +177,7 @@ fn fuzz_auth(key: &VerifyingKey, allow_bearer: bool) -> Option<EdgeAuth> {
     let mut b = EdgeAuth::builder(FUZZ_ORIGIN)
         .host_tokens(profile(TokenKind::Host)?, key.clone())
         .access_tokens(profile(TokenKind::Access)?, key.clone())
-        .replay_log(Arc::new(InMemoryReplayLog::new(64)))
+        .replay_log(replay)
         .clock(Arc::new(ManualClock::new(UnixTime::from_secs(FUZZ_NOW))))
         .allow_bearer(allow_bearer);
     if key.algorithm() == Algorithm::EdDSA {
@@ -142,11 +196,11 @@ fn fuzz_auth(key: &VerifyingKey, allow_bearer: bool) -> Option<EdgeAuth> {
 /// Fuzzing entry point for the request headers a resource server reads: the
 /// `Authorization` credential (`Bearer`, `DPoP`, duplicates, size, non-ASCII) and the
 /// `DPoP` proofs, through `verify_access` (with and without Bearer allowed),
-/// `verify_dpop`, `verify_host` and `verify_service` of an [`EdgeAuth`] whose keys are
-/// `key`, then the refusal's rendering. Never panics. Returns how many of the five
+/// `verify_dpop`, `verify_host` and `verify_service` of `state` (each from an empty
+/// replay log), then the refusal's rendering. Never panics. Returns how many of the five
 /// verifications accepted the request (so that seeds can be checked to reach them).
 #[doc(hidden)]
-pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) -> u32 {
+pub fn fuzz_auth_headers(data: &[u8], state: &FuzzAuth) -> u32 {
     let mut accepted = 0;
     let (headers, _) = message(data);
     let authorizations = headers.get_all(AUTHORIZATION).iter().count();
@@ -171,10 +225,8 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) -> u32 {
     let proofs = crate::auth::dpop_proofs(&headers);
     assert_eq!(proofs.len(), headers.get_all("dpop").iter().count());
     let method = Method::GET;
-    for allow_bearer in [false, true] {
-        let Some(auth) = fuzz_auth(key, allow_bearer) else {
-            return accepted;
-        };
+    for (allow_bearer, auth) in [(false, &state.strict), (true, &state.bearer)] {
+        state.replay.reset();
         match poll_once(auth.verify_access(&method, FUZZ_PATH, &headers)) {
             Some(Ok(_)) => {
                 accepted += 1;
@@ -191,9 +243,8 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) -> u32 {
             None => panic!("verify_access waited with keys in memory"),
         }
     }
-    let Some(auth) = fuzz_auth(key, false) else {
-        return accepted;
-    };
+    let auth = &state.strict;
+    state.replay.reset();
     match poll_once(auth.verify_dpop(&method, FUZZ_PATH, &headers)) {
         Some(Ok(v)) => {
             accepted += 1;
@@ -208,6 +259,7 @@ pub fn fuzz_auth_headers(data: &[u8], key: &VerifyingKey) -> u32 {
         Some(Err(r)) => check_rejection(&r),
         None => panic!("verify_dpop waited with keys in memory"),
     }
+    state.replay.reset();
     match poll_once(auth.verify_host::<handoff_verify::NoCustomClaims>(&headers)) {
         Some(Ok(_)) => {
             accepted += 1;
@@ -252,6 +304,14 @@ pub fn fuzz_nonce_issuer() -> NonceIssuer {
         b"https://login.example".to_vec(),
     )
 }
+
+/// The DPoP verifier of [`fuzz_token_request`]: nonces of [`fuzz_nonce_issuer`] required.
+static TOKEN_DPOP: std::sync::LazyLock<Option<DpopVerifier>> = std::sync::LazyLock::new(|| {
+    DpopVerifier::builder()
+        .nonce(NoncePolicy::Required(fuzz_nonce_issuer()))
+        .build()
+        .ok()
+});
 
 /// The properties of every `/token` error answer: a 4xx or 5xx status, a JSON body with
 /// an `error` code, the `DPoP-Nonce` and `WWW-Authenticate` it carries kept in the
@@ -306,15 +366,12 @@ pub fn fuzz_token_request(data: &[u8]) -> bool {
     );
     assert_eq!(request.proofs.len(), headers.get_all("dpop").iter().count());
     if !request.proofs.is_empty() {
-        let Ok(verifier) = DpopVerifier::builder()
-            .nonce(NoncePolicy::Required(fuzz_nonce_issuer()))
-            .build()
-        else {
+        let Some(verifier) = TOKEN_DPOP.as_ref() else {
             return false;
         };
         let req = DpopRequest::new(&request.proofs, "POST", FUZZ_TOKEN_ENDPOINT);
         if let Err(e) = verifier.verify(&req, UnixTime::from_secs(FUZZ_NOW)) {
-            check_oauth_error(OAuthError::dpop(&verifier, &e));
+            check_oauth_error(OAuthError::dpop(verifier, &e));
             return false;
         }
         assert_eq!(request.proofs.len(), 1);
@@ -689,6 +746,7 @@ mod tests {
         )
         .unwrap()
         .verifying_key();
+        let key = &FuzzAuth::new(&key).unwrap();
         for input in [
             &b""[..],
             b"\n\n\n",

@@ -402,6 +402,7 @@ fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
     // edge_auth_headers: a DPoP-bound access token with its proof, an unbound one as
     // Bearer, a host token, a service token, and the usual malformations.
     let t = "edge_auth_headers";
+    let state = ef::FuzzAuth::new(&ed.verifying_key()).unwrap();
     let claims = AccessClaims::new(
         ef::FUZZ_ISSUER,
         "tenant-1/user-1",
@@ -498,7 +499,7 @@ fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
         ("none", "Accept: */*\n".to_owned()),
     ] {
         write(t, name, text.as_bytes());
-        let accepted = handoff_edge::fuzz::fuzz_auth_headers(text.as_bytes(), &ed.verifying_key());
+        let accepted = handoff_edge::fuzz::fuzz_auth_headers(text.as_bytes(), &state);
         // The valid presentations reach acceptance: DPoP by verify_access (twice) and
         // verify_dpop; Bearer by verify_access with Bearer allowed, or as host/service.
         let expected = match name {

@@ -105,18 +105,18 @@ pub fn audit_log_read(data: &[u8]) {
     handoff_device::audit_log::fuzz_read(data);
 }
 
-/// The key of the edge's host, access and service tokens: the Ed25519 fuzz key.
-pub static EDGE_KEY: LazyLock<Option<VerifyingKey>> = LazyLock::new(|| {
-    SigningKey::from_pem(PRIVATE_PEMS[0].1, Algorithm::EdDSA)
-        .ok()
-        .map(|k| k.verifying_key())
+/// The edge's verification state for the `edge_auth_headers` target: host, access and
+/// service tokens signed by the Ed25519 fuzz key.
+pub static EDGE_AUTH: LazyLock<Option<handoff_edge::fuzz::FuzzAuth>> = LazyLock::new(|| {
+    let key = SigningKey::from_pem(PRIVATE_PEMS[0].1, Algorithm::EdDSA).ok()?;
+    handoff_edge::fuzz::FuzzAuth::new(&key.verifying_key())
 });
 
 /// The edge's request headers: `Authorization` and `DPoP`, through its verifiers, then
 /// the refusal's rendering.
 pub fn edge_auth_headers(data: &[u8]) {
-    if let Some(key) = EDGE_KEY.as_ref() {
-        let _ = handoff_edge::fuzz::fuzz_auth_headers(data, key);
+    if let Some(state) = EDGE_AUTH.as_ref() {
+        let _ = handoff_edge::fuzz::fuzz_auth_headers(data, state);
     }
 }
 
