@@ -248,14 +248,25 @@ impl EdgeAuthBuilder {
 }
 
 /// The credential an `Authorization` header carries.
-enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     None,
     Bearer(&'a str),
     Dpop(&'a str),
     Other,
 }
 
-fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthRejection> {
+/// The `DPoP` header values, in order, for the DPoP verifier (which refuses anything but
+/// exactly one). A value that is not visible ASCII becomes `"\0"`, which the verifier
+/// refuses as malformed, so that it still counts as a header.
+pub(crate) fn dpop_proofs(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all("dpop")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect()
+}
+
+pub(crate) fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthRejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(v) = values.next() else {
         return Ok(Credential::None);
@@ -339,7 +350,7 @@ impl EdgeAuth {
         self.inner.clock.now()
     }
 
-    fn dpop_challenge(&self) -> String {
+    pub(crate) fn dpop_challenge(&self) -> String {
         let algs: Vec<&str> = self
             .inner
             .dpop
@@ -421,11 +432,7 @@ impl EdgeAuth {
         let Some(p) = &self.inner.access else {
             return Err(AuthRejection::misconfigured("access tokens"));
         };
-        let proofs: Vec<&str> = headers
-            .get_all("dpop")
-            .iter()
-            .map(|v| v.to_str().unwrap_or("\u{0}"))
-            .collect();
+        let proofs = dpop_proofs(headers);
         let uri = format!("{}{}", self.inner.origin, path);
         let now = self.now();
         let dpop = &self.inner.dpop;
@@ -568,7 +575,7 @@ impl EdgeAuth {
 }
 
 /// Which challenge a refusal carries.
-enum Scheme {
+pub(crate) enum Scheme {
     Bearer,
     Dpop(String),
     Both(String),
@@ -635,7 +642,7 @@ impl AuthRejection {
         }
     }
 
-    fn bad_request(desc: &str) -> Self {
+    pub(crate) fn bad_request(desc: &str) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             challenges: vec![format!(
@@ -669,7 +676,7 @@ impl AuthRejection {
         }
     }
 
-    fn token(scheme: Scheme, desc: &str, code: Option<&'static str>) -> Self {
+    pub(crate) fn token(scheme: Scheme, desc: &str, code: Option<&'static str>) -> Self {
         let code = code.unwrap_or("invalid_token");
         let desc = quote(desc);
         let bearer = format!("Bearer error=\"{code}\", error_description=\"{desc}\"");
@@ -687,7 +694,7 @@ impl AuthRejection {
         }
     }
 
-    fn scope(required: &[&str]) -> Self {
+    pub(crate) fn scope(required: &[&str]) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
             challenges: vec![format!(

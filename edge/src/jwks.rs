@@ -148,12 +148,7 @@ impl RemoteJwksBuilder {
                 "max_wait and request_timeout must be > 0",
             ));
         }
-        let mut config = self.config;
-        config.limits = JwksLimits {
-            max_bytes: self.max_body,
-            ..config.limits
-        };
-        let cache = JwksCache::new(config).map_err(EdgeError::Verify)?;
+        let cache = new_cache(self.config, self.max_body).map_err(EdgeError::Verify)?;
         let client = match self.client {
             Some(c) => c,
             None => http_client(self.connect_timeout, self.request_timeout)?,
@@ -198,6 +193,18 @@ impl RemoteJwksBuilder {
             _ => Ok(jwks),
         }
     }
+}
+
+/// The cache of a [`RemoteJwks`]: `config` with the body cap as the document cap.
+pub(crate) fn new_cache(
+    mut config: JwksCacheConfig,
+    max_body: usize,
+) -> Result<JwksCache, VerifyError> {
+    config.limits = JwksLimits {
+        max_bytes: max_body,
+        ..config.limits
+    };
+    JwksCache::new(config)
 }
 
 fn http_client(connect: Duration, request: Duration) -> Result<reqwest::Client, EdgeError> {
@@ -515,26 +522,62 @@ async fn fetch(inner: &Inner, req: &FetchRequest) -> Result<FetchResponse, Fetch
         .send()
         .await
         .map_err(|e| classify(&e, inner.request_timeout))?;
-    let header = |name: http::header::HeaderName| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
     let status = resp.status().as_u16();
-    let cache_control = header(http::header::CACHE_CONTROL);
-    let etag = header(http::header::ETAG);
+    let headers = resp.headers().clone();
     let body = if status == 200 {
         read_capped(resp, inner.max_body, inner.request_timeout).await?
     } else {
         Vec::new()
     };
-    Ok(FetchResponse {
+    Ok(fetch_response(status, &headers, body))
+}
+
+/// The cache's view of a key-set response: its status, body, `ETag`, and its
+/// `Cache-Control` field lines joined with `, ` (RFC 9110 section 5.3: a list field sent
+/// as several lines is one list, so `no-store` on a second line counts). A line that is
+/// not visible ASCII is left out.
+pub(crate) fn fetch_response(
+    status: u16,
+    headers: &http::HeaderMap,
+    body: Vec<u8>,
+) -> FetchResponse {
+    let lines: Vec<&str> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let cache_control = (!lines.is_empty()).then(|| lines.join(", "));
+    let etag = headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    FetchResponse {
         status,
         body,
         cache_control,
         etag,
-    })
+    }
+}
+
+/// Refuses a body whose declared length is over `max` before reading it.
+pub(crate) fn check_declared_length(length: Option<u64>, max: usize) -> Result<(), FetchFailure> {
+    if length.is_some_and(|n| n > max as u64) {
+        return Err(FetchFailure::BodyTooLarge { max });
+    }
+    Ok(())
+}
+
+/// Appends a chunk unless the body would pass `max` bytes.
+pub(crate) fn append_capped(
+    body: &mut Vec<u8>,
+    chunk: &[u8],
+    max: usize,
+) -> Result<(), FetchFailure> {
+    if body.len().saturating_add(chunk.len()) > max {
+        return Err(FetchFailure::BodyTooLarge { max });
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
 }
 
 /// Reads a body, refusing it as soon as it passes `max` bytes (the `Content-Length` is
@@ -544,18 +587,11 @@ pub(crate) async fn read_capped(
     max: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, FetchFailure> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(FetchFailure::BodyTooLarge { max });
-    }
+    check_declared_length(resp.content_length(), max)?;
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > max {
-                    return Err(FetchFailure::BodyTooLarge { max });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            Ok(Some(chunk)) => append_capped(&mut body, &chunk, max)?,
             Ok(None) => return Ok(body),
             Err(e) => return Err(classify(&e, timeout)),
         }

@@ -10,6 +10,8 @@ pub mod client;
 mod clock;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod jwks;
 mod layer;
 pub mod token_service;

@@ -17,11 +17,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::rejection::FormRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use handoff_core::replay::{InMemoryReplayLog, ReplayLog, ReplayRefused};
 use handoff_core::{Algorithm, HmacSecret, Jwks, SigningKey, UnixTime};
 use handoff_dpop::{DpopProof, DpopRequest, DpopVerifier, Endpoint, NonceIssuer, NoncePolicy};
@@ -381,22 +382,38 @@ async fn me(Dpop(v): Dpop) -> Response {
     resp
 }
 
-/// The `/token` form (RFC 6749 section 3.2).
-#[derive(Debug, Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    assertion: Option<String>,
-    refresh_token: Option<String>,
-    client_id: Option<String>,
-    scope: Option<String>,
+/// The `/token` form (RFC 6749 section 3.2). Its `Debug` leaves out the credentials.
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) assertion: Option<String>,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) scope: Option<String>,
+}
+
+impl core::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenForm")
+            .field("grant_type", &self.grant_type)
+            .field("assertion", &self.assertion.as_ref().map(|_| "<redacted>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// An RFC 6749 section 5.2 error answer.
-struct OAuthError {
-    status: StatusCode,
-    body: String,
-    nonce: Option<String>,
-    www_authenticate: Option<String>,
+#[derive(Debug)]
+pub(crate) struct OAuthError {
+    pub(crate) status: StatusCode,
+    pub(crate) body: String,
+    pub(crate) nonce: Option<String>,
+    pub(crate) www_authenticate: Option<String>,
 }
 
 impl OAuthError {
@@ -421,7 +438,7 @@ impl OAuthError {
             "try again shortly",
         )
     }
-    fn dpop(v: &DpopVerifier, e: &handoff_dpop::Error) -> Self {
+    pub(crate) fn dpop(v: &DpopVerifier, e: &handoff_dpop::Error) -> Self {
         let w = v.wire_error(e, Endpoint::Token);
         Self {
             status: StatusCode::from_u16(w.status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -459,26 +476,64 @@ impl IntoResponse for OAuthError {
 async fn token(
     State(s): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match token_inner(&s.0, &headers, form).await {
+    let result = match body {
+        Ok(body) => token_inner(&s.0, &headers, &body).await,
+        Err(_) => Err(OAuthError::request(
+            "the body could not be read: at most 16384 bytes of application/x-www-form-urlencoded",
+        )),
+    };
+    match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn token_inner(
-    s: &ServiceState,
-    headers: &HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<Response, OAuthError> {
-    let Ok(Form(form)) = form else {
-        return Err(OAuthError::request(
-            "the body must be application/x-www-form-urlencoded with each parameter once",
-        ));
+/// A `/token` request as read from its headers and body, before any verification.
+#[derive(Debug)]
+pub(crate) struct TokenRequest<'h> {
+    pub(crate) form: TokenForm,
+    /// The `DPoP` header values, in order (the verifier wants exactly one).
+    pub(crate) proofs: Vec<&'h str>,
+}
+
+/// The grant a `/token` request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// RFC 7523: the host JWT.
+    JwtBearer(String),
+    /// RFC 6749 section 6.
+    Refresh(String),
+}
+
+const FORM_ERROR: &str =
+    "the body must be application/x-www-form-urlencoded with each parameter once";
+
+/// Reads a `/token` request (RFC 6749 section 3.2): one `Content-Type` of
+/// `application/x-www-form-urlencoded`, a body of at most 16 KiB with each parameter at
+/// most once, a `client_id` (if sent) equal to `client_id`, and the `DPoP` headers.
+/// Synchronous and without I/O: the handler calls it, and so does the fuzz target.
+pub(crate) fn read_token_request<'h>(
+    headers: &'h HeaderMap,
+    body: &[u8],
+    client_id: &str,
+) -> Result<TokenRequest<'h>, OAuthError> {
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let form_type = match (types.next(), types.next()) {
+        (Some(t), None) => t.to_str().is_ok_and(|t| {
+            let media = t.split(';').next().unwrap_or_default().trim();
+            media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        }),
+        _ => false,
     };
+    if !form_type || body.len() > MAX_TOKEN_FORM_BYTES {
+        return Err(OAuthError::request(FORM_ERROR));
+    }
+    let form: TokenForm =
+        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::request(FORM_ERROR))?;
     if let Some(c) = &form.client_id
-        && c != &s.client_id
+        && c != client_id
     {
         return Err(OAuthError::new(
             StatusCode::UNAUTHORIZED,
@@ -486,46 +541,59 @@ async fn token_inner(
             "unknown client_id",
         ));
     }
-    if form.scope.is_some() {
+    Ok(TokenRequest {
+        form,
+        proofs: crate::auth::dpop_proofs(headers),
+    })
+}
+
+impl TokenForm {
+    /// The grant asked for, with its one required parameter.
+    pub(crate) fn grant(self) -> Result<Grant, OAuthError> {
+        match self.grant_type.as_deref() {
+            Some(JWT_BEARER) => self
+                .assertion
+                .map(Grant::JwtBearer)
+                .ok_or_else(|| OAuthError::request("the assertion parameter is missing")),
+            Some("refresh_token") => self
+                .refresh_token
+                .map(Grant::Refresh)
+                .ok_or_else(|| OAuthError::request("the refresh_token parameter is missing")),
+            Some(_) => Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "use jwt-bearer (RFC 7523) or refresh_token",
+            )),
+            None => Err(OAuthError::request("the grant_type parameter is missing")),
+        }
+    }
+}
+
+async fn token_inner(
+    s: &ServiceState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let request = read_token_request(headers, body, &s.client_id)?;
+    if request.form.scope.is_some() {
         // This service grants one fixed scope set; a requested scope is not negotiated.
         tracing::debug!("scope parameter ignored");
     }
     let now = s.clock.now();
     // The proof is checked first (cheap checks, then its signature) and recorded last.
-    let proofs: Vec<&str> = headers
-        .get_all("dpop")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .collect();
-    let proof = if proofs.is_empty() {
+    let proof = if request.proofs.is_empty() {
         None
     } else {
-        let req = DpopRequest::new(&proofs, "POST", &s.token_endpoint);
+        let req = DpopRequest::new(&request.proofs, "POST", &s.token_endpoint);
         Some(
             s.dpop
                 .verify(&req, now)
                 .map_err(|e| OAuthError::dpop(&s.dpop, &e))?,
         )
     };
-    match form.grant_type.as_deref() {
-        Some(JWT_BEARER) => {
-            let assertion = form
-                .assertion
-                .ok_or_else(|| OAuthError::request("the assertion parameter is missing"))?;
-            jwt_bearer(s, &assertion, proof, now).await
-        }
-        Some("refresh_token") => {
-            let rt = form
-                .refresh_token
-                .ok_or_else(|| OAuthError::request("the refresh_token parameter is missing"))?;
-            refresh(s, &rt, proof, now)
-        }
-        Some(_) => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "use jwt-bearer (RFC 7523) or refresh_token",
-        )),
-        None => Err(OAuthError::request("the grant_type parameter is missing")),
+    match request.form.grant()? {
+        Grant::JwtBearer(assertion) => jwt_bearer(s, &assertion, proof, now).await,
+        Grant::Refresh(rt) => refresh(s, &rt, proof, now),
     }
 }
 

@@ -186,6 +186,7 @@ fn main() {
     encrypted_seeds(&keys);
     audit_log_seeds();
     stores_row_seeds();
+    edge_seeds(&keys, &mut rng);
     println!("seed corpus written");
 }
 
@@ -400,6 +401,294 @@ fn stores_row_seeds() {
         bad[i] = b'A';
     }
     write(t, "token-unknown-state", &bad);
+}
+
+/// Seeds of the edge targets: HTTP messages (`name: value` lines, an empty line, the
+/// body) carrying real tokens and proofs of the fuzz keys at `handoff_edge::fuzz::FUZZ_NOW`.
+fn edge_seeds(keys: &[handoff_core::SigningKey], rng: &mut rand_free::Counter) {
+    use handoff_edge::fuzz as ef;
+    use handoff_verify::{AccessClaims, ServiceClaims, mint_access_token, mint_service_token};
+    let now = handoff_core::UnixTime::from_secs(ef::FUZZ_NOW);
+    let ed = keys
+        .iter()
+        .find(|k| k.algorithm() == handoff_core::Algorithm::EdDSA)
+        .unwrap();
+    // Proofs signed with the Ed25519 fuzz key: its signature check is the cheapest, and
+    // `dpop_verify` covers the other algorithms.
+    let (alg, pem) = fuzz_entries::PRIVATE_PEMS[0];
+    let proof_key = handoff_core::SigningKey::from_pem(pem, alg).unwrap();
+    let dpop_key = handoff_dpop::DpopKey::from_signing_key(proof_key).unwrap();
+    let resource = format!("{}{}", ef::FUZZ_ORIGIN, ef::FUZZ_PATH);
+
+    // edge_auth_headers: a DPoP-bound access token with its proof, an unbound one as
+    // Bearer, a host token, a service token, and the usual malformations.
+    let t = "edge_auth_headers";
+    let state = ef::FuzzAuth::new(&ed.verifying_key()).unwrap();
+    let claims = AccessClaims::new(
+        ef::FUZZ_ISSUER,
+        "tenant-1/user-1",
+        ef::FUZZ_AUDIENCE,
+        "web-app",
+    );
+    let bound = mint_access_token(
+        &claims.clone().bound_to(dpop_key.thumbprint()),
+        ed,
+        now,
+        rng,
+    )
+    .unwrap();
+    let bound = bound.as_str();
+    let unbound = mint_access_token(&claims, ed, now, rng).unwrap();
+    let unbound = unbound.as_str();
+    let proof = dpop_key
+        .proof("GET", &resource, now, rng, None, Some(bound))
+        .unwrap();
+    let other_proof = dpop_key
+        .proof("GET", &resource, now, rng, None, Some(bound))
+        .unwrap();
+    let host_claims = format!(
+        r#"{{"iss":"{iss}","aud":"{aud}","sub":"user-1","host_tenant_id":"tenant-1","iat":{now},"exp":{exp},"jti":"host-jti-1"}}"#,
+        iss = ef::FUZZ_ISSUER,
+        aud = ef::FUZZ_AUDIENCE,
+        now = ef::FUZZ_NOW,
+        exp = ef::FUZZ_NOW + 300
+    );
+    let host = jws::sign(
+        ed,
+        &SignHeader {
+            typ: Some(handoff_verify::HOST_TOKEN_TYP),
+            kid: None,
+            jwk: None,
+        },
+        host_claims.as_bytes(),
+        rng,
+    )
+    .unwrap();
+    let service = mint_service_token(
+        &ServiceClaims::new(
+            ef::FUZZ_ISSUER,
+            "billing",
+            ef::FUZZ_AUDIENCE,
+            ["orders:read"],
+        ),
+        ed,
+        now,
+        rng,
+    )
+    .unwrap();
+    let service = service.as_str();
+    for (name, text) in [
+        (
+            "dpop-bound",
+            format!("Authorization: DPoP {bound}\nDPoP: {proof}\n"),
+        ),
+        (
+            "dpop-lowercase-crlf",
+            format!("authorization: dpop {bound}\r\ndpop: {proof}\r\n\r\n"),
+        ),
+        (
+            "dpop-two-proofs",
+            format!("Authorization: DPoP {bound}\nDPoP: {proof}\nDPoP: {other_proof}\n"),
+        ),
+        ("dpop-no-proof", format!("Authorization: DPoP {bound}\n")),
+        (
+            "dpop-as-bearer",
+            format!("Authorization: Bearer {bound}\nDPoP: {proof}\n"),
+        ),
+        (
+            "bearer-unbound",
+            format!("Authorization: Bearer {unbound}\n"),
+        ),
+        ("bearer-host", format!("Authorization: Bearer {host}\n")),
+        (
+            "bearer-service",
+            format!("Authorization: Bearer {service}\n"),
+        ),
+        (
+            "two-authorizations",
+            format!("Authorization: Bearer {unbound}\nAuthorization: DPoP {bound}\n"),
+        ),
+        ("basic", "Authorization: Basic dXNlcjpwYXNz\n".to_owned()),
+        (
+            "scheme-only",
+            "Authorization: DPoP\nDPoP: x.y.z\n".to_owned(),
+        ),
+        (
+            "spaces",
+            format!("Authorization: Bearer  {unbound}  extra\n"),
+        ),
+        ("none", "Accept: */*\n".to_owned()),
+    ] {
+        write(t, name, text.as_bytes());
+        let accepted = handoff_edge::fuzz::fuzz_auth_headers(text.as_bytes(), &state);
+        // The valid presentations reach acceptance: DPoP by verify_access and
+        // verify_dpop; Bearer by verify_access with Bearer allowed, or as host/service.
+        let expected = match name {
+            "dpop-bound" | "dpop-lowercase-crlf" => 2,
+            "bearer-unbound" | "bearer-host" | "bearer-service" => 1,
+            _ => 0,
+        };
+        assert_eq!(accepted, expected, "{t}/{name}");
+    }
+    let mut non_ascii = b"Authorization: Bearer caf\xc3\xa9\nDPoP: \xff\xfe\n".to_vec();
+    non_ascii.extend_from_slice(b"X-Other: 1\n");
+    write(t, "non-ascii", &non_ascii);
+
+    // edge_token_form: jwt-bearer and refresh grants, with a proof carrying the
+    // target's nonce, without it, and malformed forms.
+    let t = "edge_token_form";
+    let nonce = ef::fuzz_nonce_issuer().issue(now);
+    let token_proof = dpop_key
+        .proof(
+            "POST",
+            ef::FUZZ_TOKEN_ENDPOINT,
+            now,
+            rng,
+            Some(&nonce),
+            None,
+        )
+        .unwrap();
+    let token_proof_no_nonce = dpop_key
+        .proof("POST", ef::FUZZ_TOKEN_ENDPOINT, now, rng, None, None)
+        .unwrap();
+    let form = "Content-Type: application/x-www-form-urlencoded\n";
+    let jwt_bearer = format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={host}&client_id={}",
+        ef::FUZZ_CLIENT_ID
+    );
+    let refresh = "grant_type=refresh_token&refresh_token=rf1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA&scope=api";
+    for (name, text) in [
+        (
+            "jwt-bearer-dpop",
+            format!("{form}DPoP: {token_proof}\n\n{jwt_bearer}"),
+        ),
+        (
+            "jwt-bearer-no-nonce",
+            format!("{form}DPoP: {token_proof_no_nonce}\n\n{jwt_bearer}"),
+        ),
+        ("jwt-bearer-plain", format!("{form}\n{jwt_bearer}")),
+        (
+            "refresh-dpop",
+            format!("{form}DPoP: {token_proof}\n\n{refresh}"),
+        ),
+        (
+            "refresh-charset",
+            format!("Content-Type: Application/X-WWW-Form-Urlencoded; charset=UTF-8\n\n{refresh}"),
+        ),
+        (
+            "duplicate-grant",
+            format!("{form}\ngrant_type=refresh_token&grant_type=refresh_token&refresh_token=x"),
+        ),
+        (
+            "wrong-client",
+            format!("{form}\ngrant_type=refresh_token&refresh_token=x&client_id=other"),
+        ),
+        (
+            "unsupported-grant",
+            format!("{form}\ngrant_type=password&username=u&password=p"),
+        ),
+        (
+            "missing-assertion",
+            format!("{form}\ngrant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+        ),
+        (
+            "json-body",
+            "Content-Type: application/json\n\n{\"grant_type\":\"refresh_token\"}".to_owned(),
+        ),
+        ("two-content-types", format!("{form}{form}\n{refresh}")),
+        (
+            "two-proofs",
+            format!("{form}DPoP: {token_proof}\nDPoP: {token_proof_no_nonce}\n\n{refresh}"),
+        ),
+        (
+            "percent-plus",
+            format!("{form}\ngrant_type=refresh%5Ftoken&refresh_token=a+b%20c%FF%zz"),
+        ),
+    ] {
+        write(t, name, text.as_bytes());
+        let reached = handoff_edge::fuzz::fuzz_token_request(text.as_bytes());
+        let expected = [
+            "jwt-bearer-dpop",
+            "jwt-bearer-plain",
+            "refresh-dpop",
+            "refresh-charset",
+            "percent-plus",
+        ];
+        assert_eq!(reached, expected.contains(&name), "{t}/{name}");
+    }
+
+    // edge_jwks_response: a key set of every asymmetric fuzz key, with its caching
+    // headers, a 304, errors, and size and header oddities.
+    let t = "edge_jwks_response";
+    let jwks = Jwks::from_keys(
+        keys.iter()
+            .filter(|k| k.algorithm().is_asymmetric())
+            .map(|k| k.verifying_key()),
+    )
+    .unwrap()
+    .to_json();
+    let ok = "200\nContent-Type: application/jwk-set+json\n";
+    for (name, text) in [
+        (
+            "ok",
+            format!("{ok}Cache-Control: public, max-age=300\nETag: \"v2\"\n\n{jwks}"),
+        ),
+        (
+            "ok-crlf-length",
+            format!(
+                "200\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{jwks}",
+                jwks.len()
+            ),
+        ),
+        (
+            "ok-two-cache-control",
+            format!("{ok}Cache-Control: max-age=86400\nCache-Control: no-store\n\n{jwks}"),
+        ),
+        (
+            "ok-expires",
+            format!(
+                "{ok}Expires: Thu, 01 Jan 2026 00:00:00 GMT\nCache-Control: max-age=\"60\", must-revalidate\n\n{jwks}"
+            ),
+        ),
+        (
+            "ok-declared-too-large",
+            format!("{ok}Content-Length: 999999\n\n{jwks}"),
+        ),
+        ("ok-empty-set", format!("{ok}\n{{\"keys\":[]}}")),
+        ("ok-not-json", format!("{ok}\n<html>")),
+        (
+            "not-modified",
+            "304\nETag: \"v1\"\nCache-Control: max-age=120\n\n".to_owned(),
+        ),
+        (
+            "unavailable",
+            "503\nRetry-After: 120\nContent-Type: text/plain\n\nbusy".to_owned(),
+        ),
+        ("not-found", "404\n\n".to_owned()),
+    ] {
+        write(t, name, text.as_bytes());
+        let replaced = handoff_edge::fuzz::fuzz_jwks_response(text.as_bytes());
+        let expected = [
+            "ok",
+            "ok-crlf-length",
+            "ok-two-cache-control",
+            "ok-expires",
+            "ok-empty-set",
+        ];
+        assert_eq!(replaced, expected.contains(&name), "{t}/{name}");
+    }
+    let mut big = ok.as_bytes().to_vec();
+    big.extend_from_slice(b"\n{\"keys\":[");
+    while big.len() < ef::FUZZ_JWKS_MAX_BODY + 100 {
+        big.extend_from_slice(jwks.as_bytes());
+        big.push(b',');
+    }
+    write(t, "ok-body-too-large", &big);
+    write(
+        t,
+        "non-ascii-cache-control",
+        b"200\nCache-Control: max-age=\xff\nETag: \"\xc3\xa9\"\n\n{\"keys\":[]}",
+    );
 }
 
 /// A deterministic stand-in RNG: RS256 signing blinds with it, nothing else reads it.

@@ -111,11 +111,37 @@ pub fn stores_row_decode(data: &[u8]) {
     handoff_stores::fuzz_decode_rows(data);
 }
 
+/// The edge's verification state for the `edge_auth_headers` target: host, access and
+/// service tokens signed by the Ed25519 fuzz key.
+pub static EDGE_AUTH: LazyLock<Option<handoff_edge::fuzz::FuzzAuth>> = LazyLock::new(|| {
+    let key = SigningKey::from_pem(PRIVATE_PEMS[0].1, Algorithm::EdDSA).ok()?;
+    handoff_edge::fuzz::FuzzAuth::new(&key.verifying_key())
+});
+
+/// The edge's request headers: `Authorization` and `DPoP`, through its verifiers, then
+/// the refusal's rendering.
+pub fn edge_auth_headers(data: &[u8]) {
+    if let Some(state) = EDGE_AUTH.as_ref() {
+        let _ = handoff_edge::fuzz::fuzz_auth_headers(data, state);
+    }
+}
+
+/// The edge's token endpoint request: `Content-Type`, form body and `DPoP` headers.
+pub fn edge_token_form(data: &[u8]) {
+    let _ = handoff_edge::fuzz::fuzz_token_request(data);
+}
+
+/// A key-set HTTP response (status line, headers, body) read by the edge's JWKS driver
+/// and reported to its cache.
+pub fn edge_jwks_response(data: &[u8]) {
+    let _ = handoff_edge::fuzz::fuzz_jwks_response(data);
+}
+
 /// A fuzz entry point: takes any bytes, must never panic.
 pub type Entry = fn(&[u8]);
 
 /// Every target: its name (also its corpus directory) and entry point.
-pub const TARGETS: [(&str, Entry); 13] = [
+pub const TARGETS: [(&str, Entry); 16] = [
     ("jws_decode_verify", jws_decode_verify),
     ("jwks_parse", jwks_parse),
     ("dpop_verify", dpop_verify),
@@ -129,4 +155,7 @@ pub const TARGETS: [(&str, Entry); 13] = [
     ("encrypted_key_read", encrypted_key_read),
     ("audit_log_read", audit_log_read),
     ("stores_row_decode", stores_row_decode),
+    ("edge_auth_headers", edge_auth_headers),
+    ("edge_token_form", edge_token_form),
+    ("edge_jwks_response", edge_jwks_response),
 ];
