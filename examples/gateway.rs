@@ -79,6 +79,23 @@ fn database_path() -> (PathBuf, bool) {
     (path, true)
 }
 
+/// `POST /token` with `grant_type=refresh_token` (RFC 6749 section 6), DPoP-signed by `client`.
+async fn refresh(
+    client: &DpopClient,
+    token_endpoint: &str,
+    refresh_token: &str,
+) -> Result<ClientResponse, handoff_edge::EdgeError> {
+    client
+        .post_form(
+            token_endpoint,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+}
+
 fn short(token: &str) -> String {
     let head: String = token.chars().take(12).collect();
     format!("{head}... ({} chars)", token.len())
@@ -263,14 +280,7 @@ async fn run<W: Write>(out: W, db: &std::path::Path) -> Result<W, ExampleError> 
 
     step = "refresh";
     out.step("client", step);
-    let r = client
-        .post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh1),
-            ],
-        )
+    let r = refresh(&client, &token_endpoint, &refresh1)
         .await
         .during(step)?;
     status(&r, 200, step)?;
@@ -282,14 +292,7 @@ async fn run<W: Write>(out: W, db: &std::path::Path) -> Result<W, ExampleError> 
     out.step("attacker", step);
     let thief = DpopClient::new(DpopKey::generate(Algorithm::ES256, &mut rng).during(step)?)
         .during(step)?;
-    let r = thief
-        .post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh2),
-            ],
-        )
+    let r = refresh(&thief, &token_endpoint, &refresh2)
         .await
         .during(step)?;
     status(&r, 400, step)?;
@@ -300,14 +303,7 @@ async fn run<W: Write>(out: W, db: &std::path::Path) -> Result<W, ExampleError> 
 
     step = "replay the old refresh token";
     out.step("attacker", step);
-    let r = client
-        .post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh1),
-            ],
-        )
+    let r = refresh(&client, &token_endpoint, &refresh1)
         .await
         .during(step)?;
     status(&r, 400, step)?;
@@ -318,14 +314,7 @@ async fn run<W: Write>(out: W, db: &std::path::Path) -> Result<W, ExampleError> 
 
     step = "the family's tokens are dead";
     out.step("client", step);
-    let r = client
-        .post_form(
-            &token_endpoint,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh2),
-            ],
-        )
+    let r = refresh(&client, &token_endpoint, &refresh2)
         .await
         .during(step)?;
     status(&r, 400, step)?;

@@ -76,39 +76,6 @@ fn host_app(keys: SharedKeyring) -> Router {
         .with_state(AppState { keys })
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Args {
-    port: u16,
-    serve: bool,
-    help: bool,
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ExampleError> {
-    let mut parsed = Args::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--serve" => parsed.serve = true,
-            "--help" | "-h" => parsed.help = true,
-            "--port" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| ExampleError::Usage("--port needs a value".into()))?;
-                parsed.port = value.parse().map_err(|_| {
-                    ExampleError::Usage(format!(
-                        "--port {value:?} is not a port number (0 to 65535)"
-                    ))
-                })?;
-            }
-            other => {
-                let shown: String = other.chars().take(64).collect();
-                return Err(ExampleError::Usage(format!("unknown argument {shown:?}")));
-            }
-        }
-    }
-    Ok(parsed)
-}
-
 /// The host app running on its own runtime thread.
 struct Running {
     addr: SocketAddr,
@@ -253,7 +220,7 @@ fn self_check<W: Write>(out: W, app: &Running) -> Result<W, ExampleError> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match examples::ServeArgs::parse(std::env::args().skip(1)) {
         Ok(a) if a.help => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -295,13 +262,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_arguments() {
-        let a = parse_args(["--port", "8080", "--serve"].map(String::from)).unwrap();
-        assert_eq!((a.port, a.serve), (8080, true));
-        assert!(parse_args(["--bind".to_owned()]).is_err());
-    }
 
     #[test]
     fn the_self_check_passes() {

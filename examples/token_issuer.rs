@@ -35,41 +35,8 @@ usage: cargo run --example token_issuer [-- [--port N] [--serve]]
 
 const AUDIENCE: &str = "https://service.example";
 
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Args {
-    port: u16,
-    serve: bool,
-    help: bool,
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ExampleError> {
-    let mut parsed = Args::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--serve" => parsed.serve = true,
-            "--help" | "-h" => parsed.help = true,
-            "--port" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| ExampleError::Usage("--port needs a value".into()))?;
-                parsed.port = value.parse().map_err(|_| {
-                    ExampleError::Usage(format!(
-                        "--port {value:?} is not a port number (0 to 65535)"
-                    ))
-                })?;
-            }
-            other => {
-                let shown: String = other.chars().take(64).collect();
-                return Err(ExampleError::Usage(format!("unknown argument {shown:?}")));
-            }
-        }
-    }
-    Ok(parsed)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match examples::ServeArgs::parse(std::env::args().skip(1)) {
         Ok(a) if a.help => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -342,22 +309,6 @@ fn self_check<W: Write>(out: W, server: &ServerHandle) -> Result<W, ExampleError
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Result<Args, ExampleError> {
-        parse_args(list.iter().map(|s| (*s).to_owned()))
-    }
-
-    #[test]
-    fn parses_arguments() {
-        assert_eq!(args(&[]).unwrap(), Args::default());
-        let a = args(&["--port", "3001", "--serve"]).unwrap();
-        assert_eq!((a.port, a.serve, a.help), (3001, true, false));
-        assert!(args(&["--help"]).unwrap().help);
-        assert!(args(&["--port"]).is_err());
-        assert!(args(&["--port", "70000"]).is_err());
-        let e = args(&["--bind", "0.0.0.0"]).unwrap_err();
-        assert!(e.to_string().contains("unknown argument \"--bind\""), "{e}");
-    }
 
     #[test]
     fn the_self_check_passes_against_the_shared_server() {

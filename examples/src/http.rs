@@ -25,6 +25,25 @@ fn http(msg: impl Into<String>) -> ExampleError {
     ExampleError::Http(msg.into())
 }
 
+/// The one client of the process (built once: its connection pool and TLS setup are not
+/// per request).
+fn client() -> Result<&'static reqwest::blocking::Client, ExampleError> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::blocking::Client, String>> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .connect_timeout(TIMEOUT)
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| http(format!("no HTTP client: {e}")))
+}
+
 /// A response read in full.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -114,14 +133,7 @@ pub fn request(
             clip(path)
         )));
     }
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(TIMEOUT)
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(|e| http(format!("no HTTP client: {e}")))?;
-    let mut req = client.request(method, url);
+    let mut req = client()?.request(method, url);
     if let Some((content_type, bytes)) = body {
         if bytes.len() > MAX_REQUEST_BODY_BYTES {
             return Err(http(format!(

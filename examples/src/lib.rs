@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod args;
 pub mod audit;
 pub mod clock;
 mod error;
@@ -9,6 +10,7 @@ mod error;
 pub mod http;
 pub mod narrate;
 
+pub use args::ServeArgs;
 pub use audit::{JsonLines, check_json_lines};
 pub use clock::SimClock;
 pub use error::{During, ExampleError, expect, expect_refused};
