@@ -102,6 +102,23 @@ struct Profile<V> {
     keys: Keys,
 }
 
+impl<V> Profile<V> {
+    /// A profile of `verifier`, checked for its token kind by `kind` (e.g.
+    /// `HostTokenVerifier::new`), with its keys.
+    fn new(
+        verifier: Verifier,
+        keys: Keys,
+        kind: impl FnOnce(Verifier) -> Result<V, VerifyError>,
+    ) -> Result<Self, EdgeError> {
+        let validation = verifier.validation().clone();
+        Ok(Self {
+            verifier: kind(verifier).map_err(EdgeError::Verify)?,
+            validation,
+            keys,
+        })
+    }
+}
+
 struct AuthInner {
     origin: String,
     clock: Arc<dyn Clock>,
@@ -150,31 +167,17 @@ impl EdgeAuthBuilder {
     /// Accepts host tokens of this profile (a [`handoff_verify::TokenKind::Host`] [`Verifier`]) with keys
     /// from `keys`, usually the host's [`RemoteJwks`].
     pub fn host_tokens(mut self, verifier: Verifier, keys: impl Into<Keys>) -> Self {
-        let validation = verifier.validation().clone();
-        match HostTokenVerifier::new(verifier) {
-            Ok(v) => {
-                self.host = Some(Profile {
-                    verifier: v,
-                    validation,
-                    keys: keys.into(),
-                });
-            }
-            Err(e) => self.error = Some(EdgeError::Verify(e)),
+        match Profile::new(verifier, keys.into(), HostTokenVerifier::new) {
+            Ok(p) => self.host = Some(p),
+            Err(e) => self.error = Some(e),
         }
         self
     }
     /// Accepts access tokens of this profile (a [`handoff_verify::TokenKind::Access`] [`Verifier`]).
     pub fn access_tokens(mut self, verifier: Verifier, keys: impl Into<Keys>) -> Self {
-        let validation = verifier.validation().clone();
-        match AccessTokenVerifier::new(verifier) {
-            Ok(v) => {
-                self.access = Some(Profile {
-                    verifier: v,
-                    validation,
-                    keys: keys.into(),
-                });
-            }
-            Err(e) => self.error = Some(EdgeError::Verify(e)),
+        match Profile::new(verifier, keys.into(), AccessTokenVerifier::new) {
+            Ok(p) => self.access = Some(p),
+            Err(e) => self.error = Some(e),
         }
         self
     }
