@@ -57,6 +57,16 @@ pub(crate) fn decode_public(text: &[u8]) -> Result<Vec<u8>, base64ct::Error> {
         .map_err(|_| base64ct::Error::InvalidEncoding)
 }
 
+/// [`decode_public_into`] appended to `out` (which keeps its capacity between tokens).
+pub(crate) fn decode_public_append(text: &[u8], out: &mut Vec<u8>) -> Result<(), base64ct::Error> {
+    if decoded_len(text.len()).is_none() {
+        return Err(base64ct::Error::InvalidLength);
+    }
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_append(text, out)
+        .map_err(|_| base64ct::Error::InvalidEncoding)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -922,6 +922,39 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_found_past_the_inline_names() {
+        // Member names are kept inline up to 8 per object, then in a set: a repeat of
+        // any earlier member is refused on either side of that switch, at the top level
+        // (beside the registered claims) and nested.
+        for n in [7_usize, 8, 9, 20] {
+            let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\":{i}")).collect();
+            let list = members.join(",");
+            for shape in ["{{\"sub\":\"s\",{}}}", "{{\"sub\":\"s\",\"x\":[{{{}}}]}}"] {
+                let unique = shape
+                    .replacen("{}", &list, 1)
+                    .replace("{{", "{")
+                    .replace("}}", "}");
+                assert!(parse_claims::<Value>(unique.as_bytes()).is_ok(), "{unique}");
+                for dup in 0..n {
+                    let repeated = format!("{list},\"m{dup}\":0");
+                    let payload = shape
+                        .replacen("{}", &repeated, 1)
+                        .replace("{{", "{")
+                        .replace("}}", "}");
+                    assert_eq!(
+                        parse_claims::<Value>(payload.as_bytes()).unwrap_err(),
+                        Error::DuplicateMember {
+                            part: "claims",
+                            name: format!("m{dup}")
+                        },
+                        "{payload}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn duplicates_are_refused_at_every_depth_and_in_every_position() {
         // top level, registered and not, escaped spelling
         assert_eq!(dup(r#"{"exp":1,"exp":2}"#), "exp");

@@ -330,7 +330,7 @@ pub fn parse_header(json: &[u8]) -> Result<Header, Error> {
 pub struct Compact<'a> {
     header: Arc<Header>,
     signing_input: &'a str,
-    payload: Vec<u8>,
+    payload: PayloadBuf,
     signature: Signature,
     /// Whether the header came from a [`HeaderCache`] rather than a parse.
     header_cached: bool,
@@ -414,6 +414,47 @@ impl Signature {
     }
 }
 
+/// Largest payload buffer a thread keeps for the next token.
+const POOLED_PAYLOAD: usize = 64 * 1024;
+
+std::thread_local! {
+    /// One decoded-payload buffer per thread, reused by the next token decoded there.
+    static PAYLOAD_POOL: core::cell::Cell<Vec<u8>> = const { core::cell::Cell::new(Vec::new()) };
+}
+
+/// A decoded payload whose buffer goes back to this thread's pool when dropped (if it is
+/// at most [`POOLED_PAYLOAD`] bytes of capacity), so that verifying token after token
+/// neither allocates nor frees a payload-sized block each time. Freeing one, then
+/// allocating one again, between the caller's own small allocations made glibc
+/// consolidate its free lists on every verification of a large token (`benches/RESULTS.md`).
+struct PayloadBuf(Vec<u8>);
+
+impl PayloadBuf {
+    fn decode(text: &str) -> Result<Self, Error> {
+        let mut buf = PAYLOAD_POOL
+            .try_with(core::cell::Cell::take)
+            .unwrap_or_default();
+        buf.clear();
+        match b64::decode_public_append(text.as_bytes(), &mut buf) {
+            Ok(()) => Ok(Self(buf)),
+            Err(_) => {
+                drop(Self(buf));
+                Err(Error::Base64("payload"))
+            }
+        }
+    }
+}
+
+impl Drop for PayloadBuf {
+    fn drop(&mut self) {
+        let buf = core::mem::take(&mut self.0);
+        if buf.capacity() != 0 && buf.capacity() <= POOLED_PAYLOAD {
+            // A thread being torn down has no pool left: the buffer is simply freed.
+            let _ = PAYLOAD_POOL.try_with(|pool| pool.set(buf));
+        }
+    }
+}
+
 /// Bytes of a header decoded on the stack; longer ones (embedded RSA `jwk`) go to the heap.
 const STACK_HEADER: usize = 512;
 
@@ -450,7 +491,7 @@ impl fmt::Debug for Compact<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Compact")
             .field("header", &self.header)
-            .field("payload_len", &self.payload.len())
+            .field("payload_len", &self.payload.0.len())
             .finish_non_exhaustive()
     }
 }
@@ -518,7 +559,7 @@ pub(crate) fn decode_cached<'a>(
         None => Arc::new(decode_header(h)?),
     };
     header.check_crit(opts.understood_crit)?;
-    let payload = decode_segment(p, "payload")?;
+    let payload = PayloadBuf::decode(p)?;
     let signature = decode_signature(s)?;
     Ok(Compact {
         header,
@@ -539,7 +580,7 @@ impl<'a> Compact<'a> {
     /// The payload bytes (untrusted until verified).
     #[must_use]
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        &self.payload.0
     }
 
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
@@ -572,7 +613,11 @@ impl<'a> Compact<'a> {
     /// Consumes the decoded token, returning header and payload.
     #[must_use]
     pub fn into_parts(self) -> (Header, Vec<u8>) {
-        (Arc::unwrap_or_clone(self.header), self.payload)
+        let mut payload = self.payload;
+        (
+            Arc::unwrap_or_clone(self.header),
+            core::mem::take(&mut payload.0),
+        )
     }
 
     /// Whether the header came from the cache (tests).
@@ -690,6 +735,71 @@ mod tests {
             }) => Some(name),
             _ => None,
         }
+    }
+
+    fn token_with_payload(payload: &[u8]) -> String {
+        format!(
+            "{}.{}.{}",
+            b64::encode(br#"{"alg":"HS256"}"#),
+            b64::encode(payload),
+            b64::encode(&[7; 32])
+        )
+    }
+
+    #[test]
+    fn payload_buffer_is_reused_and_never_shows_a_previous_payload() {
+        let opts = DecodeOptions {
+            max_bytes: 1 << 20,
+            understood_crit: &[],
+        };
+        let long = vec![b'x'; 4000];
+        let first = token_with_payload(&long);
+        let short = token_with_payload(b"{}");
+        // Run on a fresh thread, so no other test's buffer is in its pool.
+        std::thread::spawn(move || {
+            let a = decode(&first, &opts).unwrap();
+            assert_eq!(a.payload(), &long[..]);
+            let reused = a.payload().as_ptr();
+            drop(a);
+            // the next token on this thread decodes into the same buffer, holding only
+            // its own bytes
+            let b = decode(&short, &opts).unwrap();
+            assert_eq!(b.payload(), b"{}");
+            assert_eq!(b.payload().as_ptr(), reused);
+            // while `b` is alive, another token gets a buffer of its own
+            let c = decode(&first, &opts).unwrap();
+            assert_ne!(c.payload().as_ptr(), reused);
+            assert_eq!(c.payload(), &long[..]);
+            drop((b, c));
+            // a payload that fails to decode leaves nothing behind for the next one
+            let bad = format!(
+                "{}.{}!.{}",
+                b64::encode(br#"{"alg":"HS256"}"#),
+                "A".repeat(3999),
+                "AAAA"
+            );
+            assert_eq!(decode(&bad, &opts).unwrap_err(), Error::Base64("payload"));
+            let d = decode(&short, &opts).unwrap();
+            assert_eq!(d.payload(), b"{}");
+            // taken out of the token, the buffer is the caller's
+            let (_, owned) = d.into_parts();
+            assert_eq!(owned, b"{}");
+            // a payload over the pool's cap is decoded, and not kept
+            let huge = vec![b'y'; POOLED_PAYLOAD + 1];
+            let huge_token = token_with_payload(&huge);
+            let e = decode(&huge_token, &opts).unwrap();
+            assert_eq!(e.payload(), &huge[..]);
+            drop(e);
+            let kept = PAYLOAD_POOL.with(|p| {
+                let v = p.take();
+                let cap = v.capacity();
+                p.set(v);
+                cap
+            });
+            assert!(kept <= POOLED_PAYLOAD, "{kept}");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
