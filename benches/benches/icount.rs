@@ -20,11 +20,11 @@ use std::process::{Command, ExitCode};
 use benches::fixtures::{
     BenchClaims, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, LargeClaims, LargeCustom,
     P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, large_policy, policy, sign_claims, sign_large,
-    verify_large, verify_ours,
+    verify_large, verify_large_borrowed, verify_ours,
 };
 use benches::report::{
-    ICOUNT_FILE, IcountEntry, JSONWEBTOKEN, JSONWEBTOKEN_AWS_LC, OURS, OURS_AWS_LC, RAW,
-    RAW_AWS_LC, RAW_PREPARED,
+    ICOUNT_FILE, IcountEntry, JSONWEBTOKEN, JSONWEBTOKEN_AWS_LC, OURS, OURS_AWS_LC, OURS_BORROWED,
+    RAW, RAW_AWS_LC, RAW_PREPARED,
 };
 use handoff_core::Algorithm;
 
@@ -86,6 +86,7 @@ fn ops() -> Vec<(String, &'static str, u64)> {
         let n = if alg == "HS256" { 200 } else { 20 };
         out.push((g.clone(), ours(), n));
         if !cfg!(feature = "aws-lc") {
+            out.push((g.clone(), OURS_BORROWED, n));
             out.push((g.clone(), RAW, n));
             out.push((g.clone(), JSONWEBTOKEN, n));
             out.push((g, CLAIMS_JSON_ONLY, n));
@@ -124,6 +125,15 @@ fn build(group: &str, function: &str) -> Box<dyn FnMut()> {
             let p = large_policy(alg).unwrap();
             Box::new(move || {
                 verify_large(black_box(&token), &f.verifying, &p, now).unwrap();
+            })
+        }
+        OURS_BORROWED => {
+            let p = large_policy(alg).unwrap();
+            Box::new(move || {
+                black_box(
+                    verify_large_borrowed(black_box(&token), &f.verifying, &p, now, |g| g.len())
+                        .unwrap(),
+                );
             })
         }
         OURS | OURS_AWS_LC if verify => {

@@ -13,8 +13,12 @@ use benches::fixtures::{
     AUDIENCE, ED25519_PEM, ED25519_PUB_PEM, Fixture, HS256_SECRET, ISSUER, JTI, LEEWAY_SECS,
     P256_PEM, P256_PUB_PEM, RSA_PEM, RSA_PUB_PEM, SUBJECT, policy, sign_claims, verify_ours,
 };
-use benches::fixtures::{LargeClaims, LargeCustom, large_policy, sign_large, verify_large};
-use benches::report::{JSONWEBTOKEN, JWT_SIMPLE, OURS, OURS_AWS_LC, RAW, RAW_PREPARED};
+use benches::fixtures::{
+    LargeClaims, LargeCustom, large_policy, sign_large, verify_large, verify_large_borrowed,
+};
+use benches::report::{
+    JSONWEBTOKEN, JWT_SIMPLE, OURS, OURS_AWS_LC, OURS_BORROWED, RAW, RAW_PREPARED,
+};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
@@ -139,6 +143,18 @@ fn large(c: &mut Criterion, f: &Fixture) {
     assert_eq!(got.custom().grants, claims.grants);
     g.bench_function(ours_name(), |b| {
         b.iter(|| verify_large(black_box(&token), &f.verifying, &p, now).unwrap())
+    });
+    let same = verify_large_borrowed(&token, &f.verifying, &p, now, |g| {
+        g.len() == claims.grants.len() && g.iter().zip(&claims.grants).all(|(a, b)| a.same_as(b))
+    });
+    assert!(
+        same.expect("ours accepts the large token"),
+        "borrowed grants differ"
+    );
+    g.bench_function(OURS_BORROWED, |b| {
+        b.iter(|| {
+            verify_large_borrowed(black_box(&token), &f.verifying, &p, now, |g| g.len()).unwrap()
+        })
     });
     let (_, dec) = common::jwt_keys(f.alg);
     let v = common::jwt_validation(f.alg);

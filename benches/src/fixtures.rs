@@ -338,6 +338,34 @@ pub struct LargeCustom {
     pub grants: Vec<Grant>,
 }
 
+/// [`Grant`] with its strings borrowed from the token's decoded payload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GrantRef<'p> {
+    /// A number.
+    pub id: u64,
+    /// A resource name.
+    pub resource: &'p str,
+    /// Actions on it.
+    #[serde(borrow)]
+    pub actions: Vec<&'p str>,
+}
+
+/// [`LargeCustom`] read with [`handoff_core::verify_decoded_borrowed`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LargeCustomRef<'p> {
+    /// Custom claims: a list of grants.
+    #[serde(borrow)]
+    pub grants: Vec<GrantRef<'p>>,
+}
+
+impl GrantRef<'_> {
+    /// Whether this is the same grant as `g`.
+    #[must_use]
+    pub fn same_as(&self, g: &Grant) -> bool {
+        self.id == g.id && self.resource == g.resource && self.actions == g.actions
+    }
+}
+
 /// Token cap of the large-token policy (the default 16 KiB is below the large token).
 pub const LARGE_MAX_BYTES: usize = 64 * 1024;
 
@@ -385,4 +413,23 @@ pub fn verify_large(
     Ok(handoff_core::verify::<LargeCustom, _>(
         token, key, policy, now,
     )?)
+}
+
+/// What `ours-borrowed` does to verify a large token: [`Validation::decode`], then
+/// [`handoff_core::verify_decoded_borrowed`] into [`LargeCustomRef`] (grants borrowed from
+/// the payload); `check` sees the grants before the token is dropped.
+///
+/// # Errors
+/// [`Error::Core`] with the reason the token was refused.
+pub fn verify_large_borrowed<R>(
+    token: &str,
+    key: &VerifyingKey,
+    policy: &Validation,
+    now: UnixTime,
+    check: impl FnOnce(&[GrantRef<'_>]) -> R,
+) -> Result<R, Error> {
+    let compact = policy.decode(token)?;
+    let verified =
+        handoff_core::verify_decoded_borrowed::<LargeCustomRef<'_>, _>(&compact, key, policy, now)?;
+    Ok(check(&verified.custom().grants))
 }

@@ -31,6 +31,8 @@ pub const OURS_AWS_LC: &str = "ours-aws-lc";
 pub const RAW_AWS_LC: &str = "raw-aws-lc";
 /// Function name of HMAC-SHA256 from a prepared (already keyed) state, cloned per MAC.
 pub const RAW_PREPARED: &str = "raw-prepared";
+/// `ours` with the custom claims borrowed from the payload (`verify-large` groups).
+pub const OURS_BORROWED: &str = "ours-borrowed";
 
 /// File name (inside the criterion directory) of the instruction counts written by the
 /// `icount` bench target.

@@ -594,15 +594,84 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
+    let (registered, custom) = check_token(&compact, keys, v, now)?;
+    Ok(Verified {
+        header: compact.into_header(),
+        registered,
+        custom,
+    })
+}
+
+/// Key selection, signature and claims of a decoded token: what every verification runs.
+fn check_token<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
+    compact: &'p Compact<'_>,
+    keys: &K,
+    v: &Validation,
+    now: UnixTime,
+) -> Result<(RegisteredClaims, T), Error> {
     let header = compact.header();
     let key = keys.select(header.kid(), header.alg())?;
     compact.verify(key)?;
-    v.headers.remember(&compact);
+    v.headers.remember(compact);
     let (registered, custom) = parse_claims::<T>(compact.payload())?;
     check_claims(&registered, v, now)?;
-    let header = compact.into_header();
+    Ok((registered, custom))
+}
+
+/// Finishes [`verify`] on a token decoded by [`Validation::decode`] with the same policy,
+/// with the caller's claims **borrowed from the token's decoded payload**: string members
+/// the caller reads as `&str` (or `Cow<str>` with `#[serde(borrow)]`) point into
+/// `compact` instead of being copied, so reading large custom claims allocates only what
+/// the caller's own collections need. Every check of [`verify`] runs, in the same order,
+/// with the same errors.
+///
+/// A `&str` field cannot hold a JSON string with escapes (`\"`, `\u00e9`): such a token is
+/// refused with [`Error::Json`]; use `Cow<'p, str>` with `#[serde(borrow)]` where escapes
+/// may occur (it borrows when it can and copies only then).
+///
+/// ```
+/// use handoff_core::{Algorithm, SigningKey, UnixTime, Validation, verify_decoded_borrowed};
+/// use handoff_core::jws::{self, SignHeader};
+/// # fn main() -> Result<(), handoff_core::Error> {
+/// let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+/// let key = SigningKey::generate(Algorithm::EdDSA, &mut rng)?;
+/// let now = UnixTime::from_secs(1_700_000_000);
+/// let claims = br#"{"iss":"https://issuer.example","aud":"api","exp":1700000300,"roles":["read","write"]}"#;
+/// let token = jws::sign(&key, &SignHeader::default(), claims, &mut rng)?;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Roles<'p> {
+///     #[serde(borrow)]
+///     roles: Vec<&'p str>,
+/// }
+/// let policy = Validation::builder()
+///     .issuer("https://issuer.example")
+///     .audience("api")
+///     .build()?;
+/// let compact = policy.decode(&token)?;
+/// let keys = key.verifying_key();
+/// let verified = verify_decoded_borrowed::<Roles<'_>, _>(&compact, &keys, &policy, now)?;
+/// assert_eq!(verified.custom().roles, ["read", "write"]);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`verify`]; [`Error::Policy`] when the policy enforces `jti` replay (use
+/// [`verify_decoded_once`]).
+pub fn verify_decoded_borrowed<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
+    compact: &'p Compact<'_>,
+    keys: &K,
+    v: &Validation,
+    now: UnixTime,
+) -> Result<Verified<T>, Error> {
+    if v.replay_purpose.is_some() {
+        return Err(Error::Policy(
+            "this policy enforces jti replay: call verify_decoded_once and confirm the result",
+        ));
+    }
+    let (registered, custom) = check_token(compact, keys, v, now)?;
     Ok(Verified {
-        header,
+        header: compact.shared_header(),
         registered,
         custom,
     })
@@ -617,7 +686,9 @@ fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
 /// registered claim of the wrong type, then `T`'s own complaint. When `T` fails first,
 /// the same streaming pass runs once more without `T` to find out whether a duplicate or
 /// a wrongly typed claim lies further on (only on that error path).
-fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<(RegisteredClaims, T), Error> {
+fn parse_claims<'de, T: Deserialize<'de>>(
+    payload: &'de [u8],
+) -> Result<(RegisteredClaims, T), Error> {
     // UTF-8 checked once for the whole payload, so no pass checks each string again.
     let payload = core::str::from_utf8(payload).map_err(|e| Error::Json {
         part: "claims",
@@ -663,7 +734,9 @@ enum Failure {
 
 /// The one streaming pass: the registered claims, a bit per registered claim of the wrong
 /// type (in [`REGISTERED_NAMES`] order), and `T`.
-fn stream<T: DeserializeOwned>(payload: &str) -> Result<(RegisteredClaims, u8, T), Failure> {
+fn stream<'de, T: Deserialize<'de>>(
+    payload: &'de str,
+) -> Result<(RegisteredClaims, u8, T), Failure> {
     let cx = Cx::default();
     let mut st = OnePass {
         cx: &cx,
@@ -1327,6 +1400,107 @@ mod tests {
         assert_eq!(entries(&v), 4);
         // A clone starts empty.
         assert_eq!(entries(&v.clone()), 0);
+    }
+
+    #[test]
+    fn borrowed_claims_point_into_the_payload_and_keep_every_verdict() {
+        use crate::jws::{SignHeader, sign};
+        use crate::{SigningKey, VerifyingKey};
+        use std::borrow::Cow;
+
+        #[derive(Deserialize, Debug)]
+        struct Grants<'p> {
+            #[serde(borrow)]
+            grants: Vec<&'p str>,
+            #[serde(borrow, default)]
+            note: Option<Cow<'p, str>>,
+        }
+
+        let sk = SigningKey::hs256(vec![7u8; 32]).unwrap();
+        let vk = VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+        let other = VerifyingKey::hs256(vec![8u8; 32]).unwrap();
+        let v = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .build()
+            .unwrap();
+        let now = UnixTime::from_secs(1_000);
+        let token = |payload: &str| {
+            sign(
+                &sk,
+                &SignHeader::default(),
+                payload.as_bytes(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap()
+        };
+
+        // Strings without escapes are borrowed from the decoded payload.
+        let good =
+            token(r#"{"iss":"i","aud":"a","exp":2000,"grants":["read","write"],"note":"n\u00e9"}"#);
+        let compact = v.decode(&good).unwrap();
+        let got = verify_decoded_borrowed::<Grants<'_>, _>(&compact, &vk, &v, now).unwrap();
+        assert_eq!(got.custom().grants, ["read", "write"]);
+        let span = compact.payload().as_ptr_range();
+        for g in &got.custom().grants {
+            assert!(span.contains(&g.as_ptr()), "{g} is not borrowed");
+        }
+        // an escaped string is copied into a Cow, and read correctly
+        assert_eq!(got.custom().note.as_deref(), Some("n\u{e9}"));
+        assert!(matches!(got.custom().note, Some(Cow::Owned(_))));
+        assert_eq!(got.registered().iss.as_deref(), Some("i"));
+        assert_eq!(got.header().alg(), Algorithm::HS256);
+
+        // An escaped string cannot be borrowed as &str: a precise JSON error.
+        let escaped = token(r#"{"iss":"i","aud":"a","exp":2000,"grants":["re\"ad"]}"#);
+        let compact = v.decode(&escaped).unwrap();
+        match verify_decoded_borrowed::<Grants<'_>, _>(&compact, &vk, &v, now).unwrap_err() {
+            Error::Json {
+                part: "claims",
+                detail,
+            } => {
+                assert!(detail.contains("borrowed string"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Every other verdict is the owned path's, error for error.
+        let cases = [
+            r#"{"iss":"i","aud":"a","exp":2000,"grants":["x"]}"#,
+            r#"{"iss":"i","aud":"a","exp":2000,"grants":["x"],"grants":["y"]}"#,
+            r#"{"iss":"i","aud":"a","exp":2000,"grants":[],"o":{"k":1,"k":2}}"#,
+            r#"{"iss":"i","aud":"a","exp":10,"grants":[]}"#,
+            r#"{"iss":"j","aud":"a","exp":2000,"grants":[]}"#,
+            r#"{"iss":"i","aud":"b","exp":2000,"grants":[]}"#,
+            r#"{"iss":7,"aud":"a","exp":2000,"grants":[]}"#,
+            r#"{"iss":"i","aud":"a","exp":"2000","grants":[]}"#,
+            r#"{"iss":"i","aud":"a","grants":[]}"#,
+            r#"{"iss":"i","aud":"a","exp":2000,"grants":[1]}"#,
+            r#"{"iss":"i","aud":"a","exp":2000}"#,
+            r#"{"iss":"i","aud":"a","exp":2000,"grants":[]} x"#,
+        ];
+        for payload in cases {
+            let t = token(payload);
+            for key in [&vk, &other] {
+                let owned = verify::<Value, _>(&t, key, &v, now).map(|_| ());
+                let compact = v.decode(&t).unwrap();
+                let borrowed = verify_decoded_borrowed::<Value, _>(&compact, key, &v, now);
+                assert_eq!(owned, borrowed.map(|_| ()), "{payload}");
+            }
+        }
+
+        // A policy that enforces replay is refused here, as by verify_decoded.
+        let once = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .replay("test")
+            .build()
+            .unwrap();
+        let compact = once.decode(&good).unwrap();
+        assert!(matches!(
+            verify_decoded_borrowed::<Value, _>(&compact, &vk, &once, now).unwrap_err(),
+            Error::Policy(_)
+        ));
     }
 
     #[test]

@@ -630,6 +630,11 @@ impl<'a> Compact<'a> {
     pub(crate) fn into_header(self) -> Arc<Header> {
         self.header
     }
+
+    /// The header, shared (the token stays whole).
+    pub(crate) fn shared_header(&self) -> Arc<Header> {
+        Arc::clone(&self.header)
+    }
 }
 
 /// Header members to write when signing; `alg` always comes from the key.

@@ -19,7 +19,10 @@ mod strict;
 mod time;
 
 pub use alg::Algorithm;
-pub use claims::{Validation, Verified, verify, verify_decoded, verify_decoded_once, verify_once};
+pub use claims::{
+    Validation, Verified, verify, verify_decoded, verify_decoded_borrowed, verify_decoded_once,
+    verify_once,
+};
 pub use error::Error;
 pub use jwks::{Jwks, JwksLimits, KeySource};
 pub use keys::{HmacSecret, SigningKey, Thumbprint, VerifyingKey};
