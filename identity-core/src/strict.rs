@@ -176,11 +176,13 @@ impl Cx {
         self.duplicate.set(Some(name));
         E::custom(msg)
     }
+    #[inline]
     fn wrong(&self, want: Want) {
         if want != Want::Any {
             self.got.set(Got::Wrong);
         }
     }
+    #[inline]
     fn string(&self, want: Want, s: &str) {
         match want {
             Want::Any => {}
@@ -201,6 +203,7 @@ impl Cx {
             Err(_) => self.wrong(want),
         }
     }
+    #[inline]
     fn date(&self, want: Want, d: Option<u64>) {
         match (want, d) {
             (Want::Any, _) => {}
@@ -209,6 +212,7 @@ impl Cx {
         }
     }
     /// Starts an array; gives what its elements want.
+    #[inline]
     fn seq(&self, want: Want) -> Want {
         match want {
             Want::Any => Want::Any,
