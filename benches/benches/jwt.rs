@@ -263,6 +263,24 @@ fn breakdown(c: &mut Criterion, f: &Fixture) {
             serde_json::from_slice::<benches::fixtures::BenchClaims>(black_box(&payload)).unwrap()
         })
     });
+    // The least any verifier built on serde_json can do with these claims: read the six
+    // of them borrowed (no copy, no check), or only validate the JSON.
+    g.bench_function("claims-json-borrowed", |b| {
+        b.iter(|| {
+            serde_json::from_slice::<benches::fixtures::BenchClaimsRef<'_>>(black_box(&payload))
+                .unwrap()
+        })
+    });
+    g.bench_function("claims-json-validate", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&payload)).unwrap())
+    });
+    // `Validation::decode` as `verify` runs it: the header segment found in the policy's
+    // cache (filled by one verification), so no header parse.
+    let policy = policy(f.alg).unwrap();
+    verify_ours(&f.token, &f.verifying, &policy, common::now()).expect("ours accepts it");
+    g.bench_function("decode-cached", |b| {
+        b.iter(|| policy.decode(black_box(&f.token)).unwrap())
+    });
 }
 
 // ---------------------------------------------------------------- jwt-simple

@@ -82,6 +82,23 @@ impl BenchClaims {
     }
 }
 
+/// [`BenchClaims`] with its strings borrowed from the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct BenchClaimsRef<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// Subject.
+    pub sub: &'a str,
+    /// Audience (a single string).
+    pub aud: &'a str,
+    /// Expiry.
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+    /// JWT id.
+    pub jti: &'a str,
+}
+
 /// No claims beyond the registered ones (identity-core reads those itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct NoCustomClaims {}
