@@ -580,12 +580,19 @@ pub fn verify_decoded<T: DeserializeOwned, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
-    if v.replay_purpose.is_some() {
-        return Err(Error::Policy(
-            "this policy enforces jti replay: call verify_once and confirm the result",
-        ));
-    }
+    v.without_replay("this policy enforces jti replay: call verify_once and confirm the result")?;
     verify_inner(compact, keys, v, now)
+}
+
+impl Validation {
+    /// Refuses this policy, with `why`, when it enforces `jti` replay: the caller is on a
+    /// path that would hand the claims over without the replay log's confirmation.
+    fn without_replay(&self, why: &'static str) -> Result<(), Error> {
+        match self.replay_purpose {
+            Some(_) => Err(Error::Policy(why)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
@@ -664,11 +671,9 @@ pub fn verify_decoded_borrowed<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
-    if v.replay_purpose.is_some() {
-        return Err(Error::Policy(
-            "this policy enforces jti replay: call verify_decoded_once and confirm the result",
-        ));
-    }
+    v.without_replay(
+        "this policy enforces jti replay: call verify_decoded_once and confirm the result",
+    )?;
     let (registered, custom) = check_token(compact, keys, v, now)?;
     Ok(Verified {
         header: compact.shared_header(),
