@@ -518,6 +518,11 @@ impl Default for DecodeOptions<'_> {
 /// then the header, parsed strictly once (duplicate members, unknown or `none` algorithms
 /// and unhandled `crit` entries are refused).
 ///
+/// The payload is decoded into a buffer taken from this thread's pool and given back when
+/// the [`Compact`] is dropped (one buffer per thread, kept only up to 64 KiB of capacity), so
+/// decoding token after token does not allocate; [`Compact::into_parts`] hands the buffer to
+/// the caller instead.
+///
 /// # Errors
 /// A precise [`Error`] for every format problem.
 pub fn decode<'a>(token: &'a str, opts: &DecodeOptions<'_>) -> Result<Compact<'a>, Error> {
