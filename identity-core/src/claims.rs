@@ -593,6 +593,13 @@ impl Validation {
             None => Ok(()),
         }
     }
+
+    /// The replay purpose, or a refusal naming the call to use when the policy has none.
+    fn with_replay(&self) -> Result<&'static str, Error> {
+        self.replay_purpose.ok_or(Error::Policy(
+            "this policy does not enforce jti replay: call verify, or add .replay(purpose)",
+        ))
+    }
 }
 
 fn verify_inner<T: DeserializeOwned, K: KeySource + ?Sized>(
@@ -664,7 +671,7 @@ fn check_token<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
 ///
 /// # Errors
 /// As [`verify`]; [`Error::Policy`] when the policy enforces `jti` replay (use
-/// [`verify_decoded_once`]).
+/// [`verify_decoded_once_borrowed`]).
 pub fn verify_decoded_borrowed<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
     compact: &'p Compact<'_>,
     keys: &K,
@@ -672,7 +679,7 @@ pub fn verify_decoded_borrowed<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
     now: UnixTime,
 ) -> Result<Verified<T>, Error> {
     v.without_replay(
-        "this policy enforces jti replay: call verify_decoded_once and confirm the result",
+        "this policy enforces jti replay: call verify_decoded_once_borrowed and confirm the result",
     )?;
     let (registered, custom) = check_token(compact, keys, v, now)?;
     Ok(Verified {
@@ -971,10 +978,39 @@ pub fn verify_decoded_once<T: DeserializeOwned, K: KeySource + ?Sized>(
     v: &Validation,
     now: UnixTime,
 ) -> Result<Unconfirmed<Verified<T>>, Error> {
-    let purpose = v.replay_purpose.ok_or(Error::Policy(
-        "this policy does not enforce jti replay: call verify, or add .replay(purpose)",
-    ))?;
-    let verified: Verified<T> = verify_inner(compact, keys, v, now)?;
+    let purpose = v.with_replay()?;
+    unconfirmed(verify_inner(compact, keys, v, now)?, purpose, v)
+}
+
+/// [`verify_decoded_once`] with the caller's claims borrowed from the decoded payload, as
+/// [`verify_decoded_borrowed`] reads them: the claims stay unreachable until the replay log
+/// has recorded the token's `jti`.
+///
+/// # Errors
+/// As [`verify_once`].
+pub fn verify_decoded_once_borrowed<'p, T: Deserialize<'p>, K: KeySource + ?Sized>(
+    compact: &'p Compact<'_>,
+    keys: &K,
+    v: &Validation,
+    now: UnixTime,
+) -> Result<Unconfirmed<Verified<T>>, Error> {
+    let purpose = v.with_replay()?;
+    let (registered, custom) = check_token(compact, keys, v, now)?;
+    let verified = Verified {
+        header: compact.shared_header(),
+        registered,
+        custom,
+    };
+    unconfirmed(verified, purpose, v)
+}
+
+/// Holds verified claims back until the replay log confirms their `jti`, scoped by issuer
+/// and `purpose`, until `exp` + leeway.
+fn unconfirmed<T>(
+    verified: Verified<T>,
+    purpose: &'static str,
+    v: &Validation,
+) -> Result<Unconfirmed<Verified<T>>, Error> {
     let r = &verified.registered;
     let (Some(iss), Some(jti), Some(exp)) = (&r.iss, &r.jti, r.exp) else {
         return Err(Error::MissingClaim("jti"));
@@ -1505,6 +1541,79 @@ mod tests {
         assert!(matches!(
             verify_decoded_borrowed::<Value, _>(&compact, &vk, &once, now).unwrap_err(),
             Error::Policy(_)
+        ));
+    }
+
+    #[test]
+    fn borrowed_claims_under_a_replay_policy_wait_for_the_log() {
+        use crate::jws::{SignHeader, sign};
+        use crate::replay::{InMemoryReplayLog, ReplayRefused};
+        use crate::{SigningKey, VerifyingKey};
+
+        #[derive(Deserialize, Debug)]
+        struct Scope<'p> {
+            scope: &'p str,
+        }
+
+        let sk = SigningKey::hs256(vec![7u8; 32]).unwrap();
+        let vk = VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+        let now = UnixTime::from_secs(1_000);
+        let once = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .replay("test")
+            .build()
+            .unwrap();
+        let plain = Validation::builder()
+            .issuer("i")
+            .audience("a")
+            .build()
+            .unwrap();
+        let token = |payload: &str| {
+            sign(
+                &sk,
+                &SignHeader::default(),
+                payload.as_bytes(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap()
+        };
+        let log = InMemoryReplayLog::new(16);
+        let t = token(r#"{"iss":"i","aud":"a","exp":2000,"jti":"j1","scope":"read"}"#);
+
+        let compact = once.decode(&t).unwrap();
+        let first = verify_decoded_once_borrowed::<Scope<'_>, _>(&compact, &vk, &once, now)
+            .unwrap()
+            .confirm(&log, now)
+            .unwrap();
+        assert_eq!(first.custom().scope, "read");
+        assert!(
+            compact
+                .payload()
+                .as_ptr_range()
+                .contains(&first.custom().scope.as_ptr())
+        );
+        // the same token again: borrowed or owned, the log refuses it
+        let again = verify_decoded_once_borrowed::<Scope<'_>, _>(&compact, &vk, &once, now)
+            .unwrap()
+            .confirm(&log, now);
+        assert!(matches!(again, Err(ReplayRefused::Replayed)));
+        let owned = verify_once::<Value, _>(&t, &vk, &once, now)
+            .unwrap()
+            .confirm(&log, now);
+        assert!(matches!(owned, Err(ReplayRefused::Replayed)));
+
+        // Same refusals as the owned path: no jti, no replay rule in the policy.
+        let no_jti = token(r#"{"iss":"i","aud":"a","exp":2000,"scope":"read"}"#);
+        let compact = once.decode(&no_jti).unwrap();
+        assert_eq!(
+            verify_decoded_once_borrowed::<Scope<'_>, _>(&compact, &vk, &once, now).unwrap_err(),
+            verify_once::<Value, _>(&no_jti, &vk, &once, now).unwrap_err()
+        );
+        let compact = plain.decode(&t).unwrap();
+        assert!(matches!(
+            verify_decoded_once_borrowed::<Scope<'_>, _>(&compact, &vk, &plain, now).unwrap_err(),
+            Error::Policy(m) if m.contains("does not enforce jti replay")
         ));
     }
 

@@ -21,7 +21,7 @@ mod time;
 pub use alg::Algorithm;
 pub use claims::{
     Validation, Verified, verify, verify_decoded, verify_decoded_borrowed, verify_decoded_once,
-    verify_once,
+    verify_decoded_once_borrowed, verify_once,
 };
 pub use error::Error;
 pub use jwks::{Jwks, JwksLimits, KeySource};
