@@ -1443,10 +1443,25 @@ mod tests {
         assert_eq!(entries(&v.clone()), 0);
     }
 
+    /// An HS256 verifying key and a signer of raw payloads under the same secret.
+    fn hs256_signer() -> (crate::VerifyingKey, impl Fn(&str) -> String) {
+        let sk = crate::SigningKey::hs256(vec![7u8; 32]).unwrap();
+        let vk = crate::VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+        let sign = move |payload: &str| {
+            crate::jws::sign(
+                &sk,
+                &crate::jws::SignHeader::default(),
+                payload.as_bytes(),
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap()
+        };
+        (vk, sign)
+    }
+
     #[test]
     fn borrowed_claims_point_into_the_payload_and_keep_every_verdict() {
-        use crate::jws::{SignHeader, sign};
-        use crate::{SigningKey, VerifyingKey};
+        use crate::VerifyingKey;
         use std::borrow::Cow;
 
         #[derive(Deserialize, Debug)]
@@ -1457,8 +1472,7 @@ mod tests {
             note: Option<Cow<'p, str>>,
         }
 
-        let sk = SigningKey::hs256(vec![7u8; 32]).unwrap();
-        let vk = VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+        let (vk, token) = hs256_signer();
         let other = VerifyingKey::hs256(vec![8u8; 32]).unwrap();
         let v = Validation::builder()
             .issuer("i")
@@ -1466,15 +1480,6 @@ mod tests {
             .build()
             .unwrap();
         let now = UnixTime::from_secs(1_000);
-        let token = |payload: &str| {
-            sign(
-                &sk,
-                &SignHeader::default(),
-                payload.as_bytes(),
-                &mut rand_core::UnwrapErr(getrandom::SysRng),
-            )
-            .unwrap()
-        };
 
         // Strings without escapes are borrowed from the decoded payload.
         let good =
@@ -1546,17 +1551,14 @@ mod tests {
 
     #[test]
     fn borrowed_claims_under_a_replay_policy_wait_for_the_log() {
-        use crate::jws::{SignHeader, sign};
         use crate::replay::{InMemoryReplayLog, ReplayRefused};
-        use crate::{SigningKey, VerifyingKey};
 
         #[derive(Deserialize, Debug)]
         struct Scope<'p> {
             scope: &'p str,
         }
 
-        let sk = SigningKey::hs256(vec![7u8; 32]).unwrap();
-        let vk = VerifyingKey::hs256(vec![7u8; 32]).unwrap();
+        let (vk, token) = hs256_signer();
         let now = UnixTime::from_secs(1_000);
         let once = Validation::builder()
             .issuer("i")
@@ -1569,15 +1571,6 @@ mod tests {
             .audience("a")
             .build()
             .unwrap();
-        let token = |payload: &str| {
-            sign(
-                &sk,
-                &SignHeader::default(),
-                payload.as_bytes(),
-                &mut rand_core::UnwrapErr(getrandom::SysRng),
-            )
-            .unwrap()
-        };
         let log = InMemoryReplayLog::new(16);
         let t = token(r#"{"iss":"i","aud":"a","exp":2000,"jti":"j1","scope":"read"}"#);
 
