@@ -41,8 +41,35 @@ pub static JWS_KEYS: LazyLock<Vec<VerifyingKey>> = LazyLock::new(|| {
 /// Compact JWS decoding and signature verification.
 pub fn jws_decode_verify(data: &[u8]) {
     handoff_core::jws::fuzz_decode(data);
+    jws_decode_oracle(data);
     for key in JWS_KEYS.iter() {
         handoff_core::jws::fuzz_decode_and_verify(data, key);
+    }
+}
+
+/// Holds what `jws::decode` returns to the segments as `str::split` and the constant-time
+/// `base64ct` see them. Tokens decode one after another on this thread, so a pooled payload
+/// buffer that kept bytes from an earlier token would fail here (the oracle lives in the
+/// harness: the library's entry points never panic).
+fn jws_decode_oracle(data: &[u8]) {
+    use handoff_core::{Error, b64, jws};
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
+    let reference: Vec<&str> = s.split('.').collect();
+    match jws::decode(s, &jws::DecodeOptions::default()) {
+        Ok(c) => {
+            let [h, p, sig] = reference.as_slice() else {
+                panic!("decoded a token of {} segments", reference.len());
+            };
+            assert_eq!(c.signing_input(), &s[..h.len() + 1 + p.len()]);
+            assert_eq!(b64::decode(p).ok().as_deref(), Some(c.payload()));
+            assert_eq!(b64::decode(sig).ok().as_deref(), Some(c.signature()));
+        }
+        Err(Error::Malformed(m)) if m.contains("exactly three") => {
+            assert_ne!(reference.len(), 3, "three segments refused as {m}");
+        }
+        Err(_) => {}
     }
 }
 
