@@ -1443,6 +1443,17 @@ mod tests {
         assert_eq!(entries(&v.clone()), 0);
     }
 
+    /// Issuer `i`, audience `a`, and the replay purpose if any.
+    fn policy_ia(replay: Option<&'static str>) -> Validation {
+        let b = Validation::builder().issuer("i").audience("a");
+        match replay {
+            Some(purpose) => b.replay(purpose),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    }
+
     /// An HS256 verifying key and a signer of raw payloads under the same secret.
     fn hs256_signer() -> (crate::VerifyingKey, impl Fn(&str) -> String) {
         let sk = crate::SigningKey::hs256(vec![7u8; 32]).unwrap();
@@ -1474,11 +1485,7 @@ mod tests {
 
         let (vk, token) = hs256_signer();
         let other = VerifyingKey::hs256(vec![8u8; 32]).unwrap();
-        let v = Validation::builder()
-            .issuer("i")
-            .audience("a")
-            .build()
-            .unwrap();
+        let v = policy_ia(None);
         let now = UnixTime::from_secs(1_000);
 
         // Strings without escapes are borrowed from the decoded payload.
@@ -1536,12 +1543,7 @@ mod tests {
         }
 
         // A policy that enforces replay is refused here, as by verify_decoded.
-        let once = Validation::builder()
-            .issuer("i")
-            .audience("a")
-            .replay("test")
-            .build()
-            .unwrap();
+        let once = policy_ia(Some("test"));
         let compact = once.decode(&good).unwrap();
         assert!(matches!(
             verify_decoded_borrowed::<Value, _>(&compact, &vk, &once, now).unwrap_err(),
@@ -1560,17 +1562,8 @@ mod tests {
 
         let (vk, token) = hs256_signer();
         let now = UnixTime::from_secs(1_000);
-        let once = Validation::builder()
-            .issuer("i")
-            .audience("a")
-            .replay("test")
-            .build()
-            .unwrap();
-        let plain = Validation::builder()
-            .issuer("i")
-            .audience("a")
-            .build()
-            .unwrap();
+        let once = policy_ia(Some("test"));
+        let plain = policy_ia(None);
         let log = InMemoryReplayLog::new(16);
         let t = token(r#"{"iss":"i","aud":"a","exp":2000,"jti":"j1","scope":"read"}"#);
 
