@@ -151,7 +151,9 @@ enum Command {
         encrypt: bool,
     },
     /// Serve the JWKS over HTTP (GET/HEAD /.well-known/jwks.json, /certs, /healthz), picking
-    /// up changes to the key file without a restart, until SIGINT or SIGTERM.
+    /// up changes to the key file without a restart, until SIGINT or SIGTERM. An encrypted
+    /// keyring's passphrase comes from HOST_ISSUER_PASSPHRASE or a prompt, once; it stays in
+    /// memory to re-read the file after a rotation.
     Serve {
         #[command(flatten)]
         keys: KeyArgs,
@@ -446,8 +448,10 @@ fn run(cmd: Command) -> Result<(), Failure> {
             dev_aud,
             server: server_args,
         } => {
+            let what = keys.keys.display().to_string();
             let mut config = ServerConfig::from_key_file(&keys.keys, SocketAddr::new(bind, port))
                 .key_file_access(keys.access())
+                .key_file_passphrase(move || key_file::passphrase(&what, false))
                 .limits(server_args.limits());
             if dev_token_endpoint {
                 config = config.dev_token_endpoint(DevTokenConfig {

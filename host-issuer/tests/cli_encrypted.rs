@@ -4,9 +4,17 @@
 //! damaged files refused without a panic, and OpenSSL opening the keys (skips loudly
 //! without the `openssl` command, fails under `CI=true`).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Served, http, wait_for_active_kid, wait_for_health_status};
+use handoff_issuer::server::{ServerConfig, ServerLimits, spawn, write_private_file};
 
 use handoff_core::{Jwks, JwksLimits, Validation, VerifyingKey, verify};
 use handoff_issuer::encrypted::{
@@ -289,5 +297,180 @@ fn openssl_opens_the_keys_of_an_encrypted_keyring() {
         published,
         "OpenSSL opened another key"
     );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// The public JWKS members of an encrypted keyring, read through the library.
+fn kids_and_keys(jwks: &[u8]) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_slice(jwks).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert!(k.get("d").is_none(), "a private member published: {k}");
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["x"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn serve_opens_an_encrypted_keyring_and_reloads_it_after_a_rotation() {
+    let dir = scratch("serve");
+    let path = dir.join("keys.json");
+    let p = s(&path);
+    ok(
+        &["generate-keys", "--encrypt", "--kid", "first", "--out", p],
+        Some(PASS),
+    );
+    let serve = ["serve", "--keys", p, "--port", "0"];
+    // No passphrase (stdin is not a terminal): the server does not start, and says why.
+    let err = fails(&serve, None);
+    assert!(err.contains(PASSPHRASE_ENV), "{err}");
+    let err = fails(&serve, Some("not the passphrase"));
+    assert!(err.contains("wrong passphrase"), "{err}");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-issuer"));
+    cmd.args(serve)
+        .args(["--reload-interval-ms", "50"])
+        .stdin(Stdio::null())
+        .env(PASSPHRASE_ENV, PASS);
+    let server = Served::spawn(cmd);
+    let (status, _, body) = http(server.addr, "GET", "/.well-known/jwks.json", None, b"");
+    assert_eq!(status, 200);
+    let pass = Passphrase::new(PASS).unwrap();
+    let ring = from_encrypted_key_file(&fs::read_to_string(&path).unwrap(), &pass).unwrap();
+    let expected = ring.jwks(now()).to_json().into_bytes();
+    assert_eq!(kids_and_keys(&body), kids_and_keys(&expected));
+    assert_eq!(kids_and_keys(&body)[0].0, "first");
+
+    // A rotation (the file stays encrypted under the same passphrase) is picked up
+    // without a restart and without asking again.
+    ok(&["rotate", "--keys", p, "--kid", "second"], Some(PASS));
+    wait_for_active_kid(server.addr, "second");
+    let (_, _, body) = http(server.addr, "GET", "/.well-known/jwks.json", None, b"");
+    let kids: Vec<String> = kids_and_keys(&body).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kids, ["second", "first"]);
+
+    // The same keys under another passphrase: refused at reload, the last good keys stay
+    // and /healthz says what went wrong.
+    let ring = from_encrypted_key_file(&fs::read_to_string(&path).unwrap(), &pass).unwrap();
+    let other = Passphrase::new("another passphrase").unwrap();
+    let text =
+        to_encrypted_key_file(&ring, &other, &mut rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
+    fs::write(&path, text.as_bytes()).unwrap();
+    let (status, body) = wait_for_health_status(server.addr, 503);
+    assert_eq!(status, 503);
+    assert!(
+        String::from_utf8_lossy(&body).contains("wrong passphrase"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) = http(server.addr, "GET", "/certs", None, b"");
+    assert_eq!(status, 200);
+    assert_eq!(kids_and_keys(&body)[0].0, "second");
+    drop(server);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+fn limits() -> ServerLimits {
+    ServerLimits::default().reload_interval(Duration::from_millis(50))
+}
+
+/// Polls (bounded: 10 s) until `cond` holds.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} within 10 s");
+}
+
+#[test]
+fn a_library_server_asks_for_the_passphrase_once_and_only_for_an_encrypted_file() {
+    let dir = scratch("lib-serve");
+    let path = dir.join("keys.json");
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let pass = Passphrase::new(PASS).unwrap();
+    let mut ring = Keyring::new(
+        HostIssuerKeys::generate(Algorithm::EdDSA, Some("one"), &mut rng).unwrap(),
+        now(),
+    );
+    let text = to_encrypted_key_file(&ring, &pass, &mut rng).unwrap();
+    write_private_file(&path, text.as_bytes(), false).unwrap();
+
+    // Without a passphrase source, an encrypted file is refused with what to do.
+    let err = spawn(ServerConfig::from_key_file(&path, addr).limits(limits()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is an encrypted keyring"), "{err}");
+    assert!(err.contains("key_file_passphrase"), "{err}");
+    // A source that fails: its error, and no server.
+    let err = spawn(
+        ServerConfig::from_key_file(&path, addr)
+            .key_file_passphrase(|| Err(handoff_issuer::Error::KeyFile("no terminal".into()))),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no terminal"), "{err}");
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let server = spawn(
+        ServerConfig::from_key_file(&path, addr)
+            .limits(limits())
+            .key_file_passphrase(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(Passphrase::new(PASS).unwrap())
+            }),
+    )
+    .unwrap();
+    assert_eq!(server.keys().load().active().kid(), "one");
+    // Rotate twice, rewriting the encrypted file each time: reloaded, never asked again.
+    for kid in ["two", "three"] {
+        let key = HostIssuerKeys::generate(Algorithm::EdDSA, Some(kid), &mut rng).unwrap();
+        let _ = ring.rotate(key, now()).unwrap();
+        let text = to_encrypted_key_file(&ring, &pass, &mut rng).unwrap();
+        write_private_file(&path, text.as_bytes(), true).unwrap();
+        eventually(&format!("the server did not reload to {kid}"), || {
+            server.keys().load().active().kid() == kid
+        });
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert!(server.keys().reload_error().is_none());
+    server.shutdown();
+
+    // A plain keyring: the source is never called.
+    write_private_file(&path, ring.to_key_file().as_bytes(), true).unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let server = spawn(
+        ServerConfig::from_key_file(&path, addr)
+            .limits(limits())
+            .key_file_passphrase(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(Passphrase::new(PASS).unwrap())
+            }),
+    )
+    .unwrap();
+    assert_eq!(server.keys().load().active().kid(), "three");
+    // Turned encrypted while the server runs: refused at reload (the source is not called
+    // from the reload task), the keys stay.
+    let text = to_encrypted_key_file(&ring, &pass, &mut rng).unwrap();
+    write_private_file(&path, text.as_bytes(), true).unwrap();
+    eventually("the reload error was not reported", || {
+        server.keys().reload_error().is_some()
+    });
+    let err = server.keys().reload_error().unwrap();
+    assert!(err.contains("is an encrypted keyring"), "{err}");
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(server.keys().load().active().kid(), "three");
+    server.shutdown();
     fs::remove_dir_all(dir).unwrap();
 }

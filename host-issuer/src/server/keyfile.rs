@@ -31,17 +31,8 @@ pub(crate) type KeyFileBytes = Zeroizing<Vec<u8>>;
 /// # Errors
 /// [`Error::KeyFile`] naming the file and saying what to do.
 pub fn load_key_file(path: &Path, access: KeyFileAccess) -> Result<Keyring, Error> {
-    load_key_file_bytes(path, access).map(|(k, _)| k)
-}
-
-/// As [`load_key_file`], also returning the bytes read.
-pub(crate) fn load_key_file_bytes(
-    path: &Path,
-    access: KeyFileAccess,
-) -> Result<(Keyring, KeyFileBytes), Error> {
     let bytes = read_private_file(path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
-    let ring = parse_key_file(path, &bytes)?;
-    Ok((ring, bytes))
+    parse_key_file(path, &bytes)
 }
 
 /// Reads the file at `path` (at most `cap` bytes), checking its permissions on the open
@@ -107,6 +98,54 @@ fn check_permissions(_: &Path, _: &fs::File, _: KeyFileAccess) -> Result<(), Err
 
 pub(crate) fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<Keyring, Error> {
     Keyring::from_key_file(key_file_text(path, bytes)?).map_err(|e| in_file(path, e))
+}
+
+/// The passphrase a server keeps to re-read its encrypted key file (feature
+/// `encrypted-keys`); without the feature a type with no values, so that the server's code
+/// is the same in both builds.
+#[cfg(feature = "encrypted-keys")]
+pub(crate) type FilePassphrase = crate::encrypted::Passphrase;
+/// The passphrase a server keeps to re-read its encrypted key file (feature
+/// `encrypted-keys`); without the feature a type with no values.
+#[cfg(not(feature = "encrypted-keys"))]
+#[derive(Clone)]
+pub(crate) enum FilePassphrase {}
+
+/// Whether the key file's bytes are an encrypted keyring (always false without the
+/// feature: the plain parser then names what it found).
+pub(crate) fn is_encrypted(bytes: &[u8]) -> bool {
+    #[cfg(feature = "encrypted-keys")]
+    {
+        core::str::from_utf8(bytes).is_ok_and(crate::encrypted::is_encrypted_key_file)
+    }
+    #[cfg(not(feature = "encrypted-keys"))]
+    {
+        let _ = bytes;
+        false
+    }
+}
+
+/// Parses a key file's bytes, plain or encrypted: an encrypted one opens with
+/// `passphrase`; with none, the error says how to give the server one.
+pub(crate) fn parse_any_key_file(
+    path: &Path,
+    bytes: &[u8],
+    passphrase: Option<&FilePassphrase>,
+) -> Result<Keyring, Error> {
+    if !is_encrypted(bytes) {
+        return parse_key_file(path, bytes);
+    }
+    #[cfg(feature = "encrypted-keys")]
+    if let Some(p) = passphrase {
+        return crate::encrypted::from_encrypted_key_file(key_file_text(path, bytes)?, p)
+            .map_err(|e| in_file(path, e));
+    }
+    #[cfg(not(feature = "encrypted-keys"))]
+    let _ = passphrase;
+    Err(Error::KeyFile(format!(
+        "{} is an encrypted keyring and the server has no passphrase for it; start the server with its passphrase (`host-issuer serve` reads HOST_ISSUER_PASSPHRASE or asks on the terminal; a library server: ServerConfig::key_file_passphrase)",
+        path.display()
+    )))
 }
 
 /// As [`load_key_file`], for a keyring file that may also be passphrase-encrypted

@@ -14,13 +14,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use super::keyfile::{
-    KeyFileAccess, KeyFileBytes, load_key_file_bytes, parse_key_file, read_private_file, write_file,
+    FilePassphrase, KeyFileAccess, is_encrypted, parse_any_key_file, read_private_file, write_file,
 };
 use super::{
     DEV_BANNER, DevTokenConfig, MAX_TOKEN_REQUEST_BYTES, SharedKeyring, check_dev_bind,
@@ -99,13 +100,39 @@ impl ServerLimits {
     }
 }
 
+/// Where the passphrase of an encrypted key file comes from: called at most once, when
+/// the server first finds its key file encrypted.
+type PassphraseSource = Box<dyn FnOnce() -> Result<FilePassphrase, Error> + Send>;
+
 /// Where the server gets its keys.
-#[derive(Debug)]
 enum KeySource {
-    /// A keyring file, re-read whenever its content changes.
-    File(PathBuf, KeyFileAccess),
+    /// A keyring file, re-read whenever its content changes; plain, or encrypted when a
+    /// passphrase source is given.
+    File {
+        path: PathBuf,
+        access: KeyFileAccess,
+        passphrase: Option<PassphraseSource>,
+    },
     /// A keyring held in memory for the server's life.
     Fixed(Box<Keyring>),
+}
+
+impl core::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::File {
+                path,
+                access,
+                passphrase,
+            } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("access", access)
+                .field("passphrase", &passphrase.as_ref().map(|_| "<source>"))
+                .finish(),
+            Self::Fixed(k) => f.debug_tuple("Fixed").field(k).finish(),
+        }
+    }
 }
 
 /// What [`spawn`] / [`ServerConfig::bind`] start.
@@ -124,7 +151,11 @@ impl ServerConfig {
     pub fn from_key_file(path: impl Into<PathBuf>, bind: SocketAddr) -> Self {
         Self {
             bind,
-            keys: KeySource::File(path.into(), KeyFileAccess::default()),
+            keys: KeySource::File {
+                path: path.into(),
+                access: KeyFileAccess::default(),
+                passphrase: None,
+            },
             dev: None,
             limits: ServerLimits::default(),
         }
@@ -158,8 +189,28 @@ impl ServerConfig {
     /// How strictly the key file is checked (with [`Self::from_key_file`]).
     #[must_use]
     pub fn key_file_access(mut self, access: KeyFileAccess) -> Self {
-        if let KeySource::File(_, a) = &mut self.keys {
+        if let KeySource::File { access: a, .. } = &mut self.keys {
             *a = access;
+        }
+        self
+    }
+
+    /// Lets the server open an encrypted key file ([`crate::encrypted`], feature
+    /// `encrypted-keys`, with [`Self::from_key_file`]): `passphrase` is called at most
+    /// once, on a blocking thread, when the server first finds the file encrypted (so it
+    /// may prompt on a terminal). The passphrase is then kept in memory, zeroized when the
+    /// server stops, to re-read the file when it changes (a rotation keeps the file
+    /// encrypted under it). A file that turns encrypted while the server runs, or under
+    /// another passphrase, is refused at reload: the server keeps its keys and reports the
+    /// error on `/healthz`.
+    #[cfg(feature = "encrypted-keys")]
+    #[must_use]
+    pub fn key_file_passphrase(
+        mut self,
+        passphrase: impl FnOnce() -> Result<crate::encrypted::Passphrase, Error> + Send + 'static,
+    ) -> Self {
+        if let KeySource::File { passphrase: p, .. } = &mut self.keys {
+            *p = Some(Box::new(passphrase));
         }
         self
     }
@@ -201,16 +252,13 @@ impl ServerConfig {
             check_dev_bind(bind, dev)?;
         }
         let (keys, watch) = match keys {
-            KeySource::File(path, access) => {
-                let (ring, bytes) = load_key_file_bytes(&path, access)?;
-                (
-                    SharedKeyring::new(ring),
-                    Some(Watch {
-                        path,
-                        access,
-                        last: bytes,
-                    }),
-                )
+            KeySource::File {
+                path,
+                access,
+                passphrase,
+            } => {
+                let (ring, watch) = open_key_file(path, access, passphrase).await?;
+                (SharedKeyring::new(ring), Some(watch))
             }
             KeySource::Fixed(k) => (SharedKeyring::new(*k), None),
         };
@@ -245,7 +293,38 @@ impl ServerConfig {
 struct Watch {
     path: PathBuf,
     access: KeyFileAccess,
-    last: KeyFileBytes,
+    /// SHA-256 of the content last read (the key file's bytes are not kept).
+    last: [u8; 32],
+    /// The passphrase of an encrypted key file, kept to re-read it (zeroized on drop).
+    passphrase: Option<FilePassphrase>,
+}
+
+/// Reads and parses the key file on a blocking thread (an encrypted file costs a
+/// memory-hard key derivation per key, and its passphrase may be asked on a terminal).
+async fn open_key_file(
+    path: PathBuf,
+    access: KeyFileAccess,
+    source: Option<PassphraseSource>,
+) -> Result<(Keyring, Watch), Error> {
+    tokio::task::spawn_blocking(move || {
+        let bytes = read_private_file(&path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
+        let passphrase = match source {
+            Some(ask) if is_encrypted(&bytes) => Some(ask()?),
+            _ => None,
+        };
+        let ring = parse_any_key_file(&path, &bytes, passphrase.as_ref())?;
+        Ok((
+            ring,
+            Watch {
+                path,
+                access,
+                last: Sha256::digest(&bytes[..]).into(),
+                passphrase,
+            },
+        ))
+    })
+    .await
+    .map_err(|e| Error::Server(format!("the key file task failed: {e}")))?
 }
 
 /// A server bound to its address, not serving yet.
@@ -373,14 +452,21 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
     loop {
         tick.tick().await;
         let (path, access) = (w.path.clone(), w.access);
+        let last = w.last;
+        let passphrase = w.passphrase.clone();
+        // Read, compare and parse off the runtime: an encrypted file costs a memory-hard
+        // key derivation per key.
         let read = tokio::task::spawn_blocking(move || {
-            read_private_file(&path, MAX_KEYRING_FILE_BYTES, access, "keyring")
+            let bytes = read_private_file(&path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
+            let digest: [u8; 32] = Sha256::digest(&bytes[..]).into();
+            if digest == last {
+                return Ok(None);
+            }
+            parse_any_key_file(&path, &bytes, passphrase.as_ref()).map(|ring| Some((ring, digest)))
         })
         .await;
         let outcome = match read {
-            Ok(Ok(bytes)) if bytes[..] == w.last[..] => Ok(None),
-            Ok(Ok(bytes)) => parse_key_file(&w.path, &bytes).map(|ring| Some((ring, bytes))),
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(e) => Err(Error::Server(format!("the reload task failed: {e}"))),
         };
         match outcome {
@@ -389,7 +475,7 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
                     keys.set_reload_error(None);
                 }
             }
-            Ok(Some((ring, bytes))) => {
+            Ok(Some((ring, digest))) => {
                 let new_kid = ring.active().kid().to_owned();
                 let old = keys.replace(ring);
                 let published = keys
@@ -409,7 +495,7 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
                     w.path.display(),
                     old.active().kid()
                 );
-                w.last = bytes;
+                w.last = digest;
                 last_error = None;
             }
             Err(e) => {
