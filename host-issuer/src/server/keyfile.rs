@@ -1,8 +1,9 @@
 //! Key files on disk: the one place the server and the CLI read and write them.
 //!
-//! [`load_key_file`] is the single entry point that turns a path into a [`Keyring`]
-//! (bounded read, owner-only permission check, parse); every command and the server's
-//! hot reload go through it, so a new file form (an encrypted keyring, for example) is a
+//! Every read is bounded and checks owner-only permissions on the open handle
+//! ([`read_private_file`]); the bytes are parsed as a plain keyring ([`load_key_file`]) or,
+//! with feature `encrypted-keys`, as a plain or encrypted one ([`load_any_key_file`], and
+//! the server's start and hot reload through `parse_any_key_file`), so a new file form is a
 //! change here only.
 
 use std::fs;
