@@ -9,7 +9,10 @@
 //! The limiter holds no connection: each check runs on the connection the caller passes
 //! (`redis::Connection`, a pooled one, anything implementing [`redis::ConnectionLike`]).
 
+use std::sync::LazyLock;
+
 use handoff_core::UnixTime;
+use redis::Script;
 
 use crate::StoresError;
 
@@ -32,6 +35,12 @@ if n == 1 then
 end
 return n
 ";
+
+/// The scripts, each hashed once: a check sends `EVALSHA` (40 bytes of hash) and the
+/// redis crate falls back to `EVAL` once when the server answers `NOSCRIPT` (after a
+/// restart or a `SCRIPT FLUSH`).
+static FIXED_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FIXED_WINDOW));
+static SLIDING_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDING_WINDOW));
 
 /// Exact sliding window: one sorted-set member per admitted request, scored by the
 /// second it was counted at. The key's clock never runs backwards: a request whose `now`
@@ -114,8 +123,9 @@ impl RedisRateDecision {
 
 /// A rate limiter whose counters live in Redis / Valkey, atomic across instances.
 ///
-/// Every check is one `EVAL` of a short Lua script (Redis runs a script without
-/// interleaving any other command), with the caller's `now`: the server's clock is never
+/// Every check is one `EVALSHA` of a short Lua script (Redis runs a script without
+/// interleaving any other command; the script itself is sent again only when the server
+/// lost it), with the caller's `now`: the server's clock is never
 /// read, so instances must share a clock within a second (NTP). Keys expire with their
 /// window. A connection or server error is an `Err`: refuse the request (fail closed).
 /// Under `maxmemory` with an evicting policy, counters could be evicted early and let
@@ -214,12 +224,10 @@ impl RedisRateLimiter {
                 let end = (now.as_secs() / window_secs + 1).saturating_mul(window_secs);
                 // Lives until its window ends, plus a second of slack for clock skew.
                 let ttl_ms = (end - now.as_secs() + 1).saturating_mul(1000);
-                let n: u64 = redis::cmd("EVAL")
-                    .arg(FIXED_WINDOW)
-                    .arg(1)
-                    .arg(&k)
+                let n: u64 = FIXED_WINDOW_SCRIPT
+                    .key(&k)
                     .arg(ttl_ms)
-                    .query(conn)
+                    .invoke(conn)
                     .map_err(backend)?;
                 if n <= u64::from(limit) {
                     Ok(RedisRateDecision::Allowed {
@@ -234,16 +242,14 @@ impl RedisRateLimiter {
             }
             RedisRatePolicy::SlidingWindow { limit, window_secs } => {
                 let ttl_ms = (window_secs + 1).saturating_mul(1000);
-                let r: (u8, u64, u64, u64) = redis::cmd("EVAL")
-                    .arg(SLIDING_WINDOW)
-                    .arg(2)
-                    .arg(&k)
-                    .arg(format!("{k}:meta"))
+                let r: (u8, u64, u64, u64) = SLIDING_WINDOW_SCRIPT
+                    .key(&k)
+                    .key(format!("{k}:meta"))
                     .arg(now.as_secs())
                     .arg(window_secs)
                     .arg(limit)
                     .arg(ttl_ms)
-                    .query(conn)
+                    .invoke(conn)
                     .map_err(backend)?;
                 match r {
                     (1, n, _, at) => Ok(RedisRateDecision::Allowed {

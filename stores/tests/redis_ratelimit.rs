@@ -247,3 +247,53 @@ fn bad_settings_are_refused() {
     assert!(l.redis_key(b"", UnixTime::EPOCH).is_err());
     assert!(l.redis_key(&[0u8; 129], UnixTime::EPOCH).is_err());
 }
+
+/// `calls` of `cmd` in `INFO commandstats` (0 when it never ran).
+fn calls(conn: &mut redis::Connection, cmd: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn checks_send_the_script_hash_and_reload_the_script_after_a_flush() {
+    let Some(url) = url("evalsha") else { return };
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for policy in [
+        RedisRatePolicy::FixedWindow {
+            limit: 100,
+            window_secs: 60,
+        },
+        RedisRatePolicy::SlidingWindow {
+            limit: 100,
+            window_secs: 60,
+        },
+    ] {
+        let l = RedisRateLimiter::new(policy, prefix("sha")).unwrap();
+        // The server forgets every script: the first check gets NOSCRIPT for its hash and
+        // must send the script once, then go on by hash.
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let before = calls(&mut conn, "evalsha");
+        let now = wall();
+        for i in 0..10u32 {
+            match l.check(&mut conn, b"k", UnixTime::from_secs(now)).unwrap() {
+                RedisRateDecision::Allowed { remaining, .. } => assert_eq!(remaining, 99 - i),
+                other => panic!("{policy:?}: check {i} refused: {other:?}"),
+            }
+        }
+        // Other tests may run scripts at the same time: at least our ten went by hash.
+        let by_hash = calls(&mut conn, "evalsha") - before;
+        assert!(
+            by_hash >= 10,
+            "{policy:?}: {by_hash} EVALSHA calls for 10 checks (the script text sent each time?)"
+        );
+    }
+}
