@@ -2,9 +2,10 @@
 //! script per check, so the count and the decision are one atomic step on the server
 //! (never a `GET` then a `SET` from the client).
 //!
-//! It is the shared counterpart of `handoff_login::RateLimiter` (same policies, same
-//! window rules, the caller's clock): use the in-memory limiter within one process and
-//! this one when several instances must share a limit.
+//! It is the shared counterpart of `handoff_login::RateLimiter` (same policies: fixed
+//! window, sliding window, token bucket; same rules, the caller's clock; a test holds the
+//! two to the same decisions over a long request sequence): use the in-memory limiter
+//! within one process and this one when several instances must share a limit.
 //!
 //! The limiter holds no connection: each check runs on the connection the caller passes
 //! (`redis::Connection`, a pooled one, anything implementing [`redis::ConnectionLike`]).
@@ -41,6 +42,46 @@ return n
 /// restart or a `SCRIPT FLUSH`).
 static FIXED_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FIXED_WINDOW));
 static SLIDING_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDING_WINDOW));
+static TOKEN_BUCKET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TOKEN_BUCKET));
+
+/// Token bucket, the rules of `handoff_login::RatePolicy::TokenBucket`: a hash holds the
+/// tokens left (`t`) and the instant of the last refill (`l`); a missing hash is a full
+/// bucket. Whole periods elapsed since `l` add `refill` tokens each, up to `capacity`
+/// (a full bucket restarts its period at `now`); a caller whose `now` lags `l` gets no
+/// refill. Admits when a token is left (and takes it), else refuses with the instant the
+/// next token comes. The hash expires once a bucket would be full again. Returns
+/// `{admitted, tokens_left_or_0, retry_at_or_now}`.
+const TOKEN_BUCKET: &str = r"
+local now = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local refill = tonumber(ARGV[3])
+local per = tonumber(ARGV[4])
+local s = redis.call('HMGET', KEYS[1], 't', 'l')
+local tokens = capacity
+local last = now
+if s[1] and s[2] then
+  tokens = tonumber(s[1])
+  last = tonumber(s[2])
+end
+if now > last then
+  local periods = math.floor((now - last) / per)
+  if periods > 0 then
+    tokens = math.min(capacity, tokens + refill * periods)
+    if tokens >= capacity then
+      last = now
+    else
+      last = last + periods * per
+    end
+  end
+end
+if tokens < 1 then
+  return {0, 0, math.max(last + per, now + 1)}
+end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 't', tokens, 'l', last)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, tokens, now}
+";
 
 /// Exact sliding window: one sorted-set member per admitted request, scored by the
 /// second it was counted at. The key's clock never runs backwards: a request whose `now`
@@ -89,6 +130,16 @@ pub enum RedisRatePolicy {
         limit: u32,
         /// Window length in seconds.
         window_secs: u64,
+    },
+    /// A bucket of `capacity` tokens refilled by `refill` tokens every `per_secs` seconds:
+    /// bursts up to `capacity`, then the refill rate (one small hash per key).
+    TokenBucket {
+        /// Bucket size (the largest burst).
+        capacity: u32,
+        /// Tokens added per period.
+        refill: u32,
+        /// Period length in seconds.
+        per_secs: u64,
     },
 }
 
@@ -166,13 +217,29 @@ impl RedisRateLimiter {
                 "key prefix may hold only ASCII letters, digits and :_-./",
             ));
         }
-        let (RedisRatePolicy::FixedWindow { limit, window_secs }
-        | RedisRatePolicy::SlidingWindow { limit, window_secs }) = policy;
+        let (limit, window_secs) = match policy {
+            RedisRatePolicy::FixedWindow { limit, window_secs }
+            | RedisRatePolicy::SlidingWindow { limit, window_secs } => (limit, window_secs),
+            RedisRatePolicy::TokenBucket {
+                capacity,
+                refill,
+                per_secs,
+            } => {
+                if refill == 0 || refill > MAX_LIMIT {
+                    return Err(StoresError::Config(
+                        "token bucket refill must be 1 to 1 000 000",
+                    ));
+                }
+                (capacity, per_secs)
+            }
+        };
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(StoresError::Config("limit must be 1 to 1 000 000"));
+            return Err(StoresError::Config(
+                "limit (or bucket capacity) must be 1 to 1 000 000",
+            ));
         }
         if window_secs == 0 || window_secs > MAX_WINDOW_SECS {
-            return Err(StoresError::Config("window must be 1 s to 1 day"));
+            return Err(StoresError::Config("window or period must be 1 s to 1 day"));
         }
         Ok(Self { policy, prefix })
     }
@@ -184,7 +251,7 @@ impl RedisRateLimiter {
     }
 
     /// The Redis key that holds `key`'s counter (fixed window: the one of the window
-    /// containing `now`; sliding window: the sorted set).
+    /// containing `now`; sliding window: the sorted set; token bucket: the hash).
     ///
     /// # Errors
     /// [`StoresError::Config`] for an empty or oversize key.
@@ -202,6 +269,9 @@ impl RedisRateLimiter {
             ),
             RedisRatePolicy::SlidingWindow { .. } => {
                 format!("{}{{{}}}:z", self.prefix, hex(key))
+            }
+            RedisRatePolicy::TokenBucket { .. } => {
+                format!("{}{{{}}}:b", self.prefix, hex(key))
             }
         })
     }
@@ -260,6 +330,36 @@ impl RedisRateLimiter {
                         retry_after: UnixTime::from_secs(
                             oldest.saturating_add(window_secs).max(at + 1),
                         ),
+                    }),
+                    _ => Err(StoresError::Backend(
+                        "unexpected reply from the rate-limit script".into(),
+                    )),
+                }
+            }
+            RedisRatePolicy::TokenBucket {
+                capacity,
+                refill,
+                per_secs,
+            } => {
+                // A bucket is full again (the same as no hash) after this long.
+                let refill_secs = u64::from(capacity.div_ceil(refill)).saturating_mul(per_secs);
+                let ttl_ms = refill_secs.saturating_add(1).saturating_mul(1000);
+                let r: (u8, u64, u64) = TOKEN_BUCKET_SCRIPT
+                    .key(&k)
+                    .arg(now.as_secs())
+                    .arg(capacity)
+                    .arg(refill)
+                    .arg(per_secs)
+                    .arg(ttl_ms)
+                    .invoke(conn)
+                    .map_err(backend)?;
+                match r {
+                    (1, left, at) => Ok(RedisRateDecision::Allowed {
+                        remaining: u32::try_from(left).unwrap_or(0),
+                        counted_at: UnixTime::from_secs(at),
+                    }),
+                    (0, _, at) => Ok(RedisRateDecision::Limited {
+                        retry_after: UnixTime::from_secs(at),
                     }),
                     _ => Err(StoresError::Backend(
                         "unexpected reply from the rate-limit script".into(),

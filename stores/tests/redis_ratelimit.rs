@@ -297,3 +297,145 @@ fn checks_send_the_script_hash_and_reload_the_script_after_a_flush() {
         );
     }
 }
+
+#[test]
+fn token_bucket_eight_connections_take_exactly_the_tokens() {
+    let Some(url) = url("token_bucket_eight_connections_take_exactly_the_tokens") else {
+        return;
+    };
+    let limiter = Arc::new(
+        RedisRateLimiter::new(
+            RedisRatePolicy::TokenBucket {
+                capacity: 50,
+                refill: 5,
+                per_secs: 10,
+            },
+            prefix("bucket"),
+        )
+        .unwrap(),
+    );
+    // 8 x 40 = 320 attempts at one instant: the burst is the capacity, no more.
+    let n = hammer(&url, &limiter, b"client-3", 40, |_, _| base());
+    assert_eq!(n.len(), 50);
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Empty: the next token comes one period later.
+    assert_eq!(
+        limiter
+            .check(&mut conn, b"client-3", UnixTime::from_secs(base() + 9))
+            .unwrap(),
+        RedisRateDecision::Limited {
+            retry_after: UnixTime::from_secs(base() + 10)
+        }
+    );
+    // One period later, 8 x 10 attempts: exactly `refill` pass.
+    let n = hammer(&url, &limiter, b"client-3", 10, |_, _| base() + 10);
+    assert_eq!(n.len(), 5);
+    // The hash expires once the bucket would be full again (10 periods of 10 s).
+    let key = limiter
+        .redis_key(b"client-3", UnixTime::from_secs(base()))
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    assert!(ttl > 0 && ttl <= 101_000, "{ttl}");
+}
+
+/// A small deterministic generator for the test's request sequence.
+struct Xorshift(u64);
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn every_policy_decides_as_the_in_memory_limiter() {
+    use handoff_login::{RateDecision, RateLimiter, RatePolicy};
+    let Some(url) = url("every_policy_decides_as_the_in_memory_limiter") else {
+        return;
+    };
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let policies = [
+        (
+            RatePolicy::FixedWindow {
+                limit: 5,
+                window_secs: 10,
+            },
+            RedisRatePolicy::FixedWindow {
+                limit: 5,
+                window_secs: 10,
+            },
+        ),
+        (
+            RatePolicy::SlidingWindow {
+                limit: 5,
+                window_secs: 10,
+            },
+            RedisRatePolicy::SlidingWindow {
+                limit: 5,
+                window_secs: 10,
+            },
+        ),
+        (
+            RatePolicy::TokenBucket {
+                capacity: 6,
+                refill: 2,
+                per_secs: 5,
+            },
+            RedisRatePolicy::TokenBucket {
+                capacity: 6,
+                refill: 2,
+                per_secs: 5,
+            },
+        ),
+    ];
+    for (memory_policy, redis_policy) in policies {
+        let mut memory = RateLimiter::<u8>::new(memory_policy, 16).unwrap();
+        let shared = RedisRateLimiter::new(redis_policy, prefix("parity")).unwrap();
+        let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut now = base();
+        let (mut allowed, mut limited) = (0, 0);
+        for i in 0..600 {
+            // Mostly a few requests per second, sometimes a pause; three keys.
+            now += match rng.next() % 10 {
+                0..=5 => 0,
+                6..=8 => 1,
+                _ => rng.next() % 12,
+            };
+            let key = (rng.next() % 3) as u8;
+            let a = memory.check(&key, UnixTime::from_secs(now));
+            let b = shared
+                .check(&mut conn, &[key], UnixTime::from_secs(now))
+                .unwrap();
+            match (a, b) {
+                (
+                    RateDecision::Allowed { remaining: x },
+                    RedisRateDecision::Allowed {
+                        remaining: y,
+                        counted_at,
+                    },
+                ) => {
+                    assert_eq!((x, counted_at.as_secs()), (y, now), "{redis_policy:?} #{i}");
+                    allowed += 1;
+                }
+                (
+                    RateDecision::Limited { retry_after: x },
+                    RedisRateDecision::Limited { retry_after: y },
+                ) => {
+                    assert_eq!(x, y, "{redis_policy:?} #{i}");
+                    limited += 1;
+                }
+                (a, b) => panic!("{redis_policy:?} #{i} at {now}: memory {a:?}, redis {b:?}"),
+            }
+        }
+        // The sequence exercises both outcomes.
+        assert!(allowed > 100 && limited > 100, "{allowed} / {limited}");
+    }
+}
