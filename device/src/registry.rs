@@ -190,6 +190,20 @@ impl Transition {
         registry.compare_and_set(self.expected_version, &self.record)?;
         Ok(self.audit)
     }
+
+    /// As [`Self::commit`], on an [`AsyncDeviceRegistry`](crate::AsyncDeviceRegistry).
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub async fn commit_async<R: crate::AsyncDeviceRegistry>(
+        self,
+        registry: &R,
+    ) -> Result<AuditEvent, DeviceError> {
+        registry
+            .compare_and_set(self.expected_version, &self.record)
+            .await?;
+        Ok(self.audit)
+    }
 }
 
 /// A new pairing request: the record to insert and its audit event.

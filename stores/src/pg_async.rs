@@ -1,10 +1,14 @@
 //! Async PostgreSQL: [`AsyncPgFamilyStore`] implements
-//! [`handoff_refresh::AsyncFamilyStore`] on tokio-postgres, pooled by deadpool-postgres.
+//! [`handoff_refresh::AsyncFamilyStore`] and [`AsyncPgDeviceRegistry`] implements
+//! [`handoff_device::AsyncDeviceRegistry`], on tokio-postgres, pooled by deadpool-postgres.
 //!
-//! The statements are the sync adapter's, translated by the same code
-//! ([`crate::pg::PgFamilyStore`]): one transaction per plan, guards in lock order with
-//! `FOR UPDATE`, every guard and write row-count checked, conflicts (unique, foreign key,
-//! serialization, deadlock) answered as `Conflict`, everything else `StoreUnavailable`.
+//! The statements are the sync adapters', made by the same code
+//! ([`crate::pg::PgFamilyStore`], [`crate::pg::PgDeviceRegistry`]): one transaction per
+//! plan or record, guards in lock order with `FOR UPDATE`, every guard and write
+//! row-count checked, conflicts (unique, foreign key, serialization, deadlock) answered as
+//! `Conflict` (`VersionConflict` / `AlreadyRegistered` for devices), everything else
+//! `StoreUnavailable` (`RegistryUnavailable`); device rows go through the same decoder and
+//! sealer as the sync registry, so either reads what the other wrote.
 //! Needs a tokio runtime (the pool spawns each connection's task on it).
 //!
 //! Pool: deadpool-postgres with `RecyclingMethod::Verified` (a test query before every
@@ -24,11 +28,14 @@ use handoff_refresh::{
 };
 
 use crate::StoresError;
+use crate::pg::device::{self as pg_device, SealedKey};
 use crate::pg::family::{
     FAMILY_NCOLS, Sql, family_at, get, ordered_guards, refs, time, token_at, unavailable,
 };
 use crate::pg::{Failure, SchemaName, classify};
 use crate::pool::PoolConfig;
+use crate::seal::SecretSealer;
+use handoff_device::{AsyncDeviceRegistry, DeviceError, DeviceId, DeviceRecord};
 
 /// An async pool to one database and one schema (same schema as [`crate::pg::PgStore`];
 /// migrate it with [`crate::pg::PgStore::migrate`] or [`AsyncPgStore::migrate`]).
@@ -148,6 +155,17 @@ impl AsyncPgStore {
             .get()
             .await
             .map_err(|e| pool_error(&self.config, e))
+    }
+
+    /// The async device registry on this pool; key secrets sealed by `sealer` (as
+    /// [`crate::pg::PgStore::device_registry`]).
+    #[must_use]
+    pub fn device_registry<S: SecretSealer>(&self, sealer: S) -> AsyncPgDeviceRegistry<S> {
+        AsyncPgDeviceRegistry {
+            store: self.clone(),
+            sql: Arc::new(pg_device::Sql::new(&self.schema)),
+            sealer: Arc::new(sealer),
+        }
     }
 
     /// The async refresh-family store on this pool.
@@ -311,5 +329,164 @@ impl AsyncFamilyStore for AsyncPgFamilyStore {
             families: count(0)?,
             tokens: count(1)?,
         })
+    }
+}
+
+/// An [`AsyncDeviceRegistry`] on PostgreSQL (tokio-postgres + deadpool-postgres): the
+/// contract, statements, row decoder and sealing of [`crate::pg::PgDeviceRegistry`], so
+/// the two share a schema and read each other's records. Keys are sealed before the
+/// transaction starts (no crypto while holding row locks).
+pub struct AsyncPgDeviceRegistry<S> {
+    store: AsyncPgStore,
+    sql: Arc<pg_device::Sql>,
+    sealer: Arc<S>,
+}
+
+impl<S> Clone for AsyncPgDeviceRegistry<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            sql: Arc::clone(&self.sql),
+            sealer: Arc::clone(&self.sealer),
+        }
+    }
+}
+
+impl<S> fmt::Debug for AsyncPgDeviceRegistry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgDeviceRegistry")
+            .field("schema", &self.store.schema.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What ended a device transaction early: a statement error (the caller classifies it),
+/// or the registry's answer.
+enum DeviceAbort {
+    Sql(tokio_postgres::Error),
+    Device(DeviceError),
+}
+
+impl From<tokio_postgres::Error> for DeviceAbort {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<DeviceError> for DeviceAbort {
+    fn from(e: DeviceError) -> Self {
+        Self::Device(e)
+    }
+}
+
+impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
+    async fn client(&self) -> Result<deadpool_postgres::Client, DeviceError> {
+        self.store.client().await.map_err(pg_device::unavailable)
+    }
+
+    async fn insert_keys(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        device: &str,
+        keys: &[(i16, SealedKey)],
+    ) -> Result<(), tokio_postgres::Error> {
+        for (pos, k) in keys {
+            tx.execute(
+                self.sql.insert_key.as_str(),
+                &[&device, &k.key_id, pos, &k.status, &k.until, &k.sealed],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `expected`: `None` inserts, `Some(v)` compare-and-sets against version `v`.
+    async fn write_in(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        expected: Option<i64>,
+        record: &DeviceRecord,
+        keys: &[(i16, SealedKey)],
+    ) -> Result<(), DeviceAbort> {
+        let (state, by, at, expires) = pg_device::state_cols(record.state())?;
+        let version = crate::pg::to_i64(record.version())
+            .ok_or_else(|| pg_device::unavailable("version too large"))?;
+        let device = record.device_id().as_str();
+        let tx = client.transaction().await?;
+        let (n, refused) = match expected {
+            None => (
+                tx.execute(
+                    self.sql.insert_device.as_str(),
+                    &[&device, &state, &by, &at, &expires, &version],
+                )
+                .await?,
+                DeviceError::AlreadyRegistered,
+            ),
+            Some(expected) => (
+                tx.execute(
+                    self.sql.cas_device.as_str(),
+                    &[&device, &state, &by, &at, &expires, &version, &expected],
+                )
+                .await?,
+                DeviceError::VersionConflict,
+            ),
+        };
+        if n != 1 {
+            tx.rollback().await?;
+            return Err(DeviceAbort::Device(refused));
+        }
+        if expected.is_some() {
+            tx.execute(self.sql.delete_keys.as_str(), &[&device])
+                .await?;
+        }
+        self.insert_keys(&tx, device, keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        expected: Option<i64>,
+        record: &DeviceRecord,
+        conflict: DeviceError,
+    ) -> Result<(), DeviceError> {
+        let keys = pg_device::sealed_keys(&*self.sealer, record)?;
+        let mut client = self.client().await?;
+        match self.write_in(&mut client, expected, record, &keys).await {
+            Ok(()) => Ok(()),
+            Err(DeviceAbort::Device(e)) => Err(e),
+            Err(DeviceAbort::Sql(e)) => match classify(&e) {
+                Failure::Conflict => Err(conflict),
+                Failure::Error(msg) => Err(pg_device::unavailable(msg)),
+            },
+        }
+    }
+}
+
+impl<S: SecretSealer> AsyncDeviceRegistry for AsyncPgDeviceRegistry<S> {
+    async fn load(&self, device_id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(self.sql.load.as_str(), &[&device_id.as_str()])
+            .await
+            .map_err(pg_device::unavailable)?;
+        pg_device::decode_rows(&rows, &*self.sealer)
+    }
+
+    async fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
+        self.write(None, record, DeviceError::AlreadyRegistered)
+            .await
+    }
+
+    async fn compare_and_set(
+        &self,
+        expected_version: u64,
+        record: &DeviceRecord,
+    ) -> Result<(), DeviceError> {
+        let Some(expected) = crate::pg::to_i64(expected_version) else {
+            return Err(DeviceError::VersionConflict);
+        };
+        self.write(Some(expected), record, DeviceError::VersionConflict)
+            .await
     }
 }

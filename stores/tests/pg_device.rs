@@ -219,3 +219,197 @@ fn tampered_device_rows_are_refused_naming_the_column() {
     assert_eq!(registry.load(&id).unwrap().unwrap(), req.record);
     drop_schema(&url, &pg);
 }
+
+/// The async registry (tokio-postgres): the same contract as the sync one, on the same
+/// schema, each reading what the other wrote.
+#[cfg(feature = "postgres-async")]
+mod async_registry {
+    use super::*;
+    use handoff_device::{AsyncDeviceRegistry, Transition};
+    use handoff_stores::pg_async::AsyncPgStore;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn kek() -> [u8; 32] {
+        let mut kek = [0u8; 32];
+        rand_core::Rng::fill_bytes(&mut rng(), &mut kek);
+        kek
+    }
+
+    #[test]
+    fn async_lifecycle_reads_and_writes_what_the_sync_registry_does() {
+        let Some((url, pg)) = setup("async_lifecycle") else {
+            return;
+        };
+        let kek = kek();
+        let sync_registry = pg.device_registry(AeadSealer::new(kek));
+        let rt = runtime();
+        let store = rt.block_on(async {
+            AsyncPgStore::connect(&url, pg.schema().as_str(), PoolConfig::default()).unwrap()
+        });
+        let registry = store.device_registry(AeadSealer::new(kek));
+        let t0 = UnixTime::from_secs(1_700_000_000);
+        let alice = OperatorId::new("alice").unwrap();
+
+        // Written async, read sync.
+        let id = DeviceId::new("async-1").unwrap();
+        let req = DeviceRecord::request_pairing(
+            id.clone(),
+            KeyId::new("k1").unwrap(),
+            HmacSecret::generate(&mut rng()),
+            t0,
+            600,
+        );
+        rt.block_on(async {
+            registry.insert(&req.record).await.unwrap();
+            assert_eq!(
+                registry.insert(&req.record).await,
+                Err(DeviceError::AlreadyRegistered)
+            );
+            assert_eq!(registry.load(&id).await.unwrap().unwrap(), req.record);
+            assert_eq!(
+                registry
+                    .load(&DeviceId::new("nobody").unwrap())
+                    .await
+                    .unwrap(),
+                None
+            );
+        });
+        assert_eq!(sync_registry.load(&id).unwrap().unwrap(), req.record);
+
+        // A transition committed async; a stale one loses.
+        let approve = req.record.approve(&alice, t0.saturating_add(10)).unwrap();
+        let stale = req.record.deny(&alice, t0.saturating_add(11)).unwrap();
+        rt.block_on(async {
+            let _ = approve.commit_async(&registry).await.unwrap();
+            assert_eq!(
+                stale.commit_async(&registry).await,
+                Err(DeviceError::VersionConflict)
+            );
+        });
+        let approved = sync_registry.load(&id).unwrap().unwrap();
+        assert!(approved.state().is_approved());
+        assert_eq!(approved.version(), 1);
+
+        // Rotated sync, read async: both keys, statuses and secrets.
+        let rotated = approved
+            .rotate_key(
+                KeyId::new("k2").unwrap(),
+                HmacSecret::generate(&mut rng()),
+                300,
+                t0.saturating_add(20),
+            )
+            .unwrap();
+        let want = rotated.record.clone();
+        let _ = rotated.commit(&sync_registry).unwrap();
+        rt.block_on(async {
+            assert_eq!(registry.load(&id).await.unwrap().unwrap(), want);
+            // Another key-encryption key cannot open the secrets: an error, never a record.
+            let wrong = store.device_registry(AeadSealer::new([0; 32]));
+            assert!(matches!(
+                wrong.load(&id).await,
+                Err(DeviceError::RegistryUnavailable(_))
+            ));
+        });
+        drop(rt);
+        drop_schema(&url, &pg);
+    }
+
+    #[test]
+    fn concurrent_async_decisions_on_one_version_exactly_one_wins() {
+        let Some((url, pg)) = setup("async_concurrent_decisions") else {
+            return;
+        };
+        let rt = runtime();
+        let kek = kek();
+        let store = rt.block_on(async {
+            AsyncPgStore::connect(&url, pg.schema().as_str(), PoolConfig::default()).unwrap()
+        });
+        let registry = store.device_registry(AeadSealer::new(kek));
+        let t0 = UnixTime::from_secs(1_700_000_000);
+        let id = DeviceId::new("contested").unwrap();
+        let req = DeviceRecord::request_pairing(
+            id.clone(),
+            KeyId::new("k1").unwrap(),
+            HmacSecret::generate(&mut rng()),
+            t0,
+            600,
+        );
+        let outcomes = rt.block_on(async {
+            registry.insert(&req.record).await.unwrap();
+            // Eight operators decide on version 0 at once, each on its own connection.
+            let tasks: Vec<_> = (0..8u64)
+                .map(|i| {
+                    let registry = registry.clone();
+                    let op = OperatorId::new(format!("op-{i}")).unwrap();
+                    let at = t0.saturating_add(10 + i);
+                    let decision: Transition = if i % 2 == 0 {
+                        req.record.approve(&op, at).unwrap()
+                    } else {
+                        req.record.deny(&op, at).unwrap()
+                    };
+                    tokio::spawn(async move {
+                        let want = decision.record.clone();
+                        (decision.commit_async(&registry).await.map(|_| ()), want)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        let winners: Vec<_> = outcomes.iter().filter(|(r, _)| r.is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{outcomes:?}");
+        for (r, _) in &outcomes {
+            if r.is_err() {
+                assert_eq!(r, &Err(DeviceError::VersionConflict));
+            }
+        }
+        let stored = pg
+            .device_registry(AeadSealer::new(kek))
+            .load(&id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, winners[0].1);
+        assert_eq!(stored.version(), 1);
+        drop(rt);
+        drop_schema(&url, &pg);
+    }
+
+    #[test]
+    fn unreachable_async_registry_is_an_error_never_unknown() {
+        let rt = runtime();
+        rt.block_on(async {
+            let store = AsyncPgStore::connect(
+                "postgres://x@127.0.0.1:1/none",
+                "identity",
+                PoolConfig::default(),
+            )
+            .unwrap();
+            let registry = store.device_registry(AeadSealer::new([1; 32]));
+            assert!(matches!(
+                registry.load(&DeviceId::new("d").unwrap()).await,
+                Err(DeviceError::RegistryUnavailable(_))
+            ));
+            let req = DeviceRecord::request_pairing(
+                DeviceId::new("d").unwrap(),
+                KeyId::new("k1").unwrap(),
+                HmacSecret::generate(&mut rng()),
+                UnixTime::from_secs(1_700_000_000),
+                600,
+            );
+            assert!(matches!(
+                registry.insert(&req.record).await,
+                Err(DeviceError::RegistryUnavailable(_))
+            ));
+        });
+    }
+}

@@ -12,12 +12,37 @@ use crate::rows::cols::*;
 use crate::rows::{DeviceColumns, DeviceRowError, KeyColumns, RowError, decode_device};
 use crate::seal::SecretSealer;
 
-struct Sql {
-    load: String,
-    insert_device: String,
-    insert_key: String,
-    cas_device: String,
-    delete_keys: String,
+/// The registry's statements for one schema (shared by the sync and async adapters).
+pub(crate) struct Sql {
+    pub(crate) load: String,
+    pub(crate) insert_device: String,
+    pub(crate) insert_key: String,
+    pub(crate) cas_device: String,
+    pub(crate) delete_keys: String,
+}
+
+impl Sql {
+    pub(crate) fn new(schema: &super::SchemaName) -> Self {
+        let s = |q: &str| schema.sql(q);
+        Self {
+            load: s(
+                "SELECT d.device_id, d.state, d.state_by, d.state_at, d.expires_at, d.version, \
+                 k.key_id, k.position, k.status, k.retiring_until, k.sealed_secret \
+                 FROM {s}.devices d LEFT JOIN {s}.device_keys k ON k.device_id = d.device_id \
+                 WHERE d.device_id = $1 ORDER BY k.position LIMIT 5",
+            ),
+            insert_device: s("INSERT INTO {s}.devices \
+                 (device_id, state, state_by, state_at, expires_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING"),
+            insert_key: s("INSERT INTO {s}.device_keys \
+                 (device_id, key_id, position, status, retiring_until, sealed_secret) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"),
+            cas_device: s("UPDATE {s}.devices \
+                 SET state = $2, state_by = $3, state_at = $4, expires_at = $5, version = $6 \
+                 WHERE device_id = $1 AND version = $7"),
+            delete_keys: s("DELETE FROM {s}.device_keys WHERE device_id = $1"),
+        }
+    }
 }
 
 /// A [`DeviceRegistry`] on PostgreSQL. Key secrets are stored only as sealed by the
@@ -43,18 +68,18 @@ impl<S> fmt::Debug for PgDeviceRegistry<S> {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> DeviceError {
+pub(crate) fn unavailable(e: impl fmt::Display) -> DeviceError {
     DeviceError::RegistryUnavailable(e.to_string())
 }
 
-fn big(t: UnixTime) -> Result<i64, DeviceError> {
+pub(crate) fn big(t: UnixTime) -> Result<i64, DeviceError> {
     to_i64(t.as_secs()).ok_or_else(|| unavailable("a time beyond the bigint range"))
 }
 
 /// The columns of a state: (state, by, at, expires_at).
-type StateCols<'a> = (&'static str, Option<&'a str>, Option<i64>, Option<i64>);
+pub(crate) type StateCols<'a> = (&'static str, Option<&'a str>, Option<i64>, Option<i64>);
 
-fn state_cols(s: &DeviceState) -> Result<StateCols<'_>, DeviceError> {
+pub(crate) fn state_cols(s: &DeviceState) -> Result<StateCols<'_>, DeviceError> {
     Ok(match s {
         DeviceState::Pending {
             requested_at,
@@ -99,25 +124,7 @@ impl From<DeviceError> for Abort {
 
 impl<S: SecretSealer> PgDeviceRegistry<S> {
     pub(crate) fn new(shared: Arc<Shared>, sealer: S) -> Self {
-        let s = |q: &str| shared.schema.sql(q);
-        let sql = Sql {
-            load: s(
-                "SELECT d.device_id, d.state, d.state_by, d.state_at, d.expires_at, d.version, \
-                 k.key_id, k.position, k.status, k.retiring_until, k.sealed_secret \
-                 FROM {s}.devices d LEFT JOIN {s}.device_keys k ON k.device_id = d.device_id \
-                 WHERE d.device_id = $1 ORDER BY k.position LIMIT 5",
-            ),
-            insert_device: s("INSERT INTO {s}.devices \
-                 (device_id, state, state_by, state_at, expires_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING"),
-            insert_key: s("INSERT INTO {s}.device_keys \
-                 (device_id, key_id, position, status, retiring_until, sealed_secret) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"),
-            cas_device: s("UPDATE {s}.devices \
-                 SET state = $2, state_by = $3, state_at = $4, expires_at = $5, version = $6 \
-                 WHERE device_id = $1 AND version = $7"),
-            delete_keys: s("DELETE FROM {s}.device_keys WHERE device_id = $1"),
-        };
+        let sql = Sql::new(&shared.schema);
         Self {
             shared,
             sql,
@@ -125,33 +132,8 @@ impl<S: SecretSealer> PgDeviceRegistry<S> {
         }
     }
 
-    /// Seals every key before the transaction starts (no crypto while holding locks).
     fn sealed_keys(&self, record: &DeviceRecord) -> Result<Vec<(i16, SealedKey)>, DeviceError> {
-        let mut out = Vec::with_capacity(record.keys().len());
-        for (pos, k) in (0i16..).zip(record.keys()) {
-            let sealed = self
-                .sealer
-                .seal(record.device_id(), k.key_id(), k.secret())
-                .map_err(|e| match e {
-                    crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
-                    other => unavailable(other),
-                })?;
-            let (status, until) = match k.status() {
-                KeyStatus::Active => ("active", None),
-                KeyStatus::Retiring { until } => ("retiring", Some(big(until)?)),
-                _ => return Err(unavailable("a key status this adapter does not know")),
-            };
-            out.push((
-                pos,
-                SealedKey {
-                    key_id: k.key_id().as_str().to_owned(),
-                    status,
-                    until,
-                    sealed,
-                },
-            ));
-        }
-        Ok(out)
+        sealed_keys(&self.sealer, record)
     }
 
     fn insert_keys(
@@ -232,11 +214,43 @@ impl<S: SecretSealer> PgDeviceRegistry<S> {
     }
 }
 
-struct SealedKey {
-    key_id: String,
-    status: &'static str,
-    until: Option<i64>,
-    sealed: Vec<u8>,
+/// A key row to write: the secret already sealed.
+pub(crate) struct SealedKey {
+    pub(crate) key_id: String,
+    pub(crate) status: &'static str,
+    pub(crate) until: Option<i64>,
+    pub(crate) sealed: Vec<u8>,
+}
+
+/// Seals every key before the transaction starts (no crypto while holding locks).
+pub(crate) fn sealed_keys<S: SecretSealer>(
+    sealer: &S,
+    record: &DeviceRecord,
+) -> Result<Vec<(i16, SealedKey)>, DeviceError> {
+    let mut out = Vec::with_capacity(record.keys().len());
+    for (pos, k) in (0i16..).zip(record.keys()) {
+        let sealed = sealer
+            .seal(record.device_id(), k.key_id(), k.secret())
+            .map_err(|e| match e {
+                crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
+                other => unavailable(other),
+            })?;
+        let (status, until) = match k.status() {
+            KeyStatus::Active => ("active", None),
+            KeyStatus::Retiring { until } => ("retiring", Some(big(until)?)),
+            _ => return Err(unavailable("a key status this adapter does not know")),
+        };
+        out.push((
+            pos,
+            SealedKey {
+                key_id: k.key_id().as_str().to_owned(),
+                status,
+                until,
+                sealed,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
@@ -246,18 +260,7 @@ impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
             .with_client(|c| c.query(self.sql.load.as_str(), &[&device_id.as_str()]))
             .map_err(unavailable)?
             .map_err(unavailable)?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let copied = device_columns(first).and_then(|head| {
-            let mut keys = Vec::with_capacity(rows.len());
-            for row in &rows {
-                keys.extend(key_columns(row)?);
-            }
-            Ok((head, keys))
-        });
-        let (head, keys) = copied.map_err(|e| DeviceError::from(DeviceRowError::Row(e)))?;
-        Ok(Some(decode_device(&head, &keys, &self.sealer)?))
+        decode_rows(&rows, &self.sealer)
     }
 
     fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
@@ -291,6 +294,26 @@ fn lift(r: Result<(), Abort>) -> Result<Result<(), DeviceError>, postgres::Error
         Err(Abort::Sql(e)) => Err(e),
         Err(Abort::Device(d)) => Ok(Err(d)),
     }
+}
+
+/// The record the rows of the load query hold (none when there are no rows), decoded and
+/// unsealed by the shared decoder.
+pub(crate) fn decode_rows<S: SecretSealer>(
+    rows: &[Row],
+    sealer: &S,
+) -> Result<Option<DeviceRecord>, DeviceError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let copied = device_columns(first).and_then(|head| {
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            keys.extend(key_columns(row)?);
+        }
+        Ok((head, keys))
+    });
+    let (head, keys) = copied.map_err(|e| DeviceError::from(DeviceRowError::Row(e)))?;
+    Ok(Some(decode_device(&head, &keys, sealer)?))
 }
 
 /// The device's columns of a row of the load query.

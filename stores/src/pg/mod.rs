@@ -10,7 +10,7 @@
 //! Connections are plain TCP (`NoTls`): run the database on loopback or a private network,
 //! or put a TLS tunnel in front of it.
 
-mod device;
+pub(crate) mod device;
 pub(crate) mod family;
 
 use std::sync::Arc;
