@@ -28,12 +28,13 @@ use handoff_refresh::{
 };
 
 use crate::StoresError;
-use crate::pg::device::{self as pg_device, SealedKey};
+use crate::pg::device::{self as pg_device, PgDeviceWrite};
 use crate::pg::family::{
     FAMILY_NCOLS, Sql, family_at, get, ordered_guards, refs, time, token_at, unavailable,
 };
 use crate::pg::{Failure, SchemaName, classify};
 use crate::pool::PoolConfig;
+use crate::rows::DeviceWrite;
 use crate::seal::SecretSealer;
 use handoff_device::{AsyncDeviceRegistry, DeviceError, DeviceId, DeviceRecord};
 
@@ -360,88 +361,31 @@ impl<S> fmt::Debug for AsyncPgDeviceRegistry<S> {
     }
 }
 
-/// What ended a device transaction early: a statement error (the caller classifies it),
-/// or the registry's answer.
-enum DeviceAbort {
-    Sql(tokio_postgres::Error),
-    Device(DeviceError),
-}
-
-impl From<tokio_postgres::Error> for DeviceAbort {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Sql(e)
-    }
-}
-
-impl From<DeviceError> for DeviceAbort {
-    fn from(e: DeviceError) -> Self {
-        Self::Device(e)
-    }
-}
-
 impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
-    async fn client(&self) -> Result<deadpool_postgres::Client, DeviceError> {
-        self.store.client().await.map_err(pg_device::unavailable)
-    }
-
-    async fn insert_keys(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        device: &str,
-        keys: &[(i16, SealedKey)],
-    ) -> Result<(), tokio_postgres::Error> {
-        for (pos, k) in keys {
-            tx.execute(
-                self.sql.insert_key.as_str(),
-                &[&device, &k.key_id, pos, &k.status, &k.until, &k.sealed],
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// `expected`: `None` inserts, `Some(v)` compare-and-sets against version `v`.
+    /// One transaction: the device row (insert or compare-and-set), then its key rows (the
+    /// statements and parameters of the sync registry). `Ok(false)` when the device
+    /// statement touched no row.
     async fn write_in(
         &self,
         client: &mut deadpool_postgres::Client,
         expected: Option<i64>,
-        record: &DeviceRecord,
-        keys: &[(i16, SealedKey)],
-    ) -> Result<(), DeviceAbort> {
-        let (state, by, at, expires) = pg_device::state_cols(record.state())?;
-        let version = crate::pg::to_i64(record.version())
-            .ok_or_else(|| pg_device::unavailable("version too large"))?;
-        let device = record.device_id().as_str();
+        w: &PgDeviceWrite<'_>,
+    ) -> Result<bool, tokio_postgres::Error> {
         let tx = client.transaction().await?;
-        let (n, refused) = match expected {
-            None => (
-                tx.execute(
-                    self.sql.insert_device.as_str(),
-                    &[&device, &state, &by, &at, &expires, &version],
-                )
-                .await?,
-                DeviceError::AlreadyRegistered,
-            ),
-            Some(expected) => (
-                tx.execute(
-                    self.sql.cas_device.as_str(),
-                    &[&device, &state, &by, &at, &expires, &version, &expected],
-                )
-                .await?,
-                DeviceError::VersionConflict,
-            ),
-        };
-        if n != 1 {
+        let (sql, params) = w.device_statement(&self.sql, &expected);
+        if tx.execute(sql, &params).await? != 1 {
             tx.rollback().await?;
-            return Err(DeviceAbort::Device(refused));
+            return Ok(false);
         }
         if expected.is_some() {
-            tx.execute(self.sql.delete_keys.as_str(), &[&device])
+            tx.execute(self.sql.delete_keys.as_str(), &[&w.device.device_id])
                 .await?;
         }
-        self.insert_keys(&tx, device, keys).await?;
+        for row in w.key_rows() {
+            tx.execute(self.sql.insert_key.as_str(), &row).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn write(
@@ -450,22 +394,17 @@ impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
         record: &DeviceRecord,
         conflict: DeviceError,
     ) -> Result<(), DeviceError> {
-        let keys = pg_device::sealed_keys(&*self.sealer, record)?;
-        let mut client = self.client().await?;
-        match self.write_in(&mut client, expected, record, &keys).await {
-            Ok(()) => Ok(()),
-            Err(DeviceAbort::Device(e)) => Err(e),
-            Err(DeviceAbort::Sql(e)) => match classify(&e) {
-                Failure::Conflict => Err(conflict),
-                Failure::Error(msg) => Err(pg_device::unavailable(msg)),
-            },
-        }
+        let encoded = DeviceWrite::new(record, &*self.sealer)?;
+        let w = PgDeviceWrite::new(&encoded)?;
+        let mut client = self.store.client().await.map_err(pg_device::unavailable)?;
+        let res = self.write_in(&mut client, expected, &w).await;
+        pg_device::written(res, conflict)
     }
 }
 
 impl<S: SecretSealer> AsyncDeviceRegistry for AsyncPgDeviceRegistry<S> {
     async fn load(&self, device_id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
-        let client = self.client().await?;
+        let client = self.store.client().await.map_err(pg_device::unavailable)?;
         let rows = client
             .query(self.sql.load.as_str(), &[&device_id.as_str()])
             .await

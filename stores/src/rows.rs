@@ -731,6 +731,102 @@ pub(crate) fn encode_keys<S: SecretSealer + ?Sized>(
     Ok(out)
 }
 
+/// What an adapter binds to write a device: the `devices` columns ([`encode_device`]) and
+/// the `device_keys` rows ([`encode_keys`], secrets sealed), made before any transaction
+/// starts (no crypto while holding locks). Every engine's write path goes through here, so
+/// the encoders the row fuzzer round-trips are the ones that write.
+#[cfg(feature = "devices")]
+pub(crate) struct DeviceWrite {
+    device: DeviceColumns,
+    keys: Vec<KeyColumns>,
+}
+
+/// The `devices` parameters of a [`DeviceWrite`], text as `&str`.
+#[cfg(feature = "devices")]
+pub(crate) struct DeviceParams<'a> {
+    pub(crate) device_id: &'a str,
+    pub(crate) state: &'a str,
+    pub(crate) state_by: Option<&'a str>,
+    pub(crate) state_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) version: i64,
+}
+
+/// One `device_keys` row's parameters of a [`DeviceWrite`] (its `device_id` is the
+/// device's).
+#[cfg(feature = "devices")]
+pub(crate) struct KeyParams<'a> {
+    pub(crate) key_id: &'a str,
+    pub(crate) position: i64,
+    pub(crate) status: &'a str,
+    pub(crate) retiring_until: Option<i64>,
+    pub(crate) sealed_secret: &'a [u8],
+}
+
+/// A text column the encoders made from a `&str`, back as one for binding.
+#[cfg(feature = "devices")]
+fn bound_text(b: &[u8]) -> Result<&str, DeviceError> {
+    core::str::from_utf8(b)
+        .map_err(|_| DeviceError::RegistryUnavailable("an encoded text column is not UTF-8".into()))
+}
+
+#[cfg(feature = "devices")]
+impl DeviceWrite {
+    /// Encodes `r` and seals its secrets with `sealer`.
+    ///
+    /// # Errors
+    /// [`DeviceError::InvalidRecord`] when the sealer refuses a secret or a time is beyond
+    /// the 64-bit range; [`DeviceError::RegistryUnavailable`] for a sealer failure or a
+    /// state this crate does not know.
+    pub(crate) fn new<S: SecretSealer + ?Sized>(
+        r: &DeviceRecord,
+        sealer: &S,
+    ) -> Result<Self, DeviceError> {
+        let device = encode_device(r).map_err(|e| DeviceError::RegistryUnavailable(e.0.into()))?;
+        let keys = encode_keys(r, sealer).map_err(|e| match e {
+            crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
+            other => DeviceError::RegistryUnavailable(other.to_string()),
+        })?;
+        Ok(Self { device, keys })
+    }
+
+    /// The `devices` parameters.
+    ///
+    /// # Errors
+    /// [`DeviceError::RegistryUnavailable`] if a text column is not UTF-8 (never: the
+    /// encoder made it from a `&str`).
+    pub(crate) fn device(&self) -> Result<DeviceParams<'_>, DeviceError> {
+        let d = &self.device;
+        Ok(DeviceParams {
+            device_id: bound_text(&d.device_id)?,
+            state: bound_text(&d.state)?,
+            state_by: d.state_by.as_deref().map(bound_text).transpose()?,
+            state_at: d.state_at,
+            expires_at: d.expires_at,
+            version: d.version,
+        })
+    }
+
+    /// The `device_keys` rows' parameters, in position order.
+    ///
+    /// # Errors
+    /// As [`Self::device`].
+    pub(crate) fn keys(&self) -> Result<Vec<KeyParams<'_>>, DeviceError> {
+        self.keys
+            .iter()
+            .map(|k| {
+                Ok(KeyParams {
+                    key_id: bound_text(&k.key_id)?,
+                    position: k.position,
+                    status: bound_text(&k.status)?,
+                    retiring_until: k.retiring_until,
+                    sealed_secret: &k.sealed_secret,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(all(test, feature = "families", feature = "devices"))]
 mod tests {
     use super::*;

@@ -3,13 +3,16 @@
 use core::fmt;
 use std::sync::Arc;
 
-use handoff_core::UnixTime;
-use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry, DeviceState, KeyStatus};
+use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry};
 use postgres::Row;
+use postgres::types::ToSql;
 
 use super::{Failure, Shared, cells, classify, to_i64};
 use crate::rows::cols::*;
-use crate::rows::{DeviceColumns, DeviceRowError, KeyColumns, RowError, decode_device};
+use crate::rows::{
+    DeviceColumns, DeviceParams, DeviceRowError, DeviceWrite, KeyColumns, KeyParams, RowError,
+    decode_device,
+};
 use crate::seal::SecretSealer;
 
 /// The registry's statements for one schema (shared by the sync and async adapters).
@@ -72,53 +75,70 @@ pub(crate) fn unavailable(e: impl fmt::Display) -> DeviceError {
     DeviceError::RegistryUnavailable(e.to_string())
 }
 
-pub(crate) fn big(t: UnixTime) -> Result<i64, DeviceError> {
-    to_i64(t.as_secs()).ok_or_else(|| unavailable("a time beyond the bigint range"))
+/// A [`DeviceWrite`] bound for PostgreSQL (shared by the sync and async registries): the
+/// statements' parameters, key positions as `smallint`.
+pub(crate) struct PgDeviceWrite<'a> {
+    pub(crate) device: DeviceParams<'a>,
+    keys: Vec<(i16, KeyParams<'a>)>,
 }
 
-/// The columns of a state: (state, by, at, expires_at).
-pub(crate) type StateCols<'a> = (&'static str, Option<&'a str>, Option<i64>, Option<i64>);
+/// A statement's parameters.
+pub(crate) type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
-pub(crate) fn state_cols(s: &DeviceState) -> Result<StateCols<'_>, DeviceError> {
-    Ok(match s {
-        DeviceState::Pending {
-            requested_at,
-            expires_at,
-        } => (
-            "pending",
-            None,
-            Some(big(*requested_at)?),
-            Some(big(*expires_at)?),
-        ),
-        DeviceState::Approved { by, at } => ("approved", Some(by.as_str()), Some(big(*at)?), None),
-        DeviceState::Suspended { by, at } => {
-            ("suspended", Some(by.as_str()), Some(big(*at)?), None)
-        }
-        DeviceState::Revoked { by, at } => ("revoked", Some(by.as_str()), Some(big(*at)?), None),
-        DeviceState::Denied { by, at } => ("denied", Some(by.as_str()), Some(big(*at)?), None),
-        DeviceState::Expired { at } => ("expired", None, Some(big(*at)?), None),
-        _ => {
-            return Err(unavailable(
-                "a device state this adapter does not know; upgrade the stores crate",
-            ));
-        }
-    })
-}
-
-enum Abort {
-    Sql(postgres::Error),
-    Device(DeviceError),
-}
-
-impl From<postgres::Error> for Abort {
-    fn from(e: postgres::Error) -> Self {
-        Self::Sql(e)
+impl<'a> PgDeviceWrite<'a> {
+    pub(crate) fn new(w: &'a DeviceWrite) -> Result<Self, DeviceError> {
+        let keys = w
+            .keys()?
+            .into_iter()
+            .map(|k| {
+                i16::try_from(k.position)
+                    .map(|p| (p, k))
+                    .map_err(|_| unavailable("a key position beyond smallint"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            device: w.device()?,
+            keys,
+        })
     }
-}
 
-impl From<DeviceError> for Abort {
-    fn from(e: DeviceError) -> Self {
-        Self::Device(e)
+    /// The `devices` statement: an insert (`expected` none) or a compare-and-set against
+    /// version `expected`; either must touch exactly one row.
+    pub(crate) fn device_statement<'s>(
+        &'s self,
+        sql: &'s Sql,
+        expected: &'s Option<i64>,
+    ) -> (&'s str, Params<'s>) {
+        let d = &self.device;
+        let mut params: Params<'s> = vec![
+            &d.device_id,
+            &d.state,
+            &d.state_by,
+            &d.state_at,
+            &d.expires_at,
+            &d.version,
+        ];
+        match expected {
+            None => (sql.insert_device.as_str(), params),
+            Some(v) => {
+                params.push(v);
+                (sql.cas_device.as_str(), params)
+            }
+        }
+    }
+
+    /// The parameters of each `device_keys` insert.
+    pub(crate) fn key_rows(&self) -> impl Iterator<Item = Params<'_>> {
+        self.keys.iter().map(|(pos, k)| -> Params<'_> {
+            vec![
+                &self.device.device_id,
+                &k.key_id,
+                pos,
+                &k.status,
+                &k.retiring_until,
+                &k.sealed_secret,
+            ]
+        })
     }
 }
 
@@ -132,125 +152,56 @@ impl<S: SecretSealer> PgDeviceRegistry<S> {
         }
     }
 
-    fn sealed_keys(&self, record: &DeviceRecord) -> Result<Vec<(i16, SealedKey)>, DeviceError> {
-        sealed_keys(&self.sealer, record)
-    }
-
-    fn insert_keys(
+    /// One transaction: the device row (insert or compare-and-set), then its key rows.
+    /// `Ok(false)` when the device statement touched no row.
+    fn write_in(
         &self,
-        tx: &mut postgres::Transaction<'_>,
-        device: &str,
-        keys: &[(i16, SealedKey)],
-    ) -> Result<(), postgres::Error> {
-        for (pos, k) in keys {
-            tx.execute(
-                self.sql.insert_key.as_str(),
-                &[&device, &k.key_id, pos, &k.status, &k.until, &k.sealed],
-            )?;
+        c: &mut postgres::Client,
+        expected: Option<i64>,
+        w: &PgDeviceWrite<'_>,
+    ) -> Result<bool, postgres::Error> {
+        let mut tx = c.transaction()?;
+        let (sql, params) = w.device_statement(&self.sql, &expected);
+        if tx.execute(sql, &params)? != 1 {
+            tx.rollback()?;
+            return Ok(false);
         }
-        Ok(())
+        if expected.is_some() {
+            tx.execute(self.sql.delete_keys.as_str(), &[&w.device.device_id])?;
+        }
+        for row in w.key_rows() {
+            tx.execute(self.sql.insert_key.as_str(), &row)?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
-    fn finish(
+    fn write(
         &self,
-        res: Result<Result<Result<(), DeviceError>, postgres::Error>, crate::StoresError>,
+        record: &DeviceRecord,
+        expected: Option<i64>,
         conflict: DeviceError,
     ) -> Result<(), DeviceError> {
-        match res.map_err(unavailable)? {
-            Ok(inner) => inner,
-            Err(e) => match classify(&e) {
-                Failure::Conflict => Err(conflict),
-                Failure::Error(msg) => Err(unavailable(msg)),
-            },
-        }
-    }
-
-    fn insert_in(
-        &self,
-        c: &mut postgres::Client,
-        record: &DeviceRecord,
-        keys: &[(i16, SealedKey)],
-    ) -> Result<(), Abort> {
-        let (state, by, at, expires) = state_cols(record.state())?;
-        let version = to_i64(record.version()).ok_or_else(|| unavailable("version too large"))?;
-        let device = record.device_id().as_str();
-        let mut tx = c.transaction()?;
-        let n = tx.execute(
-            self.sql.insert_device.as_str(),
-            &[&device, &state, &by, &at, &expires, &version],
-        )?;
-        if n != 1 {
-            tx.rollback()?;
-            return Err(Abort::Device(DeviceError::AlreadyRegistered));
-        }
-        self.insert_keys(&mut tx, device, keys)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn cas_in(
-        &self,
-        c: &mut postgres::Client,
-        expected: i64,
-        record: &DeviceRecord,
-        keys: &[(i16, SealedKey)],
-    ) -> Result<(), Abort> {
-        let (state, by, at, expires) = state_cols(record.state())?;
-        let version = to_i64(record.version()).ok_or_else(|| unavailable("version too large"))?;
-        let device = record.device_id().as_str();
-        let mut tx = c.transaction()?;
-        let n = tx.execute(
-            self.sql.cas_device.as_str(),
-            &[&device, &state, &by, &at, &expires, &version, &expected],
-        )?;
-        if n != 1 {
-            tx.rollback()?;
-            return Err(Abort::Device(DeviceError::VersionConflict));
-        }
-        tx.execute(self.sql.delete_keys.as_str(), &[&device])?;
-        self.insert_keys(&mut tx, device, keys)?;
-        tx.commit()?;
-        Ok(())
+        let encoded = DeviceWrite::new(record, &self.sealer)?;
+        let w = PgDeviceWrite::new(&encoded)?;
+        let res = self.shared.with_client(|c| self.write_in(c, expected, &w));
+        written(res.map_err(unavailable)?, conflict)
     }
 }
 
-/// A key row to write: the secret already sealed.
-pub(crate) struct SealedKey {
-    pub(crate) key_id: String,
-    pub(crate) status: &'static str,
-    pub(crate) until: Option<i64>,
-    pub(crate) sealed: Vec<u8>,
-}
-
-/// Seals every key before the transaction starts (no crypto while holding locks).
-pub(crate) fn sealed_keys<S: SecretSealer>(
-    sealer: &S,
-    record: &DeviceRecord,
-) -> Result<Vec<(i16, SealedKey)>, DeviceError> {
-    let mut out = Vec::with_capacity(record.keys().len());
-    for (pos, k) in (0i16..).zip(record.keys()) {
-        let sealed = sealer
-            .seal(record.device_id(), k.key_id(), k.secret())
-            .map_err(|e| match e {
-                crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
-                other => unavailable(other),
-            })?;
-        let (status, until) = match k.status() {
-            KeyStatus::Active => ("active", None),
-            KeyStatus::Retiring { until } => ("retiring", Some(big(until)?)),
-            _ => return Err(unavailable("a key status this adapter does not know")),
-        };
-        out.push((
-            pos,
-            SealedKey {
-                key_id: k.key_id().as_str().to_owned(),
-                status,
-                until,
-                sealed,
-            },
-        ));
+/// A write's outcome: no row touched, or a conflicting concurrent write, is `conflict`.
+pub(crate) fn written(
+    res: Result<bool, postgres::Error>,
+    conflict: DeviceError,
+) -> Result<(), DeviceError> {
+    match res {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(conflict),
+        Err(e) => match classify(&e) {
+            Failure::Conflict => Err(conflict),
+            Failure::Error(msg) => Err(unavailable(msg)),
+        },
     }
-    Ok(out)
 }
 
 impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
@@ -264,11 +215,7 @@ impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
     }
 
     fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
-        let keys = self.sealed_keys(record)?;
-        let res = self
-            .shared
-            .with_client(|c| lift(self.insert_in(c, record, &keys)));
-        self.finish(res, DeviceError::AlreadyRegistered)
+        self.write(record, None, DeviceError::AlreadyRegistered)
     }
 
     fn compare_and_set(
@@ -276,23 +223,10 @@ impl<S: SecretSealer> DeviceRegistry for PgDeviceRegistry<S> {
         expected_version: u64,
         record: &DeviceRecord,
     ) -> Result<(), DeviceError> {
-        let keys = self.sealed_keys(record)?;
         let Some(expected) = to_i64(expected_version) else {
             return Err(DeviceError::VersionConflict);
         };
-        let res = self
-            .shared
-            .with_client(|c| lift(self.cas_in(c, expected, record, &keys)));
-        self.finish(res, DeviceError::VersionConflict)
-    }
-}
-
-/// Statement errors go out (so a broken connection is discarded), decisions stay inside.
-fn lift(r: Result<(), Abort>) -> Result<Result<(), DeviceError>, postgres::Error> {
-    match r {
-        Ok(()) => Ok(Ok(())),
-        Err(Abort::Sql(e)) => Err(e),
-        Err(Abort::Device(d)) => Ok(Err(d)),
+        self.write(record, Some(expected), DeviceError::VersionConflict)
     }
 }
 

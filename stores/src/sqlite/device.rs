@@ -3,14 +3,15 @@
 use core::fmt;
 use std::sync::Arc;
 
-use handoff_core::UnixTime;
-use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry, DeviceState, KeyStatus};
-use rusqlite::types::Value;
-use rusqlite::{Connection, TransactionBehavior, params};
+use handoff_device::{DeviceError, DeviceId, DeviceRecord, DeviceRegistry};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
 
 use super::{Shared, cells, describe, is_conflict, to_i64};
 use crate::rows::cols::*;
-use crate::rows::{DeviceColumns, DeviceRowError, KeyColumns, RowError, decode_device};
+use crate::rows::{
+    DeviceColumns, DeviceRowError, DeviceWrite, KeyColumns, RowError, decode_device,
+};
 use crate::seal::SecretSealer;
 
 const LOAD: &str = "SELECT d.device_id, d.state, d.state_by, d.state_at, d.expires_at, \
@@ -50,82 +51,9 @@ fn unavailable(e: impl fmt::Display) -> DeviceError {
     DeviceError::RegistryUnavailable(e.to_string())
 }
 
-fn big(t: UnixTime) -> Result<i64, DeviceError> {
-    to_i64(t.as_secs()).ok_or_else(|| unavailable("a time beyond the INTEGER range"))
-}
-
-fn state_cols(s: &DeviceState) -> Result<[Value; 4], DeviceError> {
-    let text = |s: &str| Value::Text(s.to_owned());
-    let int = |t: UnixTime| big(t).map(Value::Integer);
-    Ok(match s {
-        DeviceState::Pending {
-            requested_at,
-            expires_at,
-        } => [
-            text("pending"),
-            Value::Null,
-            int(*requested_at)?,
-            int(*expires_at)?,
-        ],
-        DeviceState::Approved { by, at } => {
-            [text("approved"), text(by.as_str()), int(*at)?, Value::Null]
-        }
-        DeviceState::Suspended { by, at } => {
-            [text("suspended"), text(by.as_str()), int(*at)?, Value::Null]
-        }
-        DeviceState::Revoked { by, at } => {
-            [text("revoked"), text(by.as_str()), int(*at)?, Value::Null]
-        }
-        DeviceState::Denied { by, at } => {
-            [text("denied"), text(by.as_str()), int(*at)?, Value::Null]
-        }
-        DeviceState::Expired { at } => [text("expired"), Value::Null, int(*at)?, Value::Null],
-        _ => {
-            return Err(unavailable(
-                "a device state this adapter does not know; upgrade the stores crate",
-            ));
-        }
-    })
-}
-
-struct SealedKey {
-    key_id: String,
-    status: &'static str,
-    until: Option<i64>,
-    sealed: Vec<u8>,
-}
-
 impl<S: SecretSealer> SqliteDeviceRegistry<S> {
     pub(crate) fn new(shared: Arc<Shared>, sealer: S) -> Self {
         Self { shared, sealer }
-    }
-
-    fn sealed_keys(&self, record: &DeviceRecord) -> Result<Vec<(i64, SealedKey)>, DeviceError> {
-        let mut out = Vec::with_capacity(record.keys().len());
-        for (pos, k) in (0i64..).zip(record.keys()) {
-            let sealed = self
-                .sealer
-                .seal(record.device_id(), k.key_id(), k.secret())
-                .map_err(|e| match e {
-                    crate::StoresError::Config(msg) => DeviceError::InvalidRecord(msg),
-                    other => unavailable(other),
-                })?;
-            let (status, until) = match k.status() {
-                KeyStatus::Active => ("active", None),
-                KeyStatus::Retiring { until } => ("retiring", Some(big(until)?)),
-                _ => return Err(unavailable("a key status this adapter does not know")),
-            };
-            out.push((
-                pos,
-                SealedKey {
-                    key_id: k.key_id().as_str().to_owned(),
-                    status,
-                    until,
-                    sealed,
-                },
-            ));
-        }
-        Ok(out)
     }
 
     /// Runs one write transaction: an insert (`expected` none) or a compare-and-set.
@@ -135,30 +63,45 @@ impl<S: SecretSealer> SqliteDeviceRegistry<S> {
         expected: Option<i64>,
         conflict: DeviceError,
     ) -> Result<(), DeviceError> {
-        let keys = self.sealed_keys(record)?;
-        let [state, by, at, expires] = state_cols(record.state())?;
-        let version = to_i64(record.version()).ok_or_else(|| unavailable("version too large"))?;
-        let device = record.device_id().as_str();
+        // Encoded and sealed before the transaction starts (no crypto under the lock).
+        let encoded = DeviceWrite::new(record, &self.sealer)?;
+        let d = encoded.device()?;
+        let keys = encoded.keys()?;
         let res = self.shared.with_conn(|c: &mut Connection| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = match expected {
-                None => tx
-                    .prepare_cached(INSERT_DEVICE)?
-                    .execute(params![device, state, by, at, expires, version])?,
-                Some(exp) => tx
-                    .prepare_cached(CAS_DEVICE)?
-                    .execute(params![device, state, by, at, expires, version, exp])?,
+            let mut row: Vec<&dyn ToSql> = vec![
+                &d.device_id,
+                &d.state,
+                &d.state_by,
+                &d.state_at,
+                &d.expires_at,
+                &d.version,
+            ];
+            let sql = match &expected {
+                None => INSERT_DEVICE,
+                Some(exp) => {
+                    row.push(exp);
+                    CAS_DEVICE
+                }
             };
+            let n = tx.prepare_cached(sql)?.execute(params_from_iter(row))?;
             if n != 1 {
                 tx.rollback()?;
                 return Ok(false);
             }
             if expected.is_some() {
-                tx.prepare_cached(DELETE_KEYS)?.execute(params![device])?;
+                tx.prepare_cached(DELETE_KEYS)?
+                    .execute(params![d.device_id])?;
             }
-            for (pos, k) in &keys {
-                tx.prepare_cached(INSERT_KEY)?
-                    .execute(params![device, k.key_id, pos, k.status, k.until, k.sealed])?;
+            for k in &keys {
+                tx.prepare_cached(INSERT_KEY)?.execute(params![
+                    d.device_id,
+                    k.key_id,
+                    k.position,
+                    k.status,
+                    k.retiring_until,
+                    k.sealed_secret
+                ])?;
             }
             tx.commit()?;
             Ok(true)
