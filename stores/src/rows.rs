@@ -250,6 +250,15 @@ impl fmt::Display for EncodeError {
     }
 }
 
+/// A text column the encoders made from a `&str`, back as a `String` for binding.
+///
+/// # Errors
+/// [`EncodeError`] if it is not UTF-8 (never: the encoder made it from a `&str`).
+#[cfg(feature = "families")]
+pub(crate) fn text_column(v: Vec<u8>) -> Result<String, EncodeError> {
+    String::from_utf8(v).map_err(|_| EncodeError("an encoded text column is not UTF-8"))
+}
+
 fn enc_time(t: UnixTime) -> Result<i64, EncodeError> {
     big(t.as_secs()).ok_or(EncodeError("a time beyond the 64-bit signed range"))
 }

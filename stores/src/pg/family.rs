@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 use handoff_core::UnixTime;
 use handoff_refresh::{
-    ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
-    RefreshError, TokenId, TokenRecord, TokenState, Write, WritePlan,
+    ApplyOutcome, FamilyId, FamilyRecord, FamilyStore, GcReport, Guard, Loaded, RefreshError,
+    TokenId, TokenRecord, Write, WritePlan,
 };
 use postgres::Row;
 use postgres::types::ToSql;
 
 use super::{Failure, SchemaName, Shared, cells, classify, to_i64};
 use crate::rows::cols::*;
-use crate::rows::{FamilyColumns, TokenColumns, decode_family, decode_token};
+use crate::rows::{
+    FamilyColumns, TokenColumns, decode_family, decode_token, encode_family, encode_token,
+    text_column,
+};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
      f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
@@ -313,66 +316,47 @@ impl Sql {
         };
         Ok(match w {
             Write::InsertFamily(f) => {
-                let (status, revoked_at, reason) = match f.status {
-                    FamilyStatus::Active => ("active", None, None),
-                    FamilyStatus::Revoked { at, reason } => {
-                        ("revoked", Some(time(at)?), Some(reason.as_str().to_owned()))
-                    }
-                    _ => return Err(unavailable("unknown family status")),
-                };
+                let c = encode_family(f).map_err(unavailable)?;
                 one(
                     &self.insert_family,
                     vec![
-                        b(f.id.as_bytes()),
-                        Box::new(f.subject.clone()),
-                        Box::new(f.client_id.clone()),
-                        Box::new(time(f.created_at)?),
-                        Box::new(time(f.absolute_expires_at)?),
-                        b(f.head.as_bytes()),
-                        ob(f.head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
-                        Box::new(big(f.head_generation)?),
-                        Box::new(big(f.version)?),
-                        Box::new(status),
-                        Box::new(revoked_at),
-                        Box::new(reason),
-                        ob(f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice())),
+                        Box::new(c.id),
+                        Box::new(text_column(c.subject).map_err(unavailable)?),
+                        Box::new(text_column(c.client_id).map_err(unavailable)?),
+                        Box::new(c.created_at),
+                        Box::new(c.absolute_expires_at),
+                        Box::new(c.head),
+                        Box::new(c.head_parent),
+                        Box::new(c.head_generation),
+                        Box::new(c.version),
+                        Box::new(text_column(c.status).map_err(unavailable)?),
+                        Box::new(c.revoked_at),
+                        Box::new(
+                            c.revoked_reason
+                                .map(text_column)
+                                .transpose()
+                                .map_err(unavailable)?,
+                        ),
+                        Box::new(c.dpop_jkt),
                     ],
                 )
             }
             Write::InsertToken(t) => {
-                let (state, at, successor, uses): (&str, Option<i64>, Option<&[u8]>, i32) =
-                    match &t.state {
-                        TokenState::Active => ("active", None, None, 0),
-                        TokenState::Rotated {
-                            at,
-                            successor,
-                            grace_uses,
-                        } => (
-                            "rotated",
-                            Some(time(*at)?),
-                            Some(successor.as_bytes().as_slice()),
-                            i32::try_from(*grace_uses).map_err(|_| out_of_range())?,
-                        ),
-                        TokenState::Superseded { at, by } => (
-                            "superseded",
-                            Some(time(*at)?),
-                            Some(by.as_bytes().as_slice()),
-                            0,
-                        ),
-                        _ => return Err(unavailable("unknown token state")),
-                    };
+                let c = encode_token(t).map_err(unavailable)?;
+                // `integer` (32 bits) in PostgreSQL.
+                let uses = i32::try_from(c.grace_uses).map_err(|_| out_of_range())?;
                 one(
                     &self.insert_token,
                     vec![
-                        b(t.family.as_bytes()),
-                        b(t.id.as_bytes()),
-                        ob(t.parent.as_ref().map(|p| p.as_bytes().as_slice())),
-                        Box::new(big(t.generation)?),
-                        b(t.secret_hash.as_bytes()),
-                        Box::new(time(t.issued_at)?),
-                        Box::new(state),
-                        Box::new(at),
-                        ob(successor),
+                        Box::new(c.family_id),
+                        Box::new(c.id),
+                        Box::new(c.parent),
+                        Box::new(c.generation),
+                        Box::new(c.secret_hash),
+                        Box::new(c.issued_at),
+                        Box::new(text_column(c.state).map_err(unavailable)?),
+                        Box::new(c.state_at),
+                        Box::new(c.successor),
                         Box::new(uses),
                     ],
                 )

@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 use handoff_core::UnixTime;
 use handoff_refresh::{
-    ApplyOutcome, FamilyId, FamilyRecord, FamilyStatus, FamilyStore, GcReport, Guard, Loaded,
-    RefreshError, TokenId, TokenRecord, TokenState, Write, WritePlan,
+    ApplyOutcome, FamilyId, FamilyRecord, FamilyStore, GcReport, Guard, Loaded, RefreshError,
+    TokenId, TokenRecord, Write, WritePlan,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Shared, cells, describe, is_conflict, to_i64};
 use crate::rows::cols::*;
-use crate::rows::{FamilyColumns, TokenColumns, decode_family, decode_token};
+use crate::rows::{
+    FamilyColumns, TokenColumns, decode_family, decode_token, encode_family, encode_token,
+    text_column,
+};
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
      f.head, f.head_parent, f.head_generation, f.version, f.status, f.revoked_at, f.revoked_reason, \
@@ -203,68 +206,42 @@ fn run_guard(c: &Connection, g: &Guard) -> Result<bool, Abort> {
 fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
     let (sql, p): (&str, Vec<Value>) = match w {
         Write::InsertFamily(f) => {
-            let (status, revoked_at, reason) = match f.status {
-                FamilyStatus::Active => ("active", Value::Null, Value::Null),
-                FamilyStatus::Revoked { at, reason } => (
-                    "revoked",
-                    Value::Integer(time(at)?),
-                    Value::Text(reason.as_str().to_owned()),
-                ),
-                _ => return Err(Abort::Refuse(unavailable("unknown family status"))),
-            };
+            let c = encode_family(f).map_err(|e| Abort::Refuse(unavailable(e)))?;
+            let text = |v| text_column(v).map_err(|e| Abort::Refuse(unavailable(e)));
             (
                 INSERT_FAMILY,
                 vec![
-                    blob(f.id.as_bytes()),
-                    Value::Text(f.subject.clone()),
-                    Value::Text(f.client_id.clone()),
-                    Value::Integer(time(f.created_at)?),
-                    Value::Integer(time(f.absolute_expires_at)?),
-                    blob(f.head.as_bytes()),
-                    opt_blob(f.head_parent.as_ref().map(|p| p.as_bytes().as_slice())),
-                    Value::Integer(big(f.head_generation)?),
-                    Value::Integer(big(f.version)?),
-                    Value::Text(status.to_owned()),
-                    revoked_at,
-                    reason,
-                    opt_blob(f.dpop_jkt.as_ref().map(|k| k.as_bytes().as_slice())),
+                    Value::Blob(c.id),
+                    Value::Text(text(c.subject)?),
+                    Value::Text(text(c.client_id)?),
+                    Value::Integer(c.created_at),
+                    Value::Integer(c.absolute_expires_at),
+                    Value::Blob(c.head),
+                    Value::from(c.head_parent),
+                    Value::Integer(c.head_generation),
+                    Value::Integer(c.version),
+                    Value::Text(text(c.status)?),
+                    Value::from(c.revoked_at),
+                    Value::from(c.revoked_reason.map(text).transpose()?),
+                    Value::from(c.dpop_jkt),
                 ],
             )
         }
         Write::InsertToken(t) => {
-            let (state, at, successor, uses) = match &t.state {
-                TokenState::Active => ("active", Value::Null, Value::Null, 0),
-                TokenState::Rotated {
-                    at,
-                    successor,
-                    grace_uses,
-                } => (
-                    "rotated",
-                    Value::Integer(time(*at)?),
-                    blob(successor.as_bytes()),
-                    i64::from(*grace_uses),
-                ),
-                TokenState::Superseded { at, by } => (
-                    "superseded",
-                    Value::Integer(time(*at)?),
-                    blob(by.as_bytes()),
-                    0,
-                ),
-                _ => return Err(Abort::Refuse(unavailable("unknown token state"))),
-            };
+            let c = encode_token(t).map_err(|e| Abort::Refuse(unavailable(e)))?;
             (
                 INSERT_TOKEN,
                 vec![
-                    blob(t.family.as_bytes()),
-                    blob(t.id.as_bytes()),
-                    opt_blob(t.parent.as_ref().map(|p| p.as_bytes().as_slice())),
-                    Value::Integer(big(t.generation)?),
-                    blob(t.secret_hash.as_bytes()),
-                    Value::Integer(time(t.issued_at)?),
-                    Value::Text(state.to_owned()),
-                    at,
-                    successor,
-                    Value::Integer(uses),
+                    Value::Blob(c.family_id),
+                    Value::Blob(c.id),
+                    Value::from(c.parent),
+                    Value::Integer(c.generation),
+                    Value::Blob(c.secret_hash),
+                    Value::Integer(c.issued_at),
+                    Value::Text(text_column(c.state).map_err(|e| Abort::Refuse(unavailable(e)))?),
+                    Value::from(c.state_at),
+                    Value::from(c.successor),
+                    Value::Integer(c.grace_uses),
                 ],
             )
         }
