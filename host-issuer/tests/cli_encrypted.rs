@@ -391,6 +391,22 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
     panic!("{what} within 10 s");
 }
 
+/// A library server on `path` whose passphrase source counts its calls.
+fn counting_server(path: &Path) -> (handoff_issuer::server::ServerHandle, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let server = spawn(
+        ServerConfig::from_key_file(path, "127.0.0.1:0".parse().unwrap())
+            .limits(limits())
+            .key_file_passphrase(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(Passphrase::new(PASS).unwrap())
+            }),
+    )
+    .unwrap();
+    (server, asked)
+}
+
 #[test]
 fn a_library_server_asks_for_the_passphrase_once_and_only_for_an_encrypted_file() {
     let dir = scratch("lib-serve");
@@ -420,17 +436,7 @@ fn a_library_server_asks_for_the_passphrase_once_and_only_for_an_encrypted_file(
     .to_string();
     assert!(err.contains("no terminal"), "{err}");
 
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&asked);
-    let server = spawn(
-        ServerConfig::from_key_file(&path, addr)
-            .limits(limits())
-            .key_file_passphrase(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(Passphrase::new(PASS).unwrap())
-            }),
-    )
-    .unwrap();
+    let (server, asked) = counting_server(&path);
     assert_eq!(server.keys().load().active().kid(), "one");
     // Rotate twice, rewriting the encrypted file each time: reloaded, never asked again.
     for kid in ["two", "three"] {
@@ -448,17 +454,7 @@ fn a_library_server_asks_for_the_passphrase_once_and_only_for_an_encrypted_file(
 
     // A plain keyring: the source is never called.
     write_private_file(&path, ring.to_key_file().as_bytes(), true).unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&asked);
-    let server = spawn(
-        ServerConfig::from_key_file(&path, addr)
-            .limits(limits())
-            .key_file_passphrase(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(Passphrase::new(PASS).unwrap())
-            }),
-    )
-    .unwrap();
+    let (server, asked) = counting_server(&path);
     assert_eq!(server.keys().load().active().kid(), "three");
     // Turned encrypted while the server runs: refused at reload (the source is not called
     // from the reload task), the keys stay.
