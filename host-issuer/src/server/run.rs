@@ -449,33 +449,45 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_error: Option<String> = None;
+    // The content that last failed to parse: not parsed again until it changes (an
+    // encrypted file under a foreign passphrase costs a key derivation per key and try).
+    let mut failed: Option<[u8; 32]> = None;
     loop {
         tick.tick().await;
         let (path, access) = (w.path.clone(), w.access);
-        let last = w.last;
-        let passphrase = w.passphrase.clone();
-        // Read, compare and parse off the runtime: an encrypted file costs a memory-hard
-        // key derivation per key.
+        let (last, passphrase) = (w.last, w.passphrase.clone());
+        // Read, compare and parse off the runtime.
         let read = tokio::task::spawn_blocking(move || {
             let bytes = read_private_file(&path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
             let digest: [u8; 32] = Sha256::digest(&bytes[..]).into();
             if digest == last {
-                return Ok(None);
+                return Ok(Reread::Unchanged);
             }
-            parse_any_key_file(&path, &bytes, passphrase.as_ref()).map(|ring| Some((ring, digest)))
+            if failed == Some(digest) {
+                return Ok(Reread::StillBroken);
+            }
+            #[cfg(test)]
+            tests::PARSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Reread::Changed(
+                digest,
+                parse_any_key_file(&path, &bytes, passphrase.as_ref()),
+            ))
         })
         .await;
         let outcome = match read {
             Ok(r) => r,
             Err(e) => Err(Error::Server(format!("the reload task failed: {e}"))),
         };
-        match outcome {
-            Ok(None) => {
+        let error = match outcome {
+            Ok(Reread::Unchanged) => {
+                failed = None;
                 if last_error.take().is_some() {
                     keys.set_reload_error(None);
                 }
+                continue;
             }
-            Ok(Some((ring, digest))) => {
+            Ok(Reread::StillBroken) => continue,
+            Ok(Reread::Changed(digest, Ok(ring))) => {
                 let new_kid = ring.active().kid().to_owned();
                 let old = keys.replace(ring);
                 let published = keys
@@ -496,18 +508,35 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
                     old.active().kid()
                 );
                 w.last = digest;
-                last_error = None;
+                (failed, last_error) = (None, None);
+                continue;
+            }
+            Ok(Reread::Changed(digest, Err(e))) => {
+                failed = Some(digest);
+                e
             }
             Err(e) => {
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
-                    eprintln!("host-issuer: reload failed, keeping the previous keys: {msg}");
-                }
-                keys.set_reload_error(Some(msg.clone()));
-                last_error = Some(msg);
+                failed = None;
+                e
             }
+        };
+        let msg = error.to_string();
+        if last_error.as_deref() != Some(msg.as_str()) {
+            eprintln!("host-issuer: reload failed, keeping the previous keys: {msg}");
         }
+        keys.set_reload_error(Some(msg.clone()));
+        last_error = Some(msg);
     }
+}
+
+/// What a reload tick found.
+enum Reread {
+    /// The content last loaded.
+    Unchanged,
+    /// The content that last failed to parse.
+    StillBroken,
+    /// New content: its digest and what parsing it gave.
+    Changed([u8; 32], Result<Keyring, Error>),
 }
 
 /// Binds and serves `config` until `shutdown` completes. Call inside a tokio runtime.
@@ -706,4 +735,83 @@ pub fn load_or_create_dev_key<R: rand_core::CryptoRng + ?Sized>(
     write_file(&private, key.to_pkcs8_pem()?.as_bytes(), false, 0o600)?;
     write_file(&public, key.to_public_key_pem()?.as_bytes(), true, 0o644)?;
     Ok((key, DevKeySource::Created(dir.to_path_buf())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    /// Key files parsed by reload ticks (this module's one server test is the only user).
+    pub(super) static PARSES: AtomicUsize = AtomicUsize::new(0);
+
+    #[cfg(feature = "encrypted-keys")]
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    fn a_broken_key_file_is_parsed_once_not_every_tick() {
+        use std::sync::atomic::Ordering::SeqCst;
+
+        use super::*;
+        use crate::encrypted::{Passphrase, to_encrypted_key_file};
+        use crate::server::write_private_file;
+
+        let dir = std::env::temp_dir().join(format!("issuer-reload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.json");
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let pass = Passphrase::new("the server's passphrase").unwrap();
+        let now = system_now().unwrap();
+        let mut ring = Keyring::new(
+            HostIssuerKeys::generate(Algorithm::EdDSA, Some("one"), &mut rng).unwrap(),
+            now,
+        );
+        let text = to_encrypted_key_file(&ring, &pass, &mut rng).unwrap();
+        write_private_file(&path, text.as_bytes(), false).unwrap();
+        let every = Duration::from_millis(20);
+        let server = spawn(
+            ServerConfig::from_key_file(&path, "127.0.0.1:0".parse().unwrap())
+                .limits(ServerLimits::default().reload_interval(every))
+                .key_file_passphrase(|| Ok(Passphrase::new("the server's passphrase").unwrap())),
+        )
+        .unwrap();
+        let wait = |what: &str, cond: &dyn Fn() -> bool| {
+            for _ in 0..500 {
+                if cond() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+            panic!("{what} within 10 s");
+        };
+
+        // The same keys under a passphrase the server does not hold: refused once, and not
+        // parsed again while the content stays the same (each try is a key derivation).
+        let foreign = Passphrase::new("someone else's passphrase").unwrap();
+        let text = to_encrypted_key_file(&ring, &foreign, &mut rng).unwrap();
+        write_private_file(&path, text.as_bytes(), true).unwrap();
+        wait("no reload error", &|| {
+            server.keys().reload_error().is_some()
+        });
+        let parsed = PARSES.load(SeqCst);
+        std::thread::sleep(every * 25);
+        assert_eq!(
+            PARSES.load(SeqCst),
+            parsed,
+            "the broken file was parsed again"
+        );
+        let err = server.keys().reload_error().unwrap();
+        assert!(err.contains("wrong passphrase"), "{err}");
+
+        // A rotation written under the right passphrase is picked up and clears the error.
+        let key = HostIssuerKeys::generate(Algorithm::EdDSA, Some("two"), &mut rng).unwrap();
+        let _ = ring.rotate(key, now).unwrap();
+        let text = to_encrypted_key_file(&ring, &pass, &mut rng).unwrap();
+        write_private_file(&path, text.as_bytes(), true).unwrap();
+        wait("no reload to kid two", &|| {
+            server.keys().load().active().kid() == "two"
+        });
+        assert!(server.keys().reload_error().is_none());
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
