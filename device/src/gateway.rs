@@ -476,27 +476,42 @@ impl Gateway {
         now: UnixTime,
         rng: &mut R,
     ) -> Result<IssuedSession, Rejection> {
-        let msg = HandshakeMessage::parse(wire).map_err(|error| Rejection {
-            error,
-            audit: Box::new(AuditEvent::HandshakeFailed {
-                device_id: None,
-                key_id: None,
-                reason: FailureReason::Malformed,
-                at: now,
-            }),
-        })?;
-        // Before the MAC: the audit event names no device (it would be attacker-chosen).
-        let record = registry.load(msg.device_id()).map_err(|error| Rejection {
-            error,
-            audit: Box::new(AuditEvent::HandshakeFailed {
-                device_id: None,
-                key_id: None,
-                reason: FailureReason::StoreUnavailable,
-                at: now,
-            }),
-        })?;
+        let msg = parse_handshake(wire, now)?;
+        let record = registry
+            .load(msg.device_id())
+            .map_err(|e| load_rejection(e, now))?;
         let unconfirmed = self.check(&msg, record.as_ref(), &body_hash(body), now)?;
         let verified = unconfirmed.confirm(nonces, now)?;
+        Ok(self.issue_session(verified, now, rng))
+    }
+
+    /// As [`Self::handshake`], with an async registry and nonce store (for example
+    /// `handoff-stores`' PostgreSQL registry and Redis replay log on tokio). The same steps
+    /// and checks, in the same order, with the same rejections.
+    ///
+    /// # Errors
+    /// As [`Self::handshake`].
+    pub async fn handshake_async<D, L, R>(
+        &self,
+        wire: &[u8],
+        body: &[u8],
+        registry: &D,
+        nonces: &L,
+        now: UnixTime,
+        rng: &mut R,
+    ) -> Result<IssuedSession, Rejection>
+    where
+        D: crate::AsyncDeviceRegistry,
+        L: handoff_core::replay_async::AsyncReplayLog,
+        R: CryptoRng + ?Sized,
+    {
+        let msg = parse_handshake(wire, now)?;
+        let record = registry
+            .load(msg.device_id())
+            .await
+            .map_err(|e| load_rejection(e, now))?;
+        let unconfirmed = self.check(&msg, record.as_ref(), &body_hash(body), now)?;
+        let verified = unconfirmed.confirm_async(nonces, now).await?;
         Ok(self.issue_session(verified, now, rng))
     }
 
@@ -749,6 +764,22 @@ impl PendingHandshake {
             .map_err(|e| replay_rejection(e, ids, now))
     }
 
+    /// As [`Self::confirm`], on an [`AsyncReplayLog`](handoff_core::replay_async::AsyncReplayLog).
+    ///
+    /// # Errors
+    /// As [`Self::confirm`].
+    pub async fn confirm_async<L: handoff_core::replay_async::AsyncReplayLog>(
+        self,
+        nonces: &L,
+        now: UnixTime,
+    ) -> Result<VerifiedHandshake, Rejection> {
+        let Self { ids, inner } = self;
+        inner
+            .confirm_async(nonces, now)
+            .await
+            .map_err(|e| replay_rejection(e, ids, now))
+    }
+
     /// Like [`Self::confirm`], with the verdict of a check-and-insert the caller ran
     /// itself (for example against an async store) with [`Self::replay_key`] and
     /// [`Self::until`].
@@ -764,6 +795,34 @@ impl PendingHandshake {
         inner
             .confirm_with(verdict)
             .map_err(|e| replay_rejection(e, ids, now))
+    }
+}
+
+/// Parses a handshake message (size caps first); a malformed one is refused with an audit
+/// event that names no device.
+fn parse_handshake(wire: &[u8], now: UnixTime) -> Result<HandshakeMessage, Rejection> {
+    HandshakeMessage::parse(wire).map_err(|error| Rejection {
+        error,
+        audit: Box::new(AuditEvent::HandshakeFailed {
+            device_id: None,
+            key_id: None,
+            reason: FailureReason::Malformed,
+            at: now,
+        }),
+    })
+}
+
+/// A registry that could not answer. Before the MAC: the audit event names no device (it
+/// would be attacker-chosen).
+fn load_rejection(error: DeviceError, now: UnixTime) -> Rejection {
+    Rejection {
+        error,
+        audit: Box::new(AuditEvent::HandshakeFailed {
+            device_id: None,
+            key_id: None,
+            reason: FailureReason::StoreUnavailable,
+            at: now,
+        }),
     }
 }
 

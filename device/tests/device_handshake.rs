@@ -695,3 +695,143 @@ fn replaying_a_captured_handshake_does_not_use_up_the_device_share() {
     let wire = f.wire_at(t(105));
     assert!(f.go(&wire, t(105)).is_ok());
 }
+
+/// The async handshake over async views of the same in-memory stores (their futures are
+/// ready at once, so one poll drives them): the same outcome as the sync handshake in
+/// every case.
+mod async_handshake {
+    use super::*;
+    use core::future::Future;
+    use core::task::{Context, Poll, Waker};
+    use handoff_core::replay_async::AsyncReplayLog;
+
+    struct AsyncRegistry<'a>(&'a InMemoryDeviceRegistry);
+    impl AsyncDeviceRegistry for AsyncRegistry<'_> {
+        async fn load(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
+            self.0.load(id)
+        }
+        async fn insert(&self, record: &DeviceRecord) -> Result<(), DeviceError> {
+            self.0.insert(record)
+        }
+        async fn compare_and_set(&self, v: u64, record: &DeviceRecord) -> Result<(), DeviceError> {
+            self.0.compare_and_set(v, record)
+        }
+    }
+
+    /// A registry whose store is down.
+    struct Down;
+    impl AsyncDeviceRegistry for Down {
+        async fn load(&self, _: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
+            Err(DeviceError::RegistryUnavailable(
+                "connection refused".into(),
+            ))
+        }
+        async fn insert(&self, _: &DeviceRecord) -> Result<(), DeviceError> {
+            Err(DeviceError::RegistryUnavailable(
+                "connection refused".into(),
+            ))
+        }
+        async fn compare_and_set(&self, _: u64, _: &DeviceRecord) -> Result<(), DeviceError> {
+            Err(DeviceError::RegistryUnavailable(
+                "connection refused".into(),
+            ))
+        }
+    }
+
+    struct AsyncNonces<'a>(&'a InMemoryReplayLog);
+    impl AsyncReplayLog for AsyncNonces<'_> {
+        async fn check_and_insert(
+            &self,
+            key: &ReplayKey,
+            until: UnixTime,
+            now: UnixTime,
+        ) -> Result<ReplayVerdict, ReplayStoreError> {
+            self.0.check_and_insert(key, until, now)
+        }
+    }
+
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the in-memory stores never wait"),
+        }
+    }
+
+    /// Outcome without the random parts: the session's device and expiry, or the error,
+    /// the audit reason and whether the audit event names the device.
+    fn shape(r: &Result<IssuedSession, Rejection>) -> String {
+        match r {
+            Ok(s) => format!(
+                "ok {} {:?}",
+                s.session.device_id.as_str(),
+                s.session.expires_at()
+            ),
+            Err(e) => format!("{:?} {:?} {:?}", e.error, reason(e), e.audit),
+        }
+    }
+
+    #[test]
+    fn async_handshake_decides_as_the_sync_one() {
+        let mut sync = fixture();
+        let mut asynchronous = fixture();
+        // The same device secret on both sides, so one wire serves both gateways' checks.
+        asynchronous.registry = InMemoryDeviceRegistry::new(100);
+        let record = sync
+            .registry
+            .load(&DeviceId::new("dev-1").unwrap())
+            .unwrap()
+            .unwrap();
+        asynchronous.registry.insert(&record).unwrap();
+        let valid = sync.wire_at(t(100));
+        let cases: Vec<(String, UnixTime)> = vec![
+            (valid.clone(), t(100)),                     // fresh
+            (valid.clone(), t(101)),                     // the same nonce again: replayed
+            (tamper_mac(&sync.wire_at(t(102))), t(102)), // forged
+            (sync.wire_at(t(100)), t(100 + 3_600)),      // far outside the skew window
+            ("not a handshake".to_owned(), t(103)),      // malformed
+            ("x".repeat(100_000), t(104)),               // oversized
+        ];
+        let mut checked = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for (wire, now) in &cases {
+            let a = sync.go(wire, *now);
+            let b = ready(asynchronous.gateway.handshake_async(
+                wire.as_bytes(),
+                b"hello",
+                &AsyncRegistry(&asynchronous.registry),
+                &AsyncNonces(&asynchronous.nonces),
+                *now,
+                &mut asynchronous.rng,
+            ));
+            assert_eq!(shape(&a), shape(&b), "{wire:.60} at {now:?}");
+            seen.insert(shape(&a).split(' ').next().unwrap_or_default().to_owned());
+            checked += 1;
+        }
+        assert_eq!(checked, cases.len());
+        // Every case a different outcome: session, replay, forgery, skew, malformed, size.
+        assert_eq!(seen.len(), cases.len(), "{seen:?}");
+        assert!(shape(&sync.go(&valid, t(105))).contains("Replay"));
+
+        // A registry that cannot answer: refused, the audit event names no device.
+        let wire = sync.wire_at(t(110));
+        let r = ready(asynchronous.gateway.handshake_async(
+            wire.as_bytes(),
+            b"hello",
+            &Down,
+            &AsyncNonces(&asynchronous.nonces),
+            t(110),
+            &mut asynchronous.rng,
+        ));
+        let e = r.unwrap_err();
+        assert!(matches!(e.error, DeviceError::RegistryUnavailable(_)));
+        assert!(matches!(
+            &*e.audit,
+            AuditEvent::HandshakeFailed {
+                device_id: None,
+                reason: FailureReason::StoreUnavailable,
+                ..
+            }
+        ));
+    }
+}

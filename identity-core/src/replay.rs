@@ -449,6 +449,22 @@ impl<T> Unconfirmed<T> {
         self.confirm_with(verdict)
     }
 
+    /// As [`Self::confirm`], on an [`AsyncReplayLog`](crate::replay_async::AsyncReplayLog).
+    ///
+    /// # Errors
+    /// As [`Self::confirm`].
+    pub async fn confirm_async<L: crate::replay_async::AsyncReplayLog>(
+        self,
+        log: &L,
+        now: UnixTime,
+    ) -> Result<T, ReplayRefused> {
+        let verdict = log
+            .check_and_insert(&self.key, self.until, now)
+            .await
+            .map_err(ReplayRefused::Store)?;
+        self.confirm_with(verdict)
+    }
+
     /// Returns the value given the verdict of a check-and-insert the caller performed
     /// itself with [`Self::replay_key`] and [`Self::until`].
     ///

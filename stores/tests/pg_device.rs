@@ -384,6 +384,86 @@ mod async_registry {
         drop_schema(&url, &pg);
     }
 
+    /// The whole async handshake on the real stores: the device registry on PostgreSQL
+    /// (tokio-postgres), the nonce log on Redis; a replay is refused by Redis, a device
+    /// revoked through the async registry is refused at once.
+    #[cfg(feature = "redis-async")]
+    #[test]
+    fn async_handshake_on_postgres_and_redis() {
+        use handoff_device::{DeviceCredentials, Gateway, GatewayId, body_hash};
+        use handoff_stores::redis::RedisReplayLog;
+
+        let Some((url, pg)) = setup("async_handshake_on_postgres_and_redis") else {
+            return;
+        };
+        let Some(redis_url) = common::server_url(
+            "STORES_REDIS_URL",
+            "redis",
+            "async_handshake_on_postgres_and_redis",
+        ) else {
+            return;
+        };
+        let rt = runtime();
+        let kek = kek();
+        let mut rng = rng();
+        // Redis keeps nonces until an absolute instant: the test runs on the wall clock.
+        let now = UnixTime::from_secs(common::wall_secs());
+        let boot = UnixTime::from_secs(now.as_secs() - 60);
+        let id = DeviceId::new("async-gw-1").unwrap();
+        let key = KeyId::new("k1").unwrap();
+        let secret = HmacSecret::generate(&mut rng);
+        let creds = DeviceCredentials::new(id.clone(), key.clone(), secret.clone());
+        let gateway = Gateway::builder(
+            GatewayId::new("gw-async").unwrap(),
+            boot,
+            HmacSecret::generate(&mut rng),
+        )
+        .build()
+        .unwrap();
+        let alice = OperatorId::new("alice").unwrap();
+        rt.block_on(async {
+            let store =
+                AsyncPgStore::connect(&url, pg.schema().as_str(), PoolConfig::default()).unwrap();
+            let registry = store.device_registry(AeadSealer::new(kek));
+            let nonces = RedisReplayLog::builder(redis_url.as_str(), common::unique("gw-async:"))
+                .build_async()
+                .unwrap();
+            let req = DeviceRecord::request_pairing(id.clone(), key, secret, boot, 600);
+            registry.insert(&req.record).await.unwrap();
+            let approved = req.record.approve(&alice, boot.saturating_add(1)).unwrap();
+            let _ = approved.clone().commit_async(&registry).await.unwrap();
+
+            let wire = creds
+                .handshake(gateway.gateway_id(), now, body_hash(b"hello"), &mut rng)
+                .to_wire();
+            let issued = gateway
+                .handshake_async(wire.as_bytes(), b"hello", &registry, &nonces, now, &mut rng)
+                .await
+                .unwrap();
+            assert_eq!(issued.session.device_id, id);
+            // The same message again: Redis holds its nonce.
+            let again = gateway
+                .handshake_async(wire.as_bytes(), b"hello", &registry, &nonces, now, &mut rng)
+                .await
+                .unwrap_err();
+            assert_eq!(again.error, DeviceError::Replayed);
+
+            // Revoked through the async registry: the next handshake is refused.
+            let revoked = approved.record.revoke(&alice, now).unwrap();
+            let _ = revoked.commit_async(&registry).await.unwrap();
+            let wire = creds
+                .handshake(gateway.gateway_id(), now, body_hash(b"hello"), &mut rng)
+                .to_wire();
+            let refused = gateway
+                .handshake_async(wire.as_bytes(), b"hello", &registry, &nonces, now, &mut rng)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.error, DeviceError::Unauthorized);
+        });
+        drop(rt);
+        drop_schema(&url, &pg);
+    }
+
     #[test]
     fn unreachable_async_registry_is_an_error_never_unknown() {
         let rt = runtime();
