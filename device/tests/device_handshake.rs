@@ -750,6 +750,10 @@ mod async_handshake {
         }
     }
 
+    fn is_send<F: Future + Send>(f: F) -> F {
+        f
+    }
+
     fn ready<F: Future>(f: F) -> F::Output {
         let mut f = core::pin::pin!(f);
         match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -796,14 +800,15 @@ mod async_handshake {
         let mut seen = std::collections::BTreeSet::new();
         for (wire, now) in &cases {
             let a = sync.go(wire, *now);
-            let b = ready(asynchronous.gateway.handshake_async(
+            // `Send`, so a tokio task can run it.
+            let b = ready(is_send(asynchronous.gateway.handshake_async(
                 wire.as_bytes(),
                 b"hello",
                 &AsyncRegistry(&asynchronous.registry),
                 &AsyncNonces(&asynchronous.nonces),
                 *now,
                 &mut asynchronous.rng,
-            ));
+            )));
             assert_eq!(shape(&a), shape(&b), "{wire:.60} at {now:?}");
             seen.insert(shape(&a).split(' ').next().unwrap_or_default().to_owned());
             checked += 1;
