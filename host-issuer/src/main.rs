@@ -39,6 +39,11 @@ struct KeyArgs {
     /// `chmod 600 FILE`).
     #[arg(long)]
     allow_insecure_key_file: bool,
+    /// Read an encrypted keyring's passphrase from this file (mode 0600; one trailing
+    /// newline is dropped) instead of HOST_ISSUER_PASSPHRASE or a prompt: for services
+    /// (systemd credentials, mounted secrets).
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
 }
 
 impl KeyArgs {
@@ -47,12 +52,22 @@ impl KeyArgs {
             allow_insecure_permissions: self.allow_insecure_key_file,
         }
     }
+    fn passphrase_from(&self) -> key_file::PassphraseArgs<'_> {
+        key_file::PassphraseArgs {
+            file: self.passphrase_file.as_deref(),
+            access: self.access(),
+        }
+    }
     /// Every command loads its keyring here: plain or passphrase-encrypted; returns the
     /// passphrase used, if any, so that a rewrite keeps the file encrypted under it.
     fn load(&self) -> Result<(Keyring, Option<Passphrase>), Error> {
         let mut used = None;
         let (ring, _) = server::load_any_key_file(&self.keys, self.access(), || {
-            let p = key_file::passphrase(&self.keys.display().to_string(), false)?;
+            let p = key_file::passphrase(
+                &self.keys.display().to_string(),
+                false,
+                self.passphrase_from(),
+            )?;
             used = Some(p.clone());
             Ok(p)
         })?;
@@ -84,6 +99,10 @@ enum Command {
         /// the terminal (never an argument).
         #[arg(long)]
         encrypt: bool,
+        /// With --encrypt: read the passphrase from this file (mode 0600; one trailing
+        /// newline is dropped) instead of HOST_ISSUER_PASSPHRASE or a prompt.
+        #[arg(long, requires = "encrypt")]
+        passphrase_file: Option<PathBuf>,
         /// Upper bound of the JWKS `Cache-Control: max-age`, in seconds (1 to 86400): how
         /// long verifiers may cache the key set, hence the wait between
         /// `rotate --publish-next` and `rotate --activate`.
@@ -152,8 +171,8 @@ enum Command {
     },
     /// Serve the JWKS over HTTP (GET/HEAD /.well-known/jwks.json, /certs, /healthz), picking
     /// up changes to the key file without a restart, until SIGINT or SIGTERM. An encrypted
-    /// keyring's passphrase comes from HOST_ISSUER_PASSPHRASE or a prompt, once; it stays in
-    /// memory to re-read the file after a rotation.
+    /// keyring's passphrase comes from --passphrase-file, HOST_ISSUER_PASSPHRASE or a
+    /// prompt, once; it stays in memory to re-read the file after a rotation.
     Serve {
         #[command(flatten)]
         keys: KeyArgs,
@@ -327,10 +346,15 @@ fn run(cmd: Command) -> Result<(), Failure> {
             force,
             max_token_lifetime,
             encrypt,
+            passphrase_file,
             max_cache_age,
         } => {
+            let from = key_file::PassphraseArgs {
+                file: passphrase_file.as_deref(),
+                access: KeyFileAccess::default(),
+            };
             let pass = encrypt
-                .then(|| key_file::passphrase(&out.display().to_string(), true))
+                .then(|| key_file::passphrase(&out.display().to_string(), true, from))
                 .transpose()?;
             let key = HostIssuerKeys::generate(alg, kid.as_deref(), &mut rng)?;
             let kid = key.kid().to_owned();
@@ -392,6 +416,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
                 pass = Some(key_file::passphrase(
                     &keys.keys.display().to_string(),
                     true,
+                    keys.passphrase_from(),
                 )?);
             }
             let now = now()?;
@@ -449,9 +474,16 @@ fn run(cmd: Command) -> Result<(), Failure> {
             server: server_args,
         } => {
             let what = keys.keys.display().to_string();
+            let (file, access) = (keys.passphrase_file.clone(), keys.access());
             let mut config = ServerConfig::from_key_file(&keys.keys, SocketAddr::new(bind, port))
                 .key_file_access(keys.access())
-                .key_file_passphrase(move || key_file::passphrase(&what, false))
+                .key_file_passphrase(move || {
+                    let from = key_file::PassphraseArgs {
+                        file: file.as_deref(),
+                        access,
+                    };
+                    key_file::passphrase(&what, false, from)
+                })
                 .limits(server_args.limits());
             if dev_token_endpoint {
                 config = config.dev_token_endpoint(DevTokenConfig {

@@ -470,3 +470,91 @@ fn a_library_server_asks_for_the_passphrase_once_and_only_for_an_encrypted_file(
     server.shutdown();
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn passphrase_file_for_services() {
+    let dir = scratch("pass-file");
+    let keys = dir.join("keys.json");
+    let k = s(&keys);
+    let file = dir.join("passphrase");
+    let f = s(&file);
+    // As `echo` writes it: the trailing newline is not part of the passphrase.
+    fs::write(&file, format!("{PASS}\n")).unwrap();
+    chmod(&file, 0o600);
+    ok(
+        &[
+            "generate-keys",
+            "--encrypt",
+            "--passphrase-file",
+            f,
+            "--kid",
+            "svc-1",
+            "--out",
+            k,
+        ],
+        None,
+    );
+    // The same passphrase as the variable gives: the file holds PASS, not PASS + newline.
+    let ring = from_encrypted_key_file(
+        &fs::read_to_string(&keys).unwrap(),
+        &Passphrase::new(PASS).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ring.active().kid(), "svc-1");
+    // The file wins over the variable.
+    let jwks = ok(
+        &["jwks", "--keys", k, "--passphrase-file", f],
+        Some("not the passphrase"),
+    );
+    assert!(jwks.contains("svc-1"), "{jwks}");
+
+    // `serve` from the file, no variable, no terminal.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-issuer"));
+    cmd.args(["serve", "--keys", k, "--port", "0", "--passphrase-file", f])
+        .stdin(Stdio::null())
+        .env_remove(PASSPHRASE_ENV);
+    let server = Served::spawn(cmd);
+    let (status, _, body) = http(server.addr, "GET", "/.well-known/jwks.json", None, b"");
+    assert_eq!(status, 200);
+    assert_eq!(kids_and_keys(&body)[0].0, "svc-1");
+    drop(server);
+
+    // A passphrase file others may read is refused with the fix; a missing or empty one
+    // is named.
+    chmod(&file, 0o644);
+    let err = fails(&["jwks", "--keys", k, "--passphrase-file", f], None);
+    assert!(err.contains("chmod 600"), "{err}");
+    let missing = dir.join("nope");
+    let err = fails(
+        &["jwks", "--keys", k, "--passphrase-file", s(&missing)],
+        None,
+    );
+    assert!(
+        err.contains("does not exist") || err.contains("nope"),
+        "{err}"
+    );
+    fs::write(&file, "\n").unwrap();
+    chmod(&file, 0o600);
+    let err = fails(&["jwks", "--keys", k, "--passphrase-file", f], None);
+    assert!(err.contains("empty"), "{err}");
+    // Only with --encrypt for a new keyring.
+    let out = cli(
+        &[
+            "generate-keys",
+            "--passphrase-file",
+            f,
+            "--out",
+            s(&dir.join("x.json")),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    fs::remove_dir_all(dir).unwrap();
+}

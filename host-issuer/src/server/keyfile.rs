@@ -36,19 +36,29 @@ pub fn load_key_file(path: &Path, access: KeyFileAccess) -> Result<Keyring, Erro
     parse_key_file(path, &bytes)
 }
 
-/// Reads the file at `path` (at most `cap` bytes), checking its permissions on the open
-/// handle (no race with a `chmod` in between).
-pub(crate) fn read_private_file(
+/// Reads a file that holds a secret (a keyring, a passphrase): at most `cap` bytes,
+/// refused when it is not a regular file or when group or others may read it (unless
+/// `access` allows it), the permissions checked on the open handle (no race with a `chmod`
+/// in between). `what` names the file in errors. The bytes are zeroized on drop.
+///
+/// # Errors
+/// [`Error::KeyFile`] naming the file and saying what to do.
+pub fn read_private_file(
     path: &Path,
     cap: usize,
     access: KeyFileAccess,
     what: &str,
 ) -> Result<KeyFileBytes, Error> {
     let f = fs::File::open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
+        if e.kind() == io::ErrorKind::NotFound && what == "keyring" {
             Error::KeyFile(format!(
                 "{} does not exist; create it with `host-issuer generate-keys --out {}`",
                 path.display(),
+                path.display()
+            ))
+        } else if e.kind() == io::ErrorKind::NotFound {
+            Error::KeyFile(format!(
+                "{} does not exist; check the path of the {what} file",
                 path.display()
             ))
         } else {

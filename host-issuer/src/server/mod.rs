@@ -59,7 +59,7 @@ pub use dev_endpoint::{
 };
 #[cfg(feature = "encrypted-keys")]
 pub use keyfile::load_any_key_file;
-pub use keyfile::{KeyFileAccess, load_key_file, write_private_file};
+pub use keyfile::{KeyFileAccess, load_key_file, read_private_file, write_private_file};
 pub use run::{
     BoundServer, DevKeySource, ServerConfig, ServerHandle, ServerLimits, load_or_create_dev_key,
     run, serve, shutdown_signal, spawn,
