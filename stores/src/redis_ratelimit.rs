@@ -287,53 +287,57 @@ impl RedisRateLimiter {
         key: &[u8],
         now: UnixTime,
     ) -> Result<RedisRateDecision, StoresError> {
+        let call = self.prepare(key, now)?;
+        let reply = call.invocation.invoke(conn).map_err(backend)?;
+        self.decide(&call, reply, now)
+    }
+
+    /// As [`Self::check`], on an async connection (the redis crate's
+    /// `MultiplexedConnection` or `ConnectionManager`, feature `redis-async`): the same
+    /// script, the same decision, without blocking the runtime.
+    ///
+    /// # Errors
+    /// As [`Self::check`].
+    #[cfg(feature = "redis-async")]
+    pub async fn check_async<C: redis::aio::ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        key: &[u8],
+        now: UnixTime,
+    ) -> Result<RedisRateDecision, StoresError> {
+        let call = self.prepare(key, now)?;
+        let reply = call.invocation.invoke_async(conn).await.map_err(backend)?;
+        self.decide(&call, reply, now)
+    }
+
+    /// The script call for one request of `key` at `now`.
+    fn prepare(&self, key: &[u8], now: UnixTime) -> Result<Call, StoresError> {
         let k = self.redis_key(key, now)?;
-        let backend = |e: redis::RedisError| StoresError::Backend(format!("redis: {e}"));
-        match self.policy {
-            RedisRatePolicy::FixedWindow { limit, window_secs } => {
+        Ok(match self.policy {
+            RedisRatePolicy::FixedWindow { window_secs, .. } => {
                 let end = (now.as_secs() / window_secs + 1).saturating_mul(window_secs);
                 // Lives until its window ends, plus a second of slack for clock skew.
                 let ttl_ms = (end - now.as_secs() + 1).saturating_mul(1000);
-                let n: u64 = FIXED_WINDOW_SCRIPT
-                    .key(&k)
-                    .arg(ttl_ms)
-                    .invoke(conn)
-                    .map_err(backend)?;
-                if n <= u64::from(limit) {
-                    Ok(RedisRateDecision::Allowed {
-                        remaining: limit - u32::try_from(n).unwrap_or(limit),
-                        counted_at: now,
-                    })
-                } else {
-                    Ok(RedisRateDecision::Limited {
-                        retry_after: UnixTime::from_secs(end),
-                    })
+                let mut invocation = FIXED_WINDOW_SCRIPT.prepare_invoke();
+                invocation.key(&k).arg(ttl_ms);
+                Call {
+                    invocation,
+                    window_end: end,
                 }
             }
             RedisRatePolicy::SlidingWindow { limit, window_secs } => {
                 let ttl_ms = (window_secs + 1).saturating_mul(1000);
-                let r: (u8, u64, u64, u64) = SLIDING_WINDOW_SCRIPT
+                let mut invocation = SLIDING_WINDOW_SCRIPT.prepare_invoke();
+                invocation
                     .key(&k)
                     .key(format!("{k}:meta"))
                     .arg(now.as_secs())
                     .arg(window_secs)
                     .arg(limit)
-                    .arg(ttl_ms)
-                    .invoke(conn)
-                    .map_err(backend)?;
-                match r {
-                    (1, n, _, at) => Ok(RedisRateDecision::Allowed {
-                        remaining: limit.saturating_sub(u32::try_from(n).unwrap_or(limit)),
-                        counted_at: UnixTime::from_secs(at),
-                    }),
-                    (0, _, oldest, at) => Ok(RedisRateDecision::Limited {
-                        retry_after: UnixTime::from_secs(
-                            oldest.saturating_add(window_secs).max(at + 1),
-                        ),
-                    }),
-                    _ => Err(StoresError::Backend(
-                        "unexpected reply from the rate-limit script".into(),
-                    )),
+                    .arg(ttl_ms);
+                Call {
+                    invocation,
+                    window_end: 0,
                 }
             }
             RedisRatePolicy::TokenBucket {
@@ -344,15 +348,63 @@ impl RedisRateLimiter {
                 // A bucket is full again (the same as no hash) after this long.
                 let refill_secs = u64::from(capacity.div_ceil(refill)).saturating_mul(per_secs);
                 let ttl_ms = refill_secs.saturating_add(1).saturating_mul(1000);
-                let r: (u8, u64, u64) = TOKEN_BUCKET_SCRIPT
+                let mut invocation = TOKEN_BUCKET_SCRIPT.prepare_invoke();
+                invocation
                     .key(&k)
                     .arg(now.as_secs())
                     .arg(capacity)
                     .arg(refill)
                     .arg(per_secs)
-                    .arg(ttl_ms)
-                    .invoke(conn)
-                    .map_err(backend)?;
+                    .arg(ttl_ms);
+                Call {
+                    invocation,
+                    window_end: 0,
+                }
+            }
+        })
+    }
+
+    /// The decision the script's reply carries.
+    fn decide(
+        &self,
+        call: &Call,
+        reply: redis::Value,
+        now: UnixTime,
+    ) -> Result<RedisRateDecision, StoresError> {
+        let unexpected =
+            || StoresError::Backend("unexpected reply from the rate-limit script".into());
+        match self.policy {
+            RedisRatePolicy::FixedWindow { limit, .. } => {
+                let n: u64 = redis::from_redis_value(reply).map_err(|_| unexpected())?;
+                if n <= u64::from(limit) {
+                    Ok(RedisRateDecision::Allowed {
+                        remaining: limit - u32::try_from(n).unwrap_or(limit),
+                        counted_at: now,
+                    })
+                } else {
+                    Ok(RedisRateDecision::Limited {
+                        retry_after: UnixTime::from_secs(call.window_end),
+                    })
+                }
+            }
+            RedisRatePolicy::SlidingWindow { limit, window_secs } => {
+                let r: (u8, u64, u64, u64) =
+                    redis::from_redis_value(reply).map_err(|_| unexpected())?;
+                match r {
+                    (1, n, _, at) => Ok(RedisRateDecision::Allowed {
+                        remaining: limit.saturating_sub(u32::try_from(n).unwrap_or(limit)),
+                        counted_at: UnixTime::from_secs(at),
+                    }),
+                    (0, _, oldest, at) => Ok(RedisRateDecision::Limited {
+                        retry_after: UnixTime::from_secs(
+                            oldest.saturating_add(window_secs).max(at + 1),
+                        ),
+                    }),
+                    _ => Err(unexpected()),
+                }
+            }
+            RedisRatePolicy::TokenBucket { .. } => {
+                let r: (u8, u64, u64) = redis::from_redis_value(reply).map_err(|_| unexpected())?;
                 match r {
                     (1, left, at) => Ok(RedisRateDecision::Allowed {
                         remaining: u32::try_from(left).unwrap_or(0),
@@ -361,11 +413,19 @@ impl RedisRateLimiter {
                     (0, _, at) => Ok(RedisRateDecision::Limited {
                         retry_after: UnixTime::from_secs(at),
                     }),
-                    _ => Err(StoresError::Backend(
-                        "unexpected reply from the rate-limit script".into(),
-                    )),
+                    _ => Err(unexpected()),
                 }
             }
         }
     }
+}
+
+/// One prepared script call: the invocation, and (fixed window) the end of its window.
+struct Call {
+    invocation: redis::ScriptInvocation<'static>,
+    window_end: u64,
+}
+
+fn backend(e: redis::RedisError) -> StoresError {
+    StoresError::Backend(format!("redis: {e}"))
 }

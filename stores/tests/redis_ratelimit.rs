@@ -439,3 +439,136 @@ fn every_policy_decides_as_the_in_memory_limiter() {
         assert!(allowed > 100 && limited > 100, "{allowed} / {limited}");
     }
 }
+
+/// `check_async` (a tokio multiplexed connection): the same script and decisions as
+/// `check`, on the same counters. Every policy, sync and async checks interleaved on one
+/// key, each decision equal to the in-memory limiter's; then 8 tasks on one multiplexed
+/// connection take exactly a bucket's capacity.
+#[cfg(feature = "redis-async")]
+#[test]
+fn async_checks_decide_as_sync_ones_on_the_same_counters() {
+    use handoff_login::{RateDecision, RateLimiter, RatePolicy};
+    let Some(url) = url("async_checks_decide_as_sync_ones_on_the_same_counters") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut sync_conn = client.get_connection().unwrap();
+    let mut async_conn = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .unwrap();
+    let policies = [
+        (
+            RatePolicy::FixedWindow {
+                limit: 4,
+                window_secs: 7,
+            },
+            RedisRatePolicy::FixedWindow {
+                limit: 4,
+                window_secs: 7,
+            },
+        ),
+        (
+            RatePolicy::SlidingWindow {
+                limit: 4,
+                window_secs: 7,
+            },
+            RedisRatePolicy::SlidingWindow {
+                limit: 4,
+                window_secs: 7,
+            },
+        ),
+        (
+            RatePolicy::TokenBucket {
+                capacity: 5,
+                refill: 1,
+                per_secs: 3,
+            },
+            RedisRatePolicy::TokenBucket {
+                capacity: 5,
+                refill: 1,
+                per_secs: 3,
+            },
+        ),
+    ];
+    for (memory_policy, redis_policy) in policies {
+        let mut memory = RateLimiter::<u8>::new(memory_policy, 4).unwrap();
+        let shared = RedisRateLimiter::new(redis_policy, prefix("async")).unwrap();
+        let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+        let mut now = base();
+        let (mut sync_checks, mut async_checks, mut limited) = (0, 0, 0);
+        for i in 0..300 {
+            now += rng.next() % 3;
+            let a = memory.check(&0, UnixTime::from_secs(now));
+            let b = if rng.next().is_multiple_of(2) {
+                sync_checks += 1;
+                shared.check(&mut sync_conn, b"k", UnixTime::from_secs(now))
+            } else {
+                async_checks += 1;
+                rt.block_on(shared.check_async(&mut async_conn, b"k", UnixTime::from_secs(now)))
+            }
+            .unwrap();
+            match (a, b) {
+                (
+                    RateDecision::Allowed { remaining: x },
+                    RedisRateDecision::Allowed { remaining: y, .. },
+                ) => {
+                    assert_eq!(x, y, "{redis_policy:?} #{i}");
+                }
+                (
+                    RateDecision::Limited { retry_after: x },
+                    RedisRateDecision::Limited { retry_after: y },
+                ) => {
+                    assert_eq!(x, y, "{redis_policy:?} #{i}");
+                    limited += 1;
+                }
+                (a, b) => panic!("{redis_policy:?} #{i} at {now}: memory {a:?}, redis {b:?}"),
+            }
+        }
+        assert!(sync_checks > 100 && async_checks > 100 && limited > 30);
+    }
+
+    // 8 tasks, one multiplexed connection, one instant: exactly the capacity passes.
+    let limiter = Arc::new(
+        RedisRateLimiter::new(
+            RedisRatePolicy::TokenBucket {
+                capacity: 30,
+                refill: 1,
+                per_secs: 60,
+            },
+            prefix("async-burst"),
+        )
+        .unwrap(),
+    );
+    let admitted = rt.block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (limiter, mut conn) = (Arc::clone(&limiter), async_conn.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    for _ in 0..20 {
+                        if limiter
+                            .check_async(&mut conn, b"burst", UnixTime::from_secs(base()))
+                            .await
+                            .unwrap()
+                            .is_allowed()
+                        {
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    assert_eq!(admitted, 30);
+}
