@@ -110,6 +110,7 @@ fn generate_mint_rotate_with_an_encrypted_keyring() {
     let err = fails(&["jwks", "--keys", p], None);
     assert!(err.contains(PASSPHRASE_ENV), "{err}");
     assert!(err.contains("never taken as an argument"), "{err}");
+    assert_eq!(err.matches(p).count(), 1, "the file named once: {err}");
     let err = fails(&["jwks", "--keys", p], Some("not the passphrase"));
     assert!(err.contains("wrong passphrase"), "{err}");
     // There is no way to give it as an argument.

@@ -122,41 +122,33 @@ pub(crate) type FilePassphrase = crate::encrypted::Passphrase;
 #[derive(Clone)]
 pub(crate) enum FilePassphrase {}
 
-/// Whether the key file's bytes are an encrypted keyring (always false without the
-/// feature: the plain parser then names what it found).
-pub(crate) fn is_encrypted(bytes: &[u8]) -> bool {
-    #[cfg(feature = "encrypted-keys")]
-    {
-        core::str::from_utf8(bytes).is_ok_and(crate::encrypted::is_encrypted_key_file)
-    }
-    #[cfg(not(feature = "encrypted-keys"))]
-    {
-        let _ = bytes;
-        false
-    }
-}
-
-/// Parses a key file's bytes, plain or encrypted: an encrypted one opens with
-/// `passphrase`; with none, the error says how to give the server one.
+/// Parses a key file's bytes, plain or encrypted, through the one dispatch of
+/// [`crate::encrypted::load_key_file`] (feature `encrypted-keys`): `passphrase` is called
+/// only for an encrypted file. Without the feature, the plain parser.
 pub(crate) fn parse_any_key_file(
     path: &Path,
     bytes: &[u8],
-    passphrase: Option<&FilePassphrase>,
+    passphrase: impl FnOnce() -> Result<FilePassphrase, Error>,
 ) -> Result<Keyring, Error> {
-    if !is_encrypted(bytes) {
-        return parse_key_file(path, bytes);
-    }
     #[cfg(feature = "encrypted-keys")]
-    if let Some(p) = passphrase {
-        return crate::encrypted::from_encrypted_key_file(key_file_text(path, bytes)?, p)
-            .map_err(|e| in_file(path, e));
+    {
+        crate::encrypted::load_key_file(key_file_text(path, bytes)?, passphrase)
+            .map(|(ring, _)| ring)
+            .map_err(|e| in_file(path, e))
     }
     #[cfg(not(feature = "encrypted-keys"))]
-    let _ = passphrase;
-    Err(Error::KeyFile(format!(
-        "{} is an encrypted keyring and the server has no passphrase for it; start the server with its passphrase (`host-issuer serve` reads HOST_ISSUER_PASSPHRASE or asks on the terminal; a library server: ServerConfig::key_file_passphrase)",
+    {
+        let _ = passphrase;
+        parse_key_file(path, bytes)
+    }
+}
+
+/// The error for an encrypted key file the server holds no passphrase for.
+pub(crate) fn no_passphrase(path: &Path) -> Error {
+    Error::KeyFile(format!(
+        "{} is an encrypted keyring and the server has no passphrase for it; start the server with its passphrase (`host-issuer serve` reads --passphrase-file, HOST_ISSUER_PASSPHRASE or asks on the terminal; a library server: ServerConfig::key_file_passphrase)",
         path.display()
-    )))
+    ))
 }
 
 /// As [`load_key_file`], for a keyring file that may also be passphrase-encrypted
@@ -185,8 +177,11 @@ fn key_file_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, Error> {
     })
 }
 
+/// Names the file in a key-file error, once (a message from a passphrase source may
+/// already start with it).
 fn in_file(path: &Path, e: Error) -> Error {
     match e {
+        Error::KeyFile(m) if m.starts_with(&path.display().to_string()) => Error::KeyFile(m),
         Error::KeyFile(m) => Error::KeyFile(format!("{}: {m}", path.display())),
         other => other,
     }

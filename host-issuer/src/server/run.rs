@@ -21,7 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use super::keyfile::{
-    FilePassphrase, KeyFileAccess, is_encrypted, parse_any_key_file, read_private_file, write_file,
+    FilePassphrase, KeyFileAccess, no_passphrase, parse_any_key_file, read_private_file, write_file,
 };
 use super::{
     DEV_BANNER, DevTokenConfig, MAX_TOKEN_REQUEST_BYTES, SharedKeyring, check_dev_bind,
@@ -308,11 +308,14 @@ async fn open_key_file(
 ) -> Result<(Keyring, Watch), Error> {
     tokio::task::spawn_blocking(move || {
         let bytes = read_private_file(&path, MAX_KEYRING_FILE_BYTES, access, "keyring")?;
-        let passphrase = match source {
-            Some(ask) if is_encrypted(&bytes) => Some(ask()?),
-            _ => None,
-        };
-        let ring = parse_any_key_file(&path, &bytes, passphrase.as_ref())?;
+        // The source is asked only if the file turns out encrypted; its answer is kept.
+        let mut passphrase = None;
+        let ring = parse_any_key_file(&path, &bytes, || {
+            let ask = source.ok_or_else(|| no_passphrase(&path))?;
+            let p = ask()?;
+            passphrase = Some(p.clone());
+            Ok(p)
+        })?;
         Ok((
             ring,
             Watch {
@@ -470,7 +473,9 @@ async fn reload_loop(mut w: Watch, keys: SharedKeyring, every: Duration) {
             tests::PARSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(Reread::Changed(
                 digest,
-                parse_any_key_file(&path, &bytes, passphrase.as_ref()),
+                parse_any_key_file(&path, &bytes, || {
+                    passphrase.ok_or_else(|| no_passphrase(&path))
+                }),
             ))
         })
         .await;
