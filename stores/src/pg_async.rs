@@ -362,6 +362,10 @@ impl<S> fmt::Debug for AsyncPgDeviceRegistry<S> {
 }
 
 impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
+    async fn client(&self) -> Result<deadpool_postgres::Client, DeviceError> {
+        self.store.client().await.map_err(pg_device::unavailable)
+    }
+
     /// One transaction: the device row (insert or compare-and-set), then its key rows (the
     /// statements and parameters of the sync registry). `Ok(false)` when the device
     /// statement touched no row.
@@ -396,7 +400,7 @@ impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
     ) -> Result<(), DeviceError> {
         let encoded = DeviceWrite::new(record, &*self.sealer)?;
         let w = PgDeviceWrite::new(&encoded)?;
-        let mut client = self.store.client().await.map_err(pg_device::unavailable)?;
+        let mut client = self.client().await?;
         let res = self.write_in(&mut client, expected, &w).await;
         pg_device::written(res, conflict)
     }
@@ -404,7 +408,7 @@ impl<S: SecretSealer> AsyncPgDeviceRegistry<S> {
 
 impl<S: SecretSealer> AsyncDeviceRegistry for AsyncPgDeviceRegistry<S> {
     async fn load(&self, device_id: &DeviceId) -> Result<Option<DeviceRecord>, DeviceError> {
-        let client = self.store.client().await.map_err(pg_device::unavailable)?;
+        let client = self.client().await?;
         let rows = client
             .query(self.sql.load.as_str(), &[&device_id.as_str()])
             .await

@@ -287,9 +287,8 @@ impl RedisRateLimiter {
         key: &[u8],
         now: UnixTime,
     ) -> Result<RedisRateDecision, StoresError> {
-        let call = self.prepare(key, now)?;
-        let reply = call.invocation.invoke(conn).map_err(backend)?;
-        self.decide(&call, reply, now)
+        let reply = self.prepare(key, now)?.invoke(conn).map_err(backend)?;
+        self.decide(reply, now)
     }
 
     /// As [`Self::check`], on an async connection (the redis crate's
@@ -306,24 +305,25 @@ impl RedisRateLimiter {
         now: UnixTime,
     ) -> Result<RedisRateDecision, StoresError> {
         let call = self.prepare(key, now)?;
-        let reply = call.invocation.invoke_async(conn).await.map_err(backend)?;
-        self.decide(&call, reply, now)
+        let reply = call.invoke_async(conn).await.map_err(backend)?;
+        self.decide(reply, now)
     }
 
     /// The script call for one request of `key` at `now`.
-    fn prepare(&self, key: &[u8], now: UnixTime) -> Result<Call, StoresError> {
+    fn prepare(
+        &self,
+        key: &[u8],
+        now: UnixTime,
+    ) -> Result<redis::ScriptInvocation<'static>, StoresError> {
         let k = self.redis_key(key, now)?;
         Ok(match self.policy {
             RedisRatePolicy::FixedWindow { window_secs, .. } => {
-                let end = (now.as_secs() / window_secs + 1).saturating_mul(window_secs);
                 // Lives until its window ends, plus a second of slack for clock skew.
+                let end = window_end(now, window_secs);
                 let ttl_ms = (end - now.as_secs() + 1).saturating_mul(1000);
                 let mut invocation = FIXED_WINDOW_SCRIPT.prepare_invoke();
                 invocation.key(&k).arg(ttl_ms);
-                Call {
-                    invocation,
-                    window_end: end,
-                }
+                invocation
             }
             RedisRatePolicy::SlidingWindow { limit, window_secs } => {
                 let ttl_ms = (window_secs + 1).saturating_mul(1000);
@@ -335,10 +335,7 @@ impl RedisRateLimiter {
                     .arg(window_secs)
                     .arg(limit)
                     .arg(ttl_ms);
-                Call {
-                    invocation,
-                    window_end: 0,
-                }
+                invocation
             }
             RedisRatePolicy::TokenBucket {
                 capacity,
@@ -356,25 +353,17 @@ impl RedisRateLimiter {
                     .arg(refill)
                     .arg(per_secs)
                     .arg(ttl_ms);
-                Call {
-                    invocation,
-                    window_end: 0,
-                }
+                invocation
             }
         })
     }
 
     /// The decision the script's reply carries.
-    fn decide(
-        &self,
-        call: &Call,
-        reply: redis::Value,
-        now: UnixTime,
-    ) -> Result<RedisRateDecision, StoresError> {
+    fn decide(&self, reply: redis::Value, now: UnixTime) -> Result<RedisRateDecision, StoresError> {
         let unexpected =
             || StoresError::Backend("unexpected reply from the rate-limit script".into());
         match self.policy {
-            RedisRatePolicy::FixedWindow { limit, .. } => {
+            RedisRatePolicy::FixedWindow { limit, window_secs } => {
                 let n: u64 = redis::from_redis_value(reply).map_err(|_| unexpected())?;
                 if n <= u64::from(limit) {
                     Ok(RedisRateDecision::Allowed {
@@ -383,7 +372,7 @@ impl RedisRateLimiter {
                     })
                 } else {
                     Ok(RedisRateDecision::Limited {
-                        retry_after: UnixTime::from_secs(call.window_end),
+                        retry_after: UnixTime::from_secs(window_end(now, window_secs)),
                     })
                 }
             }
@@ -420,10 +409,9 @@ impl RedisRateLimiter {
     }
 }
 
-/// One prepared script call: the invocation, and (fixed window) the end of its window.
-struct Call {
-    invocation: redis::ScriptInvocation<'static>,
-    window_end: u64,
+/// The end of the aligned window that contains `now`.
+fn window_end(now: UnixTime, window_secs: u64) -> u64 {
+    (now.as_secs() / window_secs + 1).saturating_mul(window_secs)
 }
 
 fn backend(e: redis::RedisError) -> StoresError {

@@ -341,6 +341,37 @@ fn token_bucket_eight_connections_take_exactly_the_tokens() {
     assert!(ttl > 0 && ttl <= 101_000, "{ttl}");
 }
 
+/// Each policy twice, for the in-memory limiter and the shared one: fixed and sliding
+/// windows of `(limit, window_secs)`, a bucket of `(capacity, refill, per_secs)`.
+fn policy_pairs(
+    (limit, window_secs): (u32, u64),
+    (capacity, refill, per_secs): (u32, u32, u64),
+) -> [(handoff_login::RatePolicy, RedisRatePolicy); 3] {
+    use handoff_login::RatePolicy;
+    [
+        (
+            RatePolicy::FixedWindow { limit, window_secs },
+            RedisRatePolicy::FixedWindow { limit, window_secs },
+        ),
+        (
+            RatePolicy::SlidingWindow { limit, window_secs },
+            RedisRatePolicy::SlidingWindow { limit, window_secs },
+        ),
+        (
+            RatePolicy::TokenBucket {
+                capacity,
+                refill,
+                per_secs,
+            },
+            RedisRatePolicy::TokenBucket {
+                capacity,
+                refill,
+                per_secs,
+            },
+        ),
+    ]
+}
+
 /// A small deterministic generator for the test's request sequence.
 struct Xorshift(u64);
 impl Xorshift {
@@ -354,7 +385,7 @@ impl Xorshift {
 
 #[test]
 fn every_policy_decides_as_the_in_memory_limiter() {
-    use handoff_login::{RateDecision, RateLimiter, RatePolicy};
+    use handoff_login::{RateDecision, RateLimiter};
     let Some(url) = url("every_policy_decides_as_the_in_memory_limiter") else {
         return;
     };
@@ -362,40 +393,7 @@ fn every_policy_decides_as_the_in_memory_limiter() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let policies = [
-        (
-            RatePolicy::FixedWindow {
-                limit: 5,
-                window_secs: 10,
-            },
-            RedisRatePolicy::FixedWindow {
-                limit: 5,
-                window_secs: 10,
-            },
-        ),
-        (
-            RatePolicy::SlidingWindow {
-                limit: 5,
-                window_secs: 10,
-            },
-            RedisRatePolicy::SlidingWindow {
-                limit: 5,
-                window_secs: 10,
-            },
-        ),
-        (
-            RatePolicy::TokenBucket {
-                capacity: 6,
-                refill: 2,
-                per_secs: 5,
-            },
-            RedisRatePolicy::TokenBucket {
-                capacity: 6,
-                refill: 2,
-                per_secs: 5,
-            },
-        ),
-    ];
+    let policies = policy_pairs((5, 10), (6, 2, 5));
     for (memory_policy, redis_policy) in policies {
         let mut memory = RateLimiter::<u8>::new(memory_policy, 16).unwrap();
         let shared = RedisRateLimiter::new(redis_policy, prefix("parity")).unwrap();
@@ -447,7 +445,7 @@ fn every_policy_decides_as_the_in_memory_limiter() {
 #[cfg(feature = "redis-async")]
 #[test]
 fn async_checks_decide_as_sync_ones_on_the_same_counters() {
-    use handoff_login::{RateDecision, RateLimiter, RatePolicy};
+    use handoff_login::{RateDecision, RateLimiter};
     let Some(url) = url("async_checks_decide_as_sync_ones_on_the_same_counters") else {
         return;
     };
@@ -461,40 +459,7 @@ fn async_checks_decide_as_sync_ones_on_the_same_counters() {
     let mut async_conn = rt
         .block_on(client.get_multiplexed_async_connection())
         .unwrap();
-    let policies = [
-        (
-            RatePolicy::FixedWindow {
-                limit: 4,
-                window_secs: 7,
-            },
-            RedisRatePolicy::FixedWindow {
-                limit: 4,
-                window_secs: 7,
-            },
-        ),
-        (
-            RatePolicy::SlidingWindow {
-                limit: 4,
-                window_secs: 7,
-            },
-            RedisRatePolicy::SlidingWindow {
-                limit: 4,
-                window_secs: 7,
-            },
-        ),
-        (
-            RatePolicy::TokenBucket {
-                capacity: 5,
-                refill: 1,
-                per_secs: 3,
-            },
-            RedisRatePolicy::TokenBucket {
-                capacity: 5,
-                refill: 1,
-                per_secs: 3,
-            },
-        ),
-    ];
+    let policies = policy_pairs((4, 7), (5, 1, 3));
     for (memory_policy, redis_policy) in policies {
         let mut memory = RateLimiter::<u8>::new(memory_policy, 4).unwrap();
         let shared = RedisRateLimiter::new(redis_policy, prefix("async")).unwrap();
