@@ -259,6 +259,15 @@ pub(crate) fn text_column(v: Vec<u8>) -> Result<String, EncodeError> {
     String::from_utf8(v).map_err(|_| EncodeError("an encoded text column is not UTF-8"))
 }
 
+/// An adapter that cannot encode a record writes nothing and reports the store as
+/// unavailable (the record came from the engine, so this is the adapter's limit).
+#[cfg(feature = "families")]
+impl From<EncodeError> for RefreshError {
+    fn from(e: EncodeError) -> Self {
+        Self::StoreUnavailable(e.0.to_owned())
+    }
+}
+
 fn enc_time(t: UnixTime) -> Result<i64, EncodeError> {
     big(t.as_secs()).ok_or(EncodeError("a time beyond the 64-bit signed range"))
 }

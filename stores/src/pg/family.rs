@@ -316,33 +316,28 @@ impl Sql {
         };
         Ok(match w {
             Write::InsertFamily(f) => {
-                let c = encode_family(f).map_err(unavailable)?;
+                let c = encode_family(f)?;
                 one(
                     &self.insert_family,
                     vec![
                         Box::new(c.id),
-                        Box::new(text_column(c.subject).map_err(unavailable)?),
-                        Box::new(text_column(c.client_id).map_err(unavailable)?),
+                        Box::new(text_column(c.subject)?),
+                        Box::new(text_column(c.client_id)?),
                         Box::new(c.created_at),
                         Box::new(c.absolute_expires_at),
                         Box::new(c.head),
                         Box::new(c.head_parent),
                         Box::new(c.head_generation),
                         Box::new(c.version),
-                        Box::new(text_column(c.status).map_err(unavailable)?),
+                        Box::new(text_column(c.status)?),
                         Box::new(c.revoked_at),
-                        Box::new(
-                            c.revoked_reason
-                                .map(text_column)
-                                .transpose()
-                                .map_err(unavailable)?,
-                        ),
+                        Box::new(c.revoked_reason.map(text_column).transpose()?),
                         Box::new(c.dpop_jkt),
                     ],
                 )
             }
             Write::InsertToken(t) => {
-                let c = encode_token(t).map_err(unavailable)?;
+                let c = encode_token(t)?;
                 // `integer` (32 bits) in PostgreSQL.
                 let uses = i32::try_from(c.grace_uses).map_err(|_| out_of_range())?;
                 one(
@@ -354,7 +349,7 @@ impl Sql {
                         Box::new(c.generation),
                         Box::new(c.secret_hash),
                         Box::new(c.issued_at),
-                        Box::new(text_column(c.state).map_err(unavailable)?),
+                        Box::new(text_column(c.state)?),
                         Box::new(c.state_at),
                         Box::new(c.successor),
                         Box::new(uses),

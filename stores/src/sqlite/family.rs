@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{Shared, cells, describe, is_conflict, to_i64};
 use crate::rows::cols::*;
 use crate::rows::{
-    FamilyColumns, TokenColumns, decode_family, decode_token, encode_family, encode_token,
-    text_column,
+    EncodeError, FamilyColumns, TokenColumns, decode_family, decode_token, encode_family,
+    encode_token, text_column,
 };
 
 const FAMILY_COLS: &str = "f.id, f.subject, f.client_id, f.created_at, f.absolute_expires_at, \
@@ -160,6 +160,12 @@ impl From<RefreshError> for Abort {
     }
 }
 
+impl From<EncodeError> for Abort {
+    fn from(e: EncodeError) -> Self {
+        Self::Refuse(e.into())
+    }
+}
+
 fn exists(c: &Connection, sql: &str, p: &[Value]) -> Result<bool, rusqlite::Error> {
     Ok(c.prepare_cached(sql)?
         .query_row(rusqlite::params_from_iter(p), |_| Ok(()))
@@ -206,29 +212,28 @@ fn run_guard(c: &Connection, g: &Guard) -> Result<bool, Abort> {
 fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
     let (sql, p): (&str, Vec<Value>) = match w {
         Write::InsertFamily(f) => {
-            let c = encode_family(f).map_err(|e| Abort::Refuse(unavailable(e)))?;
-            let text = |v| text_column(v).map_err(|e| Abort::Refuse(unavailable(e)));
+            let c = encode_family(f)?;
             (
                 INSERT_FAMILY,
                 vec![
                     Value::Blob(c.id),
-                    Value::Text(text(c.subject)?),
-                    Value::Text(text(c.client_id)?),
+                    Value::Text(text_column(c.subject)?),
+                    Value::Text(text_column(c.client_id)?),
                     Value::Integer(c.created_at),
                     Value::Integer(c.absolute_expires_at),
                     Value::Blob(c.head),
                     Value::from(c.head_parent),
                     Value::Integer(c.head_generation),
                     Value::Integer(c.version),
-                    Value::Text(text(c.status)?),
+                    Value::Text(text_column(c.status)?),
                     Value::from(c.revoked_at),
-                    Value::from(c.revoked_reason.map(text).transpose()?),
+                    Value::from(c.revoked_reason.map(text_column).transpose()?),
                     Value::from(c.dpop_jkt),
                 ],
             )
         }
         Write::InsertToken(t) => {
-            let c = encode_token(t).map_err(|e| Abort::Refuse(unavailable(e)))?;
+            let c = encode_token(t)?;
             (
                 INSERT_TOKEN,
                 vec![
@@ -238,7 +243,7 @@ fn run_write(c: &Connection, w: &Write) -> Result<usize, Abort> {
                     Value::Integer(c.generation),
                     Value::Blob(c.secret_hash),
                     Value::Integer(c.issued_at),
-                    Value::Text(text_column(c.state).map_err(|e| Abort::Refuse(unavailable(e)))?),
+                    Value::Text(text_column(c.state)?),
                     Value::from(c.state_at),
                     Value::from(c.successor),
                     Value::Integer(c.grace_uses),
