@@ -254,7 +254,7 @@ impl fmt::Display for EncodeError {
 ///
 /// # Errors
 /// [`EncodeError`] if it is not UTF-8 (never: the encoder made it from a `&str`).
-#[cfg(feature = "families")]
+#[cfg(all(feature = "families", any(feature = "sqlite", feature = "postgres")))]
 pub(crate) fn text_column(v: Vec<u8>) -> Result<String, EncodeError> {
     String::from_utf8(v).map_err(|_| EncodeError("an encoded text column is not UTF-8"))
 }
@@ -753,14 +753,14 @@ pub(crate) fn encode_keys<S: SecretSealer + ?Sized>(
 /// the `device_keys` rows ([`encode_keys`], secrets sealed), made before any transaction
 /// starts (no crypto while holding locks). Every engine's write path goes through here, so
 /// the encoders the row fuzzer round-trips are the ones that write.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
 pub(crate) struct DeviceWrite {
     device: DeviceColumns,
     keys: Vec<KeyColumns>,
 }
 
 /// The `devices` parameters of a [`DeviceWrite`], text as `&str`.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
 pub(crate) struct DeviceParams<'a> {
     pub(crate) device_id: &'a str,
     pub(crate) state: &'a str,
@@ -772,7 +772,7 @@ pub(crate) struct DeviceParams<'a> {
 
 /// One `device_keys` row's parameters of a [`DeviceWrite`] (its `device_id` is the
 /// device's).
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
 pub(crate) struct KeyParams<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) position: i64,
@@ -782,13 +782,13 @@ pub(crate) struct KeyParams<'a> {
 }
 
 /// A text column the encoders made from a `&str`, back as one for binding.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
 fn bound_text(b: &[u8]) -> Result<&str, DeviceError> {
     core::str::from_utf8(b)
         .map_err(|_| DeviceError::RegistryUnavailable("an encoded text column is not UTF-8".into()))
 }
 
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
 impl DeviceWrite {
     /// Encodes `r` and seals its secrets with `sealer`.
     ///
