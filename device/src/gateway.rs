@@ -539,6 +539,13 @@ impl Gateway {
 
     /// Whether a presented token was issued by this gateway for its session (any
     /// generation); constant time.
+    /// Whether `presented` is the session's current or previous token, or any token this
+    /// gateway issued for the session (a stale one).
+    pub(crate) fn recognises(&self, session: &DeviceSession, presented: &PresentedToken) -> bool {
+        let (is_current, is_previous) = token_matches(session, &presented.hash());
+        is_current || is_previous || self.is_authentic(presented)
+    }
+
     fn is_authentic(&self, presented: &PresentedToken) -> bool {
         let secret = presented.secret();
         let mut random = [0u8; 16];
@@ -606,10 +613,7 @@ impl Gateway {
             );
         }
         let hash = presented.hash();
-        let is_current: bool = hash.ct_eq(&session.current_hash).into();
-        let is_previous: bool = session
-            .previous_hash
-            .is_some_and(|p| bool::from(hash.ct_eq(&p)));
+        let (is_current, is_previous) = token_matches(session, &hash);
         if !(is_current || is_previous || self.is_authentic(presented)) {
             return refuse_only(
                 DeviceError::SessionTokenUnrecognised,
@@ -849,4 +853,14 @@ fn replay_rejection(e: ReplayRefused, ids: (DeviceId, KeyId), now: UnixTime) -> 
             at: now,
         }),
     }
+}
+
+/// Whether `hash` is the session's current token hash, and whether it is its previous one
+/// (each compared in constant time).
+fn token_matches(session: &DeviceSession, hash: &[u8; 32]) -> (bool, bool) {
+    let is_current: bool = hash.ct_eq(&session.current_hash).into();
+    let is_previous: bool = session
+        .previous_hash
+        .is_some_and(|p| bool::from(hash.ct_eq(&p)));
+    (is_current, is_previous)
 }

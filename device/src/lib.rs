@@ -88,6 +88,7 @@ mod quota;
 mod registry;
 mod registry_async;
 mod session;
+mod session_store;
 mod wire;
 
 use handoff_core::UnixTime;
@@ -106,6 +107,10 @@ pub use registry_async::AsyncDeviceRegistry;
 pub use session::{
     DeviceSession, HeartbeatDecision, IssuedSession, PresentedToken, SESSION_TOKEN_LEN,
     SESSION_TOKEN_PREFIX, SessionId, SessionPolicy, SessionToken, SessionUpdate,
+};
+pub use session_store::{
+    AsyncDeviceSessionStore, DeviceSessionStore, InMemoryDeviceSessionStore,
+    MAX_HEARTBEAT_ATTEMPTS, StoredHeartbeat, StoredSession,
 };
 pub use wire::{
     DeviceCredentials, DeviceId, GatewayId, HANDSHAKE_DOMAIN, HANDSHAKE_PREFIX, HANDSHAKE_VERSION,
@@ -249,6 +254,26 @@ pub enum DeviceError {
         "device session token not recognised; present the token the gateway issued last, or perform a new handshake"
     )]
     SessionTokenUnrecognised,
+    /// No stored session has the token's session id (it ended and was purged, or was
+    /// never stored).
+    #[error(
+        "device session not found (ended and purged, or never issued); perform a new handshake"
+    )]
+    SessionNotFound,
+    /// A session with this id is already stored.
+    #[error("a device session with this id is already stored; issue a new session")]
+    SessionExists,
+    /// The in-memory session store is full.
+    #[error(
+        "device session store full ({capacity} sessions); purge ended sessions or raise the capacity"
+    )]
+    SessionStoreFull {
+        /// The capacity.
+        capacity: usize,
+    },
+    /// The session store could not answer.
+    #[error("device session store unavailable: {0}; retry later")]
+    SessionStoreUnavailable(String),
     /// An old session token was presented: the session is now revoked.
     #[error(
         "stale device session token presented; the session is revoked, perform a new handshake"
