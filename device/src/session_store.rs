@@ -243,6 +243,40 @@ impl Gateway {
     ///
     /// A session whose device is gone from the registry is revoked, as for a device that
     /// is no longer approved.
+    ///
+    /// ```
+    /// use handoff_core::replay::InMemoryReplayLog;
+    /// use handoff_core::{HmacSecret, UnixTime};
+    /// use handoff_device::*;
+    ///
+    /// let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    /// let now = UnixTime::from_secs(1_700_000_000);
+    /// let gateway = Gateway::builder(GatewayId::new("gw-1")?, now, HmacSecret::generate(&mut rng))
+    ///     .build()?;
+    /// let (devices, nonces) = (InMemoryDeviceRegistry::new(100), InMemoryReplayLog::new(1_000));
+    /// let sessions = InMemoryDeviceSessionStore::new(1_000);
+    /// # let (id, key, secret) = (DeviceId::new("d1")?, KeyId::new("k1")?, HmacSecret::generate(&mut rng));
+    /// # let req = DeviceRecord::request_pairing(id.clone(), key.clone(), secret.clone(), now, 60);
+    /// # devices.insert(&req.record)?;
+    /// # let _ = req.record.approve(&OperatorId::new("op")?, now)?.commit(&devices)?;
+    /// # let wire = DeviceCredentials::new(id, key, secret)
+    /// #     .handshake(gateway.gateway_id(), now, body_hash(b""), &mut rng).to_wire();
+    /// // Handshake: verify, then store the session and send its token.
+    /// let issued = gateway
+    ///     .handshake(wire.as_bytes(), b"", &devices, &nonces, now, &mut rng)
+    ///     .map_err(|r| r.error)?;
+    /// let stored = issued.store(&sessions)?; // persist stored.audit, send stored.token
+    ///
+    /// // Heartbeat: the token is all the device sends.
+    /// let later = now.saturating_add(60);
+    /// match gateway.heartbeat_stored(stored.token.expose(), &sessions, &devices, later) {
+    ///     StoredHeartbeat::Extended { expires_at, audit } => assert!(expires_at > later),
+    ///     StoredHeartbeat::Rotated { token, .. } => { /* send the new token */ }
+    ///     StoredHeartbeat::Refused { error, audit } => return Err(error.into()),
+    ///     _ => {}
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn heartbeat_stored(
         &self,
         token: &str,
