@@ -1,17 +1,19 @@
 //! Fuzzing the row decoders of [`crate::rows`] (target `stores_row_decode`).
 //!
-//! Input: the first byte selects the table (`% 3`: 0 `refresh_families`, 1
-//! `refresh_tokens`, 2 `devices` with its `device_keys`; for devices, bit 2 selects the
-//! sealer: clear (2), [`DerivedSecrets`] under [`FUZZ_MASTER`]; set (5), [`AeadSealer`] under
-//! [`FUZZ_KEK`]). The rest is the row's columns in schema order, each as:
+//! Input: the first byte selects the table: bit 7 set, `device_sessions`; otherwise `% 3`:
+//! 0 `refresh_families`, 1 `refresh_tokens`, 2 `devices` with its `device_keys`; for
+//! devices, bit 2 selects the sealer: clear (2), [`DerivedSecrets`] under [`FUZZ_MASTER`];
+//! set (5), [`AeadSealer`] under [`FUZZ_KEK`]. The rest is the row's columns in schema order, each as:
 //! bytes (blob or text) = 2-byte little-endian length then that many bytes; integer = 8
 //! bytes little-endian; a NULL-able column = one tag byte (0: NULL) then the value. A
 //! device row is followed by one byte (`% 6`: how many key rows) and the key rows.
 //! Missing bytes read as zeros (or an empty value), so every input is some row.
 
 use handoff_core::HmacSecret;
+use handoff_core::UnixTime;
 use handoff_device::{
-    DeviceId, DeviceKey, DeviceRecord, DeviceState, KeyId, KeyStatus, OperatorId,
+    DeviceId, DeviceKey, DeviceRecord, DeviceSession, DeviceState, KeyId, KeyStatus, OperatorId,
+    SessionId,
 };
 use handoff_refresh::{
     FamilyId, FamilyRecord, FamilyStatus, RevocationReason, SecretHash, TokenId, TokenRecord,
@@ -19,8 +21,9 @@ use handoff_refresh::{
 };
 
 use crate::rows::{
-    DeviceColumns, FamilyColumns, KeyColumns, TokenColumns, decode_device, decode_family,
-    decode_token, encode_device, encode_family, encode_keys, encode_token,
+    DeviceColumns, FamilyColumns, KeyColumns, SessionColumns, TokenColumns, decode_device,
+    decode_family, decode_session, decode_token, encode_device, encode_family, encode_keys,
+    encode_session, encode_token,
 };
 use crate::seal::{AeadSealer, DerivedSecrets, SecretSealer};
 
@@ -206,6 +209,45 @@ fn write_device(w: &mut Writer, d: &DeviceColumns, keys: &[KeyColumns]) {
     }
 }
 
+/// The selector bit of a `device_sessions` row.
+const SESSION_SELECTOR: u8 = 0x80;
+
+fn read_session(r: &mut Reader<'_>) -> SessionColumns {
+    SessionColumns {
+        session_id: r.bytes(),
+        device_id: r.bytes(),
+        created_at: r.int(),
+        last_seen: r.int(),
+        idle_timeout: r.int(),
+        max_lifetime: r.int(),
+        rotated_at: r.int(),
+        current_hash: r.bytes(),
+        previous_hash: r.opt_bytes(),
+        overlap_until: r.int(),
+        generation: r.int(),
+        revoked_at: r.opt_int(),
+        version: r.int(),
+        expires_at: r.int(),
+    }
+}
+
+fn write_session(w: &mut Writer, c: &SessionColumns) {
+    w.bytes(&c.session_id);
+    w.bytes(&c.device_id);
+    w.int(c.created_at);
+    w.int(c.last_seen);
+    w.int(c.idle_timeout);
+    w.int(c.max_lifetime);
+    w.int(c.rotated_at);
+    w.bytes(&c.current_hash);
+    w.opt_bytes(c.previous_hash.as_deref());
+    w.int(c.overlap_until);
+    w.int(c.generation);
+    w.opt_int(c.revoked_at);
+    w.int(c.version);
+    w.int(c.expires_at);
+}
+
 /// Fuzzing entry point: builds a stored row from `data` (format in this module's doc)
 /// and decodes it. A row that decodes must re-encode to the same columns (the decoders
 /// accept only what the adapters write) and decode again to the same record; a refused
@@ -216,6 +258,20 @@ pub fn fuzz_decode_rows(data: &[u8]) {
         return;
     };
     let mut r = Reader { rest };
+    if selector & SESSION_SELECTOR != 0 {
+        let c = read_session(&mut r);
+        match decode_session(&c) {
+            Ok(rec) => {
+                let again = encode_session(&rec);
+                debug_assert_eq!(again.as_ref(), Ok(&c), "a decoded session re-encodes");
+                if let Ok(again) = again {
+                    debug_assert_eq!(decode_session(&again), Ok(rec));
+                }
+            }
+            Err(e) => debug_assert!(e.message.starts_with(e.column)),
+        }
+        return;
+    }
     match selector % 3 {
         0 => {
             let c = read_family(&mut r);
@@ -278,7 +334,8 @@ fn device_round_trip<S: SecretSealer>(d: &DeviceColumns, keys: &[KeyColumns], se
 
 /// Realistic rows for the seed corpus of `stores_row_decode`, as fuzz inputs: every
 /// family status and revocation reason, every token state, every device state with one
-/// to four keys under both sealers. Names are the seed file names.
+/// to four keys under both sealers, device sessions (fresh, rotated, revoked, at the
+/// 64-bit signed limit). Names are the seed file names.
 #[doc(hidden)]
 #[must_use]
 pub fn fuzz_seed_rows() -> Vec<(String, Vec<u8>)> {
@@ -421,7 +478,75 @@ pub fn fuzz_seed_rows() -> Vec<(String, Vec<u8>)> {
             }
         }
     }
+    out.extend(session_seeds(t0));
     out
+}
+
+/// Device session seeds: fresh, rotated (with a previous hash), revoked, and one at the
+/// limit: created at 0, every other number `i64::MAX` (the largest the columns hold; so
+/// is its `expires_at`).
+fn session_seeds(t0: u64) -> Vec<(String, Vec<u8>)> {
+    let Ok(device_id) = DeviceId::new("thermostat-0042") else {
+        return Vec::new();
+    };
+    let at = |s: u64| UnixTime::from_secs(t0 + s);
+    let fresh = DeviceSession {
+        session_id: SessionId::from_bytes([0x61; 16]),
+        device_id,
+        created_at: at(0),
+        last_seen: at(0),
+        idle_timeout: 180,
+        max_lifetime: 86_400,
+        rotated_at: at(0),
+        current_hash: [0x62; 32],
+        previous_hash: None,
+        overlap_until: at(0),
+        generation: 0,
+        revoked_at: None,
+        version: 0,
+    };
+    let rotated = DeviceSession {
+        last_seen: at(900),
+        rotated_at: at(900),
+        current_hash: [0x63; 32],
+        previous_hash: Some([0x62; 32]),
+        overlap_until: at(930),
+        generation: 1,
+        version: 4,
+        ..fresh.clone()
+    };
+    let revoked = DeviceSession {
+        revoked_at: Some(at(1_000)),
+        version: 5,
+        ..rotated.clone()
+    };
+    let max = u64::try_from(i64::MAX).unwrap_or(0);
+    let limit = DeviceSession {
+        created_at: UnixTime::from_secs(0),
+        last_seen: UnixTime::from_secs(max),
+        idle_timeout: max,
+        max_lifetime: max,
+        rotated_at: UnixTime::from_secs(max),
+        overlap_until: UnixTime::from_secs(max),
+        generation: max,
+        revoked_at: Some(UnixTime::from_secs(max)),
+        version: max,
+        ..revoked.clone()
+    };
+    [
+        ("session-fresh", fresh),
+        ("session-rotated", rotated),
+        ("session-revoked", revoked),
+        ("session-i64-max", limit),
+    ]
+    .into_iter()
+    .filter_map(|(name, s)| {
+        let c = encode_session(&s).ok()?;
+        let mut w = Writer(vec![SESSION_SELECTOR]);
+        write_session(&mut w, &c);
+        Some((name.to_owned(), w.0))
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -431,10 +556,13 @@ mod tests {
     #[test]
     fn every_seed_decodes_and_round_trips() {
         let seeds = fuzz_seed_rows();
-        assert_eq!(seeds.len(), 6 + 3 + 12);
+        assert_eq!(seeds.len(), 6 + 3 + 12 + 4);
         for (name, data) in &seeds {
             let mut r = Reader { rest: &data[1..] };
             let ok = match data[0] % 3 {
+                _ if data[0] & SESSION_SELECTOR != 0 => {
+                    decode_session(&read_session(&mut r)).is_ok()
+                }
                 0 => decode_family(&read_family(&mut r)).is_ok(),
                 1 => decode_token(&read_token(&mut r)).is_ok(),
                 _ => {
@@ -454,7 +582,16 @@ mod tests {
 
     #[test]
     fn short_and_empty_inputs_do_not_panic() {
-        for data in [&[][..], &[0], &[1], &[2], &[6, 0xff, 0xff], &[5; 40]] {
+        for data in [
+            &[][..],
+            &[0],
+            &[1],
+            &[2],
+            &[6, 0xff, 0xff],
+            &[5; 40],
+            &[0x80],
+            &[0xff; 90],
+        ] {
             fuzz_decode_rows(data);
         }
     }

@@ -1,14 +1,18 @@
 //! Async PostgreSQL: [`AsyncPgFamilyStore`] implements
-//! [`handoff_refresh::AsyncFamilyStore`] and [`AsyncPgDeviceRegistry`] implements
-//! [`handoff_device::AsyncDeviceRegistry`], on tokio-postgres, pooled by deadpool-postgres.
+//! [`handoff_refresh::AsyncFamilyStore`], [`AsyncPgDeviceRegistry`] implements
+//! [`handoff_device::AsyncDeviceRegistry`] and [`AsyncPgDeviceSessionStore`] implements
+//! [`handoff_device::AsyncDeviceSessionStore`], on tokio-postgres, pooled by
+//! deadpool-postgres.
 //!
 //! The statements are the sync adapters', made by the same code
-//! ([`crate::pg::PgFamilyStore`], [`crate::pg::PgDeviceRegistry`]): one transaction per
+//! ([`crate::pg::PgFamilyStore`], [`crate::pg::PgDeviceRegistry`],
+//! [`crate::pg::PgDeviceSessionStore`]): one transaction per
 //! plan or record, guards in lock order with `FOR UPDATE`, every guard and write
 //! row-count checked, conflicts (unique, foreign key, serialization, deadlock) answered as
 //! `Conflict` (`VersionConflict` / `AlreadyRegistered` for devices), everything else
 //! `StoreUnavailable` (`RegistryUnavailable`); device rows go through the same decoder and
-//! sealer as the sync registry, so either reads what the other wrote.
+//! sealer as the sync registry, so either reads what the other wrote; device sessions are
+//! one statement per operation, row-count checked, decoded as the sync store does.
 //! Needs a tokio runtime (the pool spawns each connection's task on it).
 //!
 //! Pool: deadpool-postgres with `RecyclingMethod::Verified` (a test query before every
@@ -32,11 +36,15 @@ use crate::pg::device::{self as pg_device, PgDeviceWrite};
 use crate::pg::family::{
     FAMILY_NCOLS, Sql, family_at, get, ordered_guards, refs, time, token_at, unavailable,
 };
+use crate::pg::session as pg_session;
 use crate::pg::{Failure, SchemaName, classify};
 use crate::pool::PoolConfig;
-use crate::rows::DeviceWrite;
+use crate::rows::{DeviceWrite, SessionWrite, session_from_row};
 use crate::seal::SecretSealer;
-use handoff_device::{AsyncDeviceRegistry, DeviceError, DeviceId, DeviceRecord};
+use handoff_device::{
+    AsyncDeviceRegistry, AsyncDeviceSessionStore, DeviceError, DeviceId, DeviceRecord,
+    DeviceSession, SessionId,
+};
 
 /// An async pool to one database and one schema (same schema as [`crate::pg::PgStore`];
 /// migrate it with [`crate::pg::PgStore::migrate`] or [`AsyncPgStore::migrate`]).
@@ -166,6 +174,16 @@ impl AsyncPgStore {
             store: self.clone(),
             sql: Arc::new(pg_device::Sql::new(&self.schema)),
             sealer: Arc::new(sealer),
+        }
+    }
+
+    /// The async device session store on this pool (as
+    /// [`crate::pg::PgStore::device_session_store`]).
+    #[must_use]
+    pub fn device_session_store(&self) -> AsyncPgDeviceSessionStore {
+        AsyncPgDeviceSessionStore {
+            store: self.clone(),
+            sql: Arc::new(pg_session::Sql::new(&self.schema)),
         }
     }
 
@@ -431,5 +449,80 @@ impl<S: SecretSealer> AsyncDeviceRegistry for AsyncPgDeviceRegistry<S> {
         };
         self.write(Some(expected), record, DeviceError::VersionConflict)
             .await
+    }
+}
+
+/// An [`AsyncDeviceSessionStore`] on PostgreSQL (tokio-postgres + deadpool-postgres): the
+/// contract, statements and row decoder of [`crate::pg::PgDeviceSessionStore`], so the two
+/// share a schema and read each other's records.
+#[derive(Clone)]
+pub struct AsyncPgDeviceSessionStore {
+    store: AsyncPgStore,
+    sql: Arc<pg_session::Sql>,
+}
+
+impl fmt::Debug for AsyncPgDeviceSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncPgDeviceSessionStore")
+            .field("schema", &self.store.schema.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncPgDeviceSessionStore {
+    async fn client(&self) -> Result<deadpool_postgres::Client, DeviceError> {
+        self.store.client().await.map_err(pg_session::unavailable)
+    }
+
+    async fn write(
+        &self,
+        session: &DeviceSession,
+        expected: Option<i64>,
+        conflict: DeviceError,
+    ) -> Result<(), DeviceError> {
+        let encoded = SessionWrite::new(session)?;
+        let p = encoded.params()?;
+        let (sql, params) = self.sql.write(&p, &expected);
+        let client = self.client().await?;
+        pg_session::written(client.execute(sql, &params).await, conflict)
+    }
+}
+
+impl AsyncDeviceSessionStore for AsyncPgDeviceSessionStore {
+    async fn load(&self, session_id: &SessionId) -> Result<Option<DeviceSession>, DeviceError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(self.sql.load.as_str(), &[&session_id.as_bytes().as_slice()])
+            .await
+            .map_err(pg_session::unavailable)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn insert(&self, session: &DeviceSession) -> Result<(), DeviceError> {
+        self.write(session, None, DeviceError::SessionExists).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        expected_version: u64,
+        session: &DeviceSession,
+    ) -> Result<(), DeviceError> {
+        let Some(expected) = crate::pg::to_i64(expected_version) else {
+            return Err(DeviceError::VersionConflict);
+        };
+        self.write(session, Some(expected), DeviceError::VersionConflict)
+            .await
+    }
+
+    async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<usize, DeviceError> {
+        let Some((now, limit)) = pg_session::purge_params(now, limit) else {
+            return Ok(0);
+        };
+        let client = self.client().await?;
+        pg_session::purged(
+            client
+                .execute(self.sql.purge.as_str(), &[&now, &limit])
+                .await,
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! Stored rows, engine-neutral: what a row of each table holds ([`FamilyColumns`],
-//! [`TokenColumns`], [`DeviceColumns`], [`KeyColumns`]), one decoder per record type and
-//! its inverse.
+//! [`TokenColumns`], [`DeviceColumns`], [`KeyColumns`], [`SessionColumns`]), one decoder
+//! per record type and its inverse.
 //!
 //! Rows read back are untrusted input: the database may be shared with other software,
 //! a row may be corrupted or tampered with. The SQLite and PostgreSQL adapters only copy
@@ -10,10 +10,11 @@
 //! length-checked before it becomes a `String`); what it refuses is a [`RowError`] naming
 //! the column and what was wrong with it.
 //!
-//! The decoders accept exactly what the adapters write: a family, token or device row
-//! that decodes re-encodes to the same columns (the fuzz target `stores_row_decode` checks
-//! it), so columns that the record's state has no use for must be NULL (or 0 for
-//! `grace_uses`). Key rows must come in strictly increasing positions 0 to 3; gaps are
+//! The decoders accept exactly what the adapters write: a family, token, device or device
+//! session row that decodes re-encodes to the same columns (the fuzz target
+//! `stores_row_decode` checks it), so columns that the record's state has no use for must
+//! be NULL (or 0 for `grace_uses`), and a session's stored `expires_at` must be the one
+//! its other columns make. Key rows must come in strictly increasing positions 0 to 3; gaps are
 //! accepted (the adapters write 0, 1, ...; the order is what the record keeps).
 
 use core::fmt;
@@ -23,8 +24,8 @@ use handoff_core::Thumbprint;
 use handoff_core::UnixTime;
 #[cfg(feature = "devices")]
 use handoff_device::{
-    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceState, KeyId, KeyStatus,
-    MAX_KEYS_PER_DEVICE, OperatorId,
+    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceSession, DeviceState, KeyId, KeyStatus,
+    MAX_KEYS_PER_DEVICE, OperatorId, SessionId,
 };
 #[cfg(feature = "families")]
 use handoff_refresh::{
@@ -61,9 +62,12 @@ pub(crate) enum Problem {
     Order,
     /// More key rows than a device may hold.
     TooMany,
+    /// A derived column that is not what the record's other columns make (a session's
+    /// `expires_at`).
+    Mismatch,
 }
 
-const PROBLEMS: usize = 11;
+const PROBLEMS: usize = 12;
 
 impl Problem {
     const fn index(self) -> usize {
@@ -79,6 +83,7 @@ impl Problem {
             Self::Invalid => 8,
             Self::Order => 9,
             Self::TooMany => 10,
+            Self::Mismatch => 11,
         }
     }
 }
@@ -107,6 +112,7 @@ macro_rules! col {
                 concat!($name, " is not a valid identifier"),
                 concat!($name, " is repeated or out of order"),
                 concat!($name, ": more key rows than a device may hold"),
+                concat!($name, " does not match the record's other columns"),
             ],
         }
     };
@@ -188,6 +194,21 @@ pub(crate) mod cols {
     pub(crate) const K_STATUS: Col = col!("device_keys.status");
     pub(crate) const K_RETIRING_UNTIL: Col = col!("device_keys.retiring_until");
     pub(crate) const K_SEALED_SECRET: Col = col!("device_keys.sealed_secret");
+
+    pub(crate) const S_SESSION_ID: Col = col!("device_sessions.session_id");
+    pub(crate) const S_DEVICE_ID: Col = col!("device_sessions.device_id");
+    pub(crate) const S_CREATED_AT: Col = col!("device_sessions.created_at");
+    pub(crate) const S_LAST_SEEN: Col = col!("device_sessions.last_seen");
+    pub(crate) const S_IDLE_TIMEOUT: Col = col!("device_sessions.idle_timeout");
+    pub(crate) const S_MAX_LIFETIME: Col = col!("device_sessions.max_lifetime");
+    pub(crate) const S_ROTATED_AT: Col = col!("device_sessions.rotated_at");
+    pub(crate) const S_CURRENT_HASH: Col = col!("device_sessions.current_hash");
+    pub(crate) const S_PREVIOUS_HASH: Col = col!("device_sessions.previous_hash");
+    pub(crate) const S_OVERLAP_UNTIL: Col = col!("device_sessions.overlap_until");
+    pub(crate) const S_GENERATION: Col = col!("device_sessions.generation");
+    pub(crate) const S_REVOKED_AT: Col = col!("device_sessions.revoked_at");
+    pub(crate) const S_VERSION: Col = col!("device_sessions.version");
+    pub(crate) const S_EXPIRES_AT: Col = col!("device_sessions.expires_at");
 }
 
 use cols::*;
@@ -782,10 +803,18 @@ pub(crate) struct KeyParams<'a> {
 }
 
 /// A text column the encoders made from a `&str`, back as one for binding.
+///
+/// # Errors
+/// [`EncodeError`] if it is not UTF-8 (never: the encoder made it from a `&str`).
 #[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
-fn bound_text(b: &[u8]) -> Result<&str, DeviceError> {
-    core::str::from_utf8(b)
-        .map_err(|_| DeviceError::RegistryUnavailable("an encoded text column is not UTF-8".into()))
+fn bound_text(b: &[u8]) -> Result<&str, EncodeError> {
+    core::str::from_utf8(b).map_err(|_| EncodeError("an encoded text column is not UTF-8"))
+}
+
+/// [`bound_text`] for the device registry's statements.
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+fn registry_text(b: &[u8]) -> Result<&str, DeviceError> {
+    bound_text(b).map_err(|e| DeviceError::RegistryUnavailable(e.0.into()))
 }
 
 #[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
@@ -816,9 +845,9 @@ impl DeviceWrite {
     pub(crate) fn device(&self) -> Result<DeviceParams<'_>, DeviceError> {
         let d = &self.device;
         Ok(DeviceParams {
-            device_id: bound_text(&d.device_id)?,
-            state: bound_text(&d.state)?,
-            state_by: d.state_by.as_deref().map(bound_text).transpose()?,
+            device_id: registry_text(&d.device_id)?,
+            state: registry_text(&d.state)?,
+            state_by: d.state_by.as_deref().map(registry_text).transpose()?,
             state_at: d.state_at,
             expires_at: d.expires_at,
             version: d.version,
@@ -834,14 +863,242 @@ impl DeviceWrite {
             .iter()
             .map(|k| {
                 Ok(KeyParams {
-                    key_id: bound_text(&k.key_id)?,
+                    key_id: registry_text(&k.key_id)?,
                     position: k.position,
-                    status: bound_text(&k.status)?,
+                    status: registry_text(&k.status)?,
                     retiring_until: k.retiring_until,
                     sealed_secret: &k.sealed_secret,
                 })
             })
             .collect()
+    }
+}
+
+// ---- device sessions ----
+
+/// A row of `device_sessions`, column for column (text as raw bytes). `expires_at` is
+/// derived: the record's [`DeviceSession::expires_at`], stored for the purge.
+#[cfg(feature = "devices")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionColumns {
+    pub(crate) session_id: Vec<u8>,
+    pub(crate) device_id: Vec<u8>,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) idle_timeout: i64,
+    pub(crate) max_lifetime: i64,
+    pub(crate) rotated_at: i64,
+    pub(crate) current_hash: Vec<u8>,
+    pub(crate) previous_hash: Option<Vec<u8>>,
+    pub(crate) overlap_until: i64,
+    pub(crate) generation: i64,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) version: i64,
+    pub(crate) expires_at: i64,
+}
+
+/// A `device_sessions` row that does not decode, on its way to the session stores' error.
+#[cfg(all(
+    feature = "devices",
+    any(test, feature = "sqlite", feature = "postgres")
+))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionRowError(pub(crate) RowError);
+
+#[cfg(all(
+    feature = "devices",
+    any(test, feature = "sqlite", feature = "postgres")
+))]
+impl From<SessionRowError> for DeviceError {
+    fn from(e: SessionRowError) -> Self {
+        Self::SessionStoreUnavailable(format!(
+            "stored device session row does not decode: {}; check what else writes to this table",
+            e.0
+        ))
+    }
+}
+
+/// Decodes a `device_sessions` row.
+///
+/// # Errors
+/// [`RowError`] naming the first column that breaks a rule; `expires_at` last, when it is
+/// not what the other columns make.
+#[cfg(feature = "devices")]
+pub(crate) fn decode_session(c: &SessionColumns) -> Result<DeviceSession, RowError> {
+    let session = DeviceSession {
+        session_id: fixed(&c.session_id, &S_SESSION_ID).map(SessionId::from_bytes)?,
+        device_id: ident(&c.device_id, &S_DEVICE_ID, DeviceId::new)?,
+        created_at: time(c.created_at, &S_CREATED_AT)?,
+        last_seen: time(c.last_seen, &S_LAST_SEEN)?,
+        idle_timeout: unsigned(c.idle_timeout, &S_IDLE_TIMEOUT)?,
+        max_lifetime: unsigned(c.max_lifetime, &S_MAX_LIFETIME)?,
+        rotated_at: time(c.rotated_at, &S_ROTATED_AT)?,
+        current_hash: fixed(&c.current_hash, &S_CURRENT_HASH)?,
+        previous_hash: c
+            .previous_hash
+            .as_deref()
+            .map(|v| fixed(v, &S_PREVIOUS_HASH))
+            .transpose()?,
+        overlap_until: time(c.overlap_until, &S_OVERLAP_UNTIL)?,
+        generation: unsigned(c.generation, &S_GENERATION)?,
+        revoked_at: c.revoked_at.map(|v| time(v, &S_REVOKED_AT)).transpose()?,
+        version: unsigned(c.version, &S_VERSION)?,
+    };
+    if time(c.expires_at, &S_EXPIRES_AT)? != session.expires_at() {
+        return Err(S_EXPIRES_AT.err(Problem::Mismatch));
+    }
+    Ok(session)
+}
+
+/// A `u64` for the column `c`, refused by name beyond `i64::MAX`.
+#[cfg(feature = "devices")]
+fn enc_col(v: u64, c: &Col) -> Result<i64, EncodeError> {
+    big(v).ok_or(EncodeError(c.err(Problem::OutOfRange).message))
+}
+
+/// The columns the adapters write for `s`, `expires_at` included.
+///
+/// # Errors
+/// [`EncodeError`] naming the first column whose value is beyond `i64::MAX` (`expires_at`
+/// too: a session whose end the column cannot hold).
+#[cfg(feature = "devices")]
+pub(crate) fn encode_session(s: &DeviceSession) -> Result<SessionColumns, EncodeError> {
+    let t = |v: UnixTime, c: &Col| enc_col(v.as_secs(), c);
+    Ok(SessionColumns {
+        session_id: s.session_id.as_bytes().to_vec(),
+        device_id: s.device_id.as_str().as_bytes().to_vec(),
+        created_at: t(s.created_at, &S_CREATED_AT)?,
+        last_seen: t(s.last_seen, &S_LAST_SEEN)?,
+        idle_timeout: enc_col(s.idle_timeout, &S_IDLE_TIMEOUT)?,
+        max_lifetime: enc_col(s.max_lifetime, &S_MAX_LIFETIME)?,
+        rotated_at: t(s.rotated_at, &S_ROTATED_AT)?,
+        current_hash: s.current_hash.to_vec(),
+        previous_hash: s.previous_hash.map(|h| h.to_vec()),
+        overlap_until: t(s.overlap_until, &S_OVERLAP_UNTIL)?,
+        generation: enc_col(s.generation, &S_GENERATION)?,
+        revoked_at: s.revoked_at.map(|v| t(v, &S_REVOKED_AT)).transpose()?,
+        version: enc_col(s.version, &S_VERSION)?,
+        expires_at: t(s.expires_at(), &S_EXPIRES_AT)?,
+    })
+}
+
+/// One engine's row, read column by column: the storage class or type must be the
+/// schema's, NULL only where the schema allows it (the adapters' `cells` modules).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) trait Cells {
+    /// A `BLOB` / `bytea` column.
+    fn blob(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError>;
+    /// A NULL-able `BLOB` / `bytea` column.
+    fn opt_blob(&self, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError>;
+    /// A `TEXT` column, as raw bytes.
+    fn text(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError>;
+    /// An `INTEGER` / `bigint` column.
+    fn int(&self, i: usize, c: &Col) -> Result<i64, RowError>;
+    /// A NULL-able `INTEGER` / `bigint` column.
+    fn opt_int(&self, i: usize, c: &Col) -> Result<Option<i64>, RowError>;
+}
+
+/// The columns of a `device_sessions` row selected in schema order (`session_id` first,
+/// `expires_at` last), from either engine.
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) fn session_columns<R: Cells + ?Sized>(row: &R) -> Result<SessionColumns, RowError> {
+    Ok(SessionColumns {
+        session_id: row.blob(0, &S_SESSION_ID)?,
+        device_id: row.text(1, &S_DEVICE_ID)?,
+        created_at: row.int(2, &S_CREATED_AT)?,
+        last_seen: row.int(3, &S_LAST_SEEN)?,
+        idle_timeout: row.int(4, &S_IDLE_TIMEOUT)?,
+        max_lifetime: row.int(5, &S_MAX_LIFETIME)?,
+        rotated_at: row.int(6, &S_ROTATED_AT)?,
+        current_hash: row.blob(7, &S_CURRENT_HASH)?,
+        previous_hash: row.opt_blob(8, &S_PREVIOUS_HASH)?,
+        overlap_until: row.int(9, &S_OVERLAP_UNTIL)?,
+        generation: row.int(10, &S_GENERATION)?,
+        revoked_at: row.opt_int(11, &S_REVOKED_AT)?,
+        version: row.int(12, &S_VERSION)?,
+        expires_at: row.int(13, &S_EXPIRES_AT)?,
+    })
+}
+
+/// A `device_sessions` row, decoded: the columns ([`session_columns`]) through
+/// [`decode_session`], a refusal as [`DeviceError::SessionStoreUnavailable`] naming the
+/// column.
+///
+/// # Errors
+/// [`DeviceError::SessionStoreUnavailable`].
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) fn session_from_row<R: Cells + ?Sized>(row: &R) -> Result<DeviceSession, DeviceError> {
+    session_columns(row)
+        .and_then(|c| decode_session(&c))
+        .map_err(|e| DeviceError::from(SessionRowError(e)))
+}
+
+/// What an adapter binds to write a device session: the columns of [`encode_session`]
+/// (so the encoder the row fuzzer round-trips is the one that writes).
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) struct SessionWrite(SessionColumns);
+
+/// The `device_sessions` parameters of a [`SessionWrite`], in column order, text as
+/// `&str`.
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) struct SessionParams<'a> {
+    pub(crate) session_id: &'a [u8],
+    pub(crate) device_id: &'a str,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) idle_timeout: i64,
+    pub(crate) max_lifetime: i64,
+    pub(crate) rotated_at: i64,
+    pub(crate) current_hash: &'a [u8],
+    pub(crate) previous_hash: Option<&'a [u8]>,
+    pub(crate) overlap_until: i64,
+    pub(crate) generation: i64,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) version: i64,
+    pub(crate) expires_at: i64,
+}
+
+/// A session the adapters cannot write: nothing is written and the store reports why,
+/// naming the column.
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+fn session_unwritable(e: EncodeError) -> DeviceError {
+    DeviceError::SessionStoreUnavailable(format!("the device session cannot be stored: {e}"))
+}
+
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+impl SessionWrite {
+    /// Encodes `s`.
+    ///
+    /// # Errors
+    /// [`DeviceError::SessionStoreUnavailable`] naming the column whose value is beyond
+    /// `i64::MAX`.
+    pub(crate) fn new(s: &DeviceSession) -> Result<Self, DeviceError> {
+        encode_session(s).map(Self).map_err(session_unwritable)
+    }
+
+    /// The parameters.
+    ///
+    /// # Errors
+    /// [`DeviceError::SessionStoreUnavailable`] if the device id is not UTF-8 (never: the
+    /// encoder made it from a `&str`).
+    pub(crate) fn params(&self) -> Result<SessionParams<'_>, DeviceError> {
+        let c = &self.0;
+        Ok(SessionParams {
+            session_id: &c.session_id,
+            device_id: bound_text(&c.device_id).map_err(session_unwritable)?,
+            created_at: c.created_at,
+            last_seen: c.last_seen,
+            idle_timeout: c.idle_timeout,
+            max_lifetime: c.max_lifetime,
+            rotated_at: c.rotated_at,
+            current_hash: &c.current_hash,
+            previous_hash: c.previous_hash.as_deref(),
+            overlap_until: c.overlap_until,
+            generation: c.generation,
+            revoked_at: c.revoked_at,
+            version: c.version,
+            expires_at: c.expires_at,
+        })
     }
 }
 
@@ -1551,6 +1808,165 @@ mod tests {
                 decode_device(&device("approved"), &bad, &sealer()),
                 Err(DeviceRowError::Record(DeviceError::InvalidRecord(_)))
             ));
+        }
+    }
+
+    fn session() -> SessionColumns {
+        SessionColumns {
+            session_id: vec![1; 16],
+            device_id: b"dev-1".to_vec(),
+            created_at: 1_000,
+            last_seen: 1_100,
+            idle_timeout: 180,
+            max_lifetime: 86_400,
+            rotated_at: 1_050,
+            current_hash: vec![2; 32],
+            previous_hash: Some(vec![3; 32]),
+            overlap_until: 1_080,
+            generation: 1,
+            revoked_at: Some(1_200),
+            version: 4,
+            expires_at: 1_280,
+        }
+    }
+
+    fn session_refused(f: impl FnOnce(&mut SessionColumns), col: &Col, problem: Problem) {
+        let mut c = session();
+        f(&mut c);
+        match decode_session(&c) {
+            Err(e) => {
+                assert_eq!((e.column, e.problem), (col.name, problem), "{e}");
+                let DeviceError::SessionStoreUnavailable(msg) =
+                    DeviceError::from(SessionRowError(e))
+                else {
+                    panic!("not SessionStoreUnavailable");
+                };
+                assert!(msg.contains(col.name), "{msg}");
+            }
+            other => panic!("expected {} {problem:?}, got {other:?}", col.name),
+        }
+    }
+
+    #[test]
+    fn valid_session_rows_decode_and_encode_back() {
+        let c = session();
+        let s = decode_session(&c).unwrap();
+        assert_eq!(s.expires_at().as_secs(), 1_280);
+        assert_eq!(s.previous_hash, Some([3; 32]));
+        assert_eq!(encode_session(&s).unwrap(), c);
+        // No previous hash, not revoked, the absolute expiry first.
+        let c = SessionColumns {
+            previous_hash: None,
+            revoked_at: None,
+            max_lifetime: 200,
+            expires_at: 1_200,
+            ..session()
+        };
+        assert_eq!(encode_session(&decode_session(&c).unwrap()).unwrap(), c);
+        // i64::MAX is the largest every number column holds.
+        let c = SessionColumns {
+            created_at: 0,
+            last_seen: i64::MAX,
+            idle_timeout: i64::MAX,
+            max_lifetime: i64::MAX,
+            rotated_at: i64::MAX,
+            overlap_until: i64::MAX,
+            generation: i64::MAX,
+            revoked_at: Some(i64::MAX),
+            version: i64::MAX,
+            expires_at: i64::MAX,
+            ..session()
+        };
+        assert_eq!(encode_session(&decode_session(&c).unwrap()).unwrap(), c);
+    }
+
+    #[test]
+    fn session_columns_must_have_their_length_and_sign() {
+        session_refused(
+            |c| c.session_id = vec![1; 15],
+            &S_SESSION_ID,
+            Problem::Length,
+        );
+        session_refused(
+            |c| c.current_hash = vec![2; 31],
+            &S_CURRENT_HASH,
+            Problem::Length,
+        );
+        session_refused(
+            |c| c.previous_hash = Some(vec![3; 33]),
+            &S_PREVIOUS_HASH,
+            Problem::Length,
+        );
+        session_refused(|c| c.device_id = vec![], &S_DEVICE_ID, Problem::Length);
+        session_refused(|c| c.device_id = vec![0xff], &S_DEVICE_ID, Problem::Utf8);
+        session_refused(
+            |c| c.device_id = b"dev 1".to_vec(),
+            &S_DEVICE_ID,
+            Problem::Invalid,
+        );
+        session_refused(|c| c.created_at = -1, &S_CREATED_AT, Problem::Negative);
+        session_refused(|c| c.last_seen = -1, &S_LAST_SEEN, Problem::Negative);
+        session_refused(|c| c.idle_timeout = -1, &S_IDLE_TIMEOUT, Problem::Negative);
+        session_refused(|c| c.max_lifetime = -1, &S_MAX_LIFETIME, Problem::Negative);
+        session_refused(|c| c.rotated_at = -1, &S_ROTATED_AT, Problem::Negative);
+        session_refused(
+            |c| c.overlap_until = -1,
+            &S_OVERLAP_UNTIL,
+            Problem::Negative,
+        );
+        session_refused(|c| c.generation = -1, &S_GENERATION, Problem::Negative);
+        session_refused(
+            |c| c.revoked_at = Some(-1),
+            &S_REVOKED_AT,
+            Problem::Negative,
+        );
+        session_refused(|c| c.version = i64::MIN, &S_VERSION, Problem::Negative);
+        session_refused(|c| c.expires_at = -1, &S_EXPIRES_AT, Problem::Negative);
+    }
+
+    #[test]
+    fn session_expiry_column_must_be_the_records() {
+        session_refused(|c| c.expires_at = 1_281, &S_EXPIRES_AT, Problem::Mismatch);
+        session_refused(|c| c.idle_timeout = 181, &S_EXPIRES_AT, Problem::Mismatch);
+        // An end past i64::MAX: no column holds it, so no row decodes to it.
+        session_refused(
+            |c| {
+                c.last_seen = i64::MAX;
+                c.created_at = i64::MAX;
+                c.expires_at = i64::MAX;
+            },
+            &S_EXPIRES_AT,
+            Problem::Mismatch,
+        );
+    }
+
+    #[test]
+    fn sessions_beyond_the_columns_are_refused_naming_the_column() {
+        let s = decode_session(&session()).unwrap();
+        let big = u64::try_from(i64::MAX).unwrap() + 1;
+        for (f, col) in [
+            (
+                Box::new(|s: &mut DeviceSession| s.version = big)
+                    as Box<dyn Fn(&mut DeviceSession)>,
+                &S_VERSION,
+            ),
+            (Box::new(|s| s.generation = u64::MAX), &S_GENERATION),
+            (
+                Box::new(|s| s.revoked_at = Some(UnixTime::from_secs(big))),
+                &S_REVOKED_AT,
+            ),
+            (
+                Box::new(|s| {
+                    s.created_at = UnixTime::from_secs(big - 1);
+                    s.last_seen = UnixTime::from_secs(big - 1);
+                }),
+                &S_EXPIRES_AT,
+            ),
+        ] {
+            let mut bad = s.clone();
+            f(&mut bad);
+            let e = encode_session(&bad).unwrap_err();
+            assert_eq!(e.0, col.err(Problem::OutOfRange).message);
         }
     }
 }

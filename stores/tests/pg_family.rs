@@ -319,7 +319,8 @@ fn ten_thousand_rotations_keep_rows_bounded_on_postgres() {
 }
 
 /// A schema of version 1 (as deployed before the DPoP binding) with a live family is
-/// migrated to version 2: the family keeps rotating, unbound, and bound families persist
+/// migrated to the current version (3: the binding, then device sessions): the family
+/// keeps rotating, unbound, and bound families persist
 /// their key.
 #[test]
 fn version_one_schema_migrates_to_two() {
@@ -350,7 +351,7 @@ fn version_one_schema_migrates_to_two() {
          '\\x02020202020202020202020202020202'::bytea, NULL, 0, 0, 'active')"
     ))
     .unwrap();
-    assert_eq!(db.pg.migrate().unwrap(), 2);
+    assert_eq!(db.pg.migrate().unwrap(), 3);
     let store = db.pg.family_store();
     let old = store
         .load_family(handoff_refresh::FamilyId::from_bytes([1; 16]))

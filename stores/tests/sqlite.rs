@@ -61,7 +61,7 @@ fn raw(path: &std::path::Path) -> rusqlite::Connection {
 fn opens_in_wal_with_schema_version_and_refuses_a_newer_file() {
     let dir = TempDir::new("sqlite_schema");
     let db = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
-    assert_eq!(db.schema_version().unwrap(), 2);
+    assert_eq!(db.schema_version().unwrap(), 3);
     db.integrity_check().unwrap();
     let c = raw(&dir.db());
     let mode: String = c
@@ -71,7 +71,7 @@ fn opens_in_wal_with_schema_version_and_refuses_a_newer_file() {
     // Opening again (another process would) migrates nothing and keeps the data.
     drop(db);
     let again = SqliteStore::open(dir.db(), SqliteConfig::default()).unwrap();
-    assert_eq!(again.schema_version().unwrap(), 2);
+    assert_eq!(again.schema_version().unwrap(), 3);
     // A file written by a newer crate is refused, never half-used.
     c.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(again);
@@ -408,8 +408,8 @@ fn device_registry_lifecycle_on_sqlite() {
     ));
 }
 
-/// A file of schema version 1 (before the DPoP binding) with a family is migrated to 2 on
-/// open: the old family loads unbound, new bound families persist their key, and 2 000
+/// A file of schema version 1 (before the DPoP binding) with a family is migrated to the
+/// current version (3: then device sessions) on open: the old family loads unbound, new bound families persist their key, and 2 000
 /// rotations keep the token rows bounded.
 #[test]
 fn version_one_file_migrates_and_rows_stay_bounded() {
@@ -431,7 +431,7 @@ fn version_one_file_migrates_and_rows_stay_bounded() {
         SqliteConfig::default().durability(handoff_stores::sqlite::Durability::Normal),
     )
     .unwrap();
-    assert_eq!(db.schema_version().unwrap(), 2);
+    assert_eq!(db.schema_version().unwrap(), 3);
     let store = db.family_store();
     let old = store
         .load_family(handoff_refresh::FamilyId::from_bytes([0; 16]))

@@ -1,6 +1,6 @@
-//! PostgreSQL adapters: refresh families ([`PgFamilyStore`]) and the device registry
-//! ([`PgDeviceRegistry`]), with the schema shipped in this crate ([`SCHEMA_SQL`]) and
-//! applied by [`PgStore::migrate`].
+//! PostgreSQL adapters: refresh families ([`PgFamilyStore`]), the device registry
+//! ([`PgDeviceRegistry`]) and device heartbeat sessions ([`PgDeviceSessionStore`]), with
+//! the schema shipped in this crate ([`SCHEMA_SQL`]) and applied by [`PgStore::migrate`].
 //!
 //! Every statement takes the application's clock as a parameter; the database clock is
 //! never read (mixing the two clocks causes false reuse). The adapters are synchronous,
@@ -12,6 +12,7 @@
 
 pub(crate) mod device;
 pub(crate) mod family;
+pub(crate) mod session;
 
 use std::sync::Arc;
 
@@ -25,12 +26,13 @@ use crate::pool::{PoolConfig, checkout_error};
 pub use crate::seal::{AeadSealer, DerivedSecrets, MAX_SEALED_BYTES, SecretSealer};
 pub use device::PgDeviceRegistry;
 pub use family::PgFamilyStore;
+pub use session::PgDeviceSessionStore;
 
 /// The schema, version [`SCHEMA_VERSION`], with `{schema}` standing for the schema name.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+/// The schema version this crate writes and reads (3: device sessions).
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Longest schema name accepted, in bytes (PostgreSQL's identifier limit).
 pub const MAX_SCHEMA_BYTES: usize = 63;
@@ -109,6 +111,7 @@ impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for SessionSet
 /// let pg = PgStore::connect("postgres://gw@127.0.0.1/identity", "identity", PoolConfig::default())?;
 /// pg.migrate()?; // idempotent; safe to call from every instance at start-up
 /// let families = pg.family_store();
+/// let sessions = pg.device_session_store(); // handoff_device::DeviceSessionStore
 /// # Ok::<(), handoff_stores::StoresError>(())
 /// ```
 #[derive(Clone)]
@@ -199,6 +202,13 @@ impl PgStore {
     #[must_use]
     pub fn device_registry<S: SecretSealer>(&self, sealer: S) -> PgDeviceRegistry<S> {
         PgDeviceRegistry::new(Arc::clone(&self.shared), sealer)
+    }
+
+    /// The device session store on this pool (heartbeat sessions of
+    /// `handoff_device::Gateway::heartbeat_stored`; token hashes only, nothing to seal).
+    #[must_use]
+    pub fn device_session_store(&self) -> PgDeviceSessionStore {
+        PgDeviceSessionStore::new(Arc::clone(&self.shared))
     }
 }
 
@@ -292,6 +302,24 @@ pub(crate) mod cells {
         opt::<i16>(row, i, c)?
             .map(i64::from)
             .ok_or(c.err(Problem::Null))
+    }
+
+    impl crate::rows::Cells for Row {
+        fn blob(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+            blob(self, i, c)
+        }
+        fn opt_blob(&self, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+            opt_blob(self, i, c)
+        }
+        fn text(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+            text(self, i, c)
+        }
+        fn int(&self, i: usize, c: &Col) -> Result<i64, RowError> {
+            int(self, i, c)
+        }
+        fn opt_int(&self, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
+            opt_int(self, i, c)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
--- identity crate family: shared-store schema, version 2 (every migration, each idempotent:
+-- identity crate family: shared-store schema, version 3 (every migration, each idempotent:
 -- a database of any older version is brought up to date by running the whole file).
 -- `{schema}` is replaced by the configured schema name (validated: [a-z_][a-z0-9_]{0,62}).
 -- Every time column holds the application's clock (seconds since the epoch); the database
@@ -74,3 +74,27 @@ INSERT INTO {schema}.schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
 ALTER TABLE {schema}.refresh_families
     ADD COLUMN IF NOT EXISTS dpop_jkt bytea CHECK (length(dpop_jkt) = 32);
 INSERT INTO {schema}.schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;
+
+-- Version 3: device heartbeat sessions (`handoff_device::DeviceSession`): token hashes only,
+-- never a token. `expires_at` is the record's `expires_at()` (min(last_seen + idle_timeout,
+-- created_at + max_lifetime)), written on every insert and compare-and-set; the purge of
+-- ended sessions reads it through its index.
+CREATE TABLE IF NOT EXISTS {schema}.device_sessions (
+    session_id    bytea   PRIMARY KEY CHECK (length(session_id) = 16),
+    device_id     text    NOT NULL CHECK (octet_length(device_id) BETWEEN 1 AND 64),
+    created_at    bigint  NOT NULL,
+    last_seen     bigint  NOT NULL,
+    idle_timeout  bigint  NOT NULL CHECK (idle_timeout >= 0),
+    max_lifetime  bigint  NOT NULL CHECK (max_lifetime >= 0),
+    rotated_at    bigint  NOT NULL,
+    current_hash  bytea   NOT NULL CHECK (length(current_hash) = 32),  -- SHA-256, never a token
+    previous_hash bytea   CHECK (length(previous_hash) = 32),
+    overlap_until bigint  NOT NULL,
+    generation    bigint  NOT NULL CHECK (generation >= 0),
+    revoked_at    bigint,
+    version       bigint  NOT NULL CHECK (version >= 0),
+    expires_at    bigint  NOT NULL
+);
+CREATE INDEX IF NOT EXISTS device_sessions_expiry
+    ON {schema}.device_sessions (expires_at);
+INSERT INTO {schema}.schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;

@@ -1,6 +1,7 @@
 //! The embedded default for one machine: the replay log ([`SqliteReplayLog`]), refresh
-//! families ([`SqliteFamilyStore`]) and the device registry ([`SqliteDeviceRegistry`]) in
-//! one SQLite file (rusqlite with its bundled SQLite: no system library needed).
+//! families ([`SqliteFamilyStore`]), the device registry ([`SqliteDeviceRegistry`]) and
+//! device heartbeat sessions ([`SqliteDeviceSessionStore`]) in one SQLite file (rusqlite
+//! with its bundled SQLite: no system library needed).
 //!
 //! * WAL journal, `synchronous = FULL` (default), a busy timeout on every connection:
 //!   several threads and several processes on one machine may share one file; a writer
@@ -10,14 +11,17 @@
 //!   write is row-count checked; anything unexpected rolls back and answers `Conflict`.
 //! * A schema version (`PRAGMA user_version`) with forward migrations, applied by
 //!   [`SqliteStore::open`] under the write lock (concurrent openers serialize).
+//! * Device sessions are written one statement at a time (`INSERT ... ON CONFLICT DO
+//!   NOTHING`, `UPDATE ... WHERE session_id = ? AND version = ?`), row-count checked.
 //! * Garbage collection in bounded batches ([`SqliteReplayLog::gc`],
-//!   `FamilyStore::gc`).
+//!   `FamilyStore::gc`, `DeviceSessionStore::purge_expired`).
 //!
 //! Do not put the file on a network file system (SQLite's locking needs a local one).
 
 mod device;
 mod family;
 mod replay;
+mod session;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,12 +36,17 @@ use crate::pool::{PoolConfig, checkout_error};
 pub use device::SqliteDeviceRegistry;
 pub use family::SqliteFamilyStore;
 pub use replay::{DEFAULT_CAPACITY, DEFAULT_HORIZON_SECS, GC_BATCH, SqliteReplayLog};
+pub use session::SqliteDeviceSessionStore;
 
 /// The schema migrations: entry `i` takes the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this crate writes and reads (3: device sessions).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Default busy timeout: how long a writer waits for another before failing closed.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +126,8 @@ pub(crate) struct Shared {
 /// assert_eq!(db.schema_version()?, handoff_stores::sqlite::SCHEMA_VERSION);
 /// let replay = db.replay_log();        // handoff_core::replay::ReplayLog
 /// let families = db.family_store();    // handoff_refresh::FamilyStore
-/// # drop((replay, families, db));
+/// let sessions = db.device_session_store(); // handoff_device::DeviceSessionStore
+/// # drop((replay, families, sessions, db));
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -268,6 +278,13 @@ impl SqliteStore {
     pub fn device_registry<S: crate::SecretSealer>(&self, sealer: S) -> SqliteDeviceRegistry<S> {
         SqliteDeviceRegistry::new(Arc::clone(&self.shared), sealer)
     }
+
+    /// The device session store in this file (heartbeat sessions of
+    /// `handoff_device::Gateway::heartbeat_stored`; token hashes only, nothing to seal).
+    #[must_use]
+    pub fn device_session_store(&self) -> SqliteDeviceSessionStore {
+        SqliteDeviceSessionStore::new(Arc::clone(&self.shared))
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoresError {
@@ -355,6 +372,24 @@ pub(crate) mod cells {
 
     pub(crate) fn int(row: &Row<'_>, i: usize, c: &Col) -> Result<i64, RowError> {
         opt_int(row, i, c)?.ok_or(c.err(Problem::Null))
+    }
+
+    impl crate::rows::Cells for Row<'_> {
+        fn blob(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+            blob(self, i, c)
+        }
+        fn opt_blob(&self, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+            opt_blob(self, i, c)
+        }
+        fn text(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+            text(self, i, c)
+        }
+        fn int(&self, i: usize, c: &Col) -> Result<i64, RowError> {
+            int(self, i, c)
+        }
+        fn opt_int(&self, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
+            opt_int(self, i, c)
+        }
     }
 }
 
