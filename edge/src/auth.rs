@@ -602,7 +602,7 @@ fn dpop_with_error(bare: &str, code: &str, desc: &str) -> String {
     format!("DPoP error=\"{code}\", error_description=\"{desc}\", {algs}")
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii() && !c.is_ascii_control())
         .flat_map(|c| match c {

@@ -8,6 +8,8 @@
 mod auth;
 pub mod client;
 mod clock;
+#[cfg(feature = "device")]
+pub mod device;
 mod error;
 mod extract;
 #[doc(hidden)]
