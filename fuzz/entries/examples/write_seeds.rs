@@ -388,7 +388,7 @@ fn audit_log_seeds() {
 fn stores_row_seeds() {
     let t = "stores_row_decode";
     let seeds = handoff_stores::fuzz_seed_rows();
-    assert_eq!(seeds.len(), 21);
+    assert_eq!(seeds.len(), 25);
     for (name, bytes) in &seeds {
         write(t, name, bytes);
     }
