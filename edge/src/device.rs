@@ -39,6 +39,8 @@ use handoff_device::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+pub use crate::device_client::{DeviceClient, Heartbeat, MAX_CLOCK_CORRECTION_SECS};
+
 use crate::auth::{Credential, credential, quote};
 use crate::clock::{Clock, SystemClock};
 use crate::error::EdgeError;

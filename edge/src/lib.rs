@@ -10,6 +10,8 @@ pub mod client;
 mod clock;
 #[cfg(feature = "device")]
 pub mod device;
+#[cfg(feature = "device")]
+mod device_client;
 mod error;
 mod extract;
 #[doc(hidden)]

@@ -472,3 +472,84 @@ async fn concurrent_heartbeats_at_rotation_share_one_successor() {
     );
     assert_eq!(f.beat(&successors[0]).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_device_client_connects_heartbeats_follows_rotation_and_corrects_its_clock() {
+    use handoff_edge::EdgeError;
+    use handoff_edge::device::DeviceClient;
+
+    let f = start().await;
+    // The device's clock runs 1 000 s behind the gateway's: the first handshake is
+    // refused for skew, the client adopts the gateway's time and signs again.
+    let device_clock = Arc::new(ManualClock::new(UnixTime::from_secs(BOOT - 1_000)));
+    let client = DeviceClient::new(&f.base, f.gateway_id.clone(), f.creds.clone())
+        .unwrap()
+        .clock(Arc::clone(&device_clock) as Arc<dyn handoff_edge::Clock>);
+    assert!(!client.has_session());
+    let expires = client.connect(b"hello").await.unwrap();
+    assert_eq!(expires, UnixTime::from_secs(BOOT + 180));
+    assert_eq!(client.clock_offset(), 1_000);
+    let first = client.session_token().unwrap();
+
+    f.clock.advance(150);
+    let beat = client.heartbeat().await.unwrap();
+    assert!(!beat.rotated);
+    assert_eq!(client.session_token().unwrap(), first);
+    f.clock.advance(150); // t = 300: rotation
+    let beat = client.heartbeat().await.unwrap();
+    assert!(beat.rotated);
+    let second = client.session_token().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        f.beat(&second).await.status,
+        200,
+        "the client holds the successor"
+    );
+
+    // The operator revokes the device: the next heartbeat is refused and drops the session.
+    let device = f.registry.load(f.creds.device_id()).unwrap().unwrap();
+    let _ = device
+        .revoke(&OperatorId::new("bob").unwrap(), f.now())
+        .unwrap()
+        .commit(&*f.registry)
+        .unwrap();
+    match client.heartbeat().await {
+        Err(EdgeError::Refused { status, error, .. }) => {
+            assert_eq!((status, error.as_str()), (401, "unauthorized"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!client.has_session());
+    assert!(matches!(
+        client.heartbeat().await,
+        Err(EdgeError::Config(_))
+    ));
+    // And the handshake is refused too (the device is revoked).
+    assert!(matches!(
+        client.connect(b"").await,
+        Err(EdgeError::Refused { status: 401, .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_device_client_refuses_a_clock_correction_over_a_day() {
+    use handoff_edge::EdgeError;
+    use handoff_edge::device::DeviceClient;
+
+    let f = start().await;
+    let device_clock = Arc::new(ManualClock::new(UnixTime::from_secs(BOOT - 2 * 86_400)));
+    let client = DeviceClient::new(&f.base, f.gateway_id.clone(), f.creds.clone())
+        .unwrap()
+        .clock(device_clock as Arc<dyn handoff_edge::Clock>);
+    match client.connect(b"").await {
+        Err(EdgeError::Refused {
+            status: 401,
+            server_time,
+            ..
+        }) => assert_eq!(server_time, Some(UnixTime::from_secs(BOOT))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.clock_offset(), 0);
+    assert!(!client.has_session());
+    assert!(DeviceClient::new("ftp://x", f.gateway_id.clone(), f.creds.clone()).is_err());
+}
