@@ -982,6 +982,74 @@ pub(crate) fn encode_session(s: &DeviceSession) -> Result<SessionColumns, Encode
     })
 }
 
+/// The `device_sessions` columns in the order every statement names them and
+/// [`session_columns`] reads them (a string literal, for `concat!`).
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+macro_rules! session_column_list {
+    () => {
+        "session_id, device_id, created_at, last_seen, idle_timeout, max_lifetime, \
+         rotated_at, current_hash, previous_hash, overlap_until, generation, revoked_at, \
+         version, expires_at"
+    };
+}
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) use session_column_list;
+
+/// The parameters of a device session write, from [`SessionParams`] `$p`, in
+/// [`session_column_list`] order (then `$expected`, the version a compare-and-set
+/// expects): a `vec!` of references, which coerces to either engine's parameter list.
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+macro_rules! session_params {
+    ($p:expr $(, $expected:expr)?) => {
+        vec![
+            &$p.session_id,
+            &$p.device_id,
+            &$p.created_at,
+            &$p.last_seen,
+            &$p.idle_timeout,
+            &$p.max_lifetime,
+            &$p.rotated_at,
+            &$p.current_hash,
+            &$p.previous_hash,
+            &$p.overlap_until,
+            &$p.generation,
+            &$p.revoked_at,
+            &$p.version,
+            &$p.expires_at
+            $(, $expected)?
+        ]
+    };
+}
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) use session_params;
+
+/// Implements [`Cells`] for an engine's row type with the `blob`, `opt_blob`, `text`,
+/// `int` and `opt_int` functions of the module it is invoked in.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! impl_cells {
+    ($row:ty) => {
+        impl crate::rows::Cells for $row {
+            fn blob(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+                blob(self, i, c)
+            }
+            fn opt_blob(&self, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
+                opt_blob(self, i, c)
+            }
+            fn text(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
+                text(self, i, c)
+            }
+            fn int(&self, i: usize, c: &Col) -> Result<i64, RowError> {
+                int(self, i, c)
+            }
+            fn opt_int(&self, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
+                opt_int(self, i, c)
+            }
+        }
+    };
+}
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use impl_cells;
+
 /// One engine's row, read column by column: the storage class or type must be the
 /// schema's, NULL only where the schema allows it (the adapters' `cells` modules).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

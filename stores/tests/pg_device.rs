@@ -228,19 +228,7 @@ mod async_registry {
     use handoff_device::{AsyncDeviceRegistry, Transition};
     use handoff_stores::pg_async::AsyncPgStore;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    fn kek() -> [u8; 32] {
-        let mut kek = [0u8; 32];
-        rand_core::Rng::fill_bytes(&mut rng(), &mut kek);
-        kek
-    }
+    use crate::common::{kek, runtime};
 
     #[test]
     fn async_lifecycle_reads_and_writes_what_the_sync_registry_does() {

@@ -14,6 +14,7 @@ use handoff_device::{DeviceError, DeviceSessionStore, SessionId, StoredHeartbeat
 use handoff_stores::PoolConfig;
 use handoff_stores::pg::{AeadSealer, PgStore, SCHEMA_VERSION};
 
+use common::kek;
 use device_sessions::t;
 
 fn setup(test: &str) -> Option<(String, PgStore)> {
@@ -39,12 +40,6 @@ fn drop_schema(url: &str, pg: &PgStore) {
     raw(url)
         .batch_execute(&format!("DROP SCHEMA {} CASCADE", pg.schema().as_str()))
         .unwrap();
-}
-
-fn kek() -> [u8; 32] {
-    let mut kek = [0u8; 32];
-    rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut kek);
-    kek
 }
 
 #[test]
@@ -164,27 +159,7 @@ fn corrupted_session_rows_are_refused_naming_the_column_on_postgres() {
         ),
     ] {
         raw.batch_execute(&sql.replace("{s}", &s)).unwrap();
-        match store.load(&f.session_id) {
-            Err(DeviceError::SessionStoreUnavailable(msg)) => {
-                assert!(msg.contains(want), "{sql}: {msg}");
-            }
-            other => panic!("{sql}: expected SessionStoreUnavailable, got {other:?}"),
-        }
-        match f
-            .gateway
-            .heartbeat_stored(f.token.expose(), &store, &registry, t(10))
-        {
-            StoredHeartbeat::Refused {
-                error: DeviceError::SessionStoreUnavailable(msg),
-                audit: None,
-            } => assert!(msg.contains(want), "{sql}: {msg}"),
-            other => panic!("{sql}: expected a refusal, got {other:?}"),
-        }
-        // Put the row back as written.
-        raw.batch_execute(&format!("DELETE FROM {s}.device_sessions"))
-            .unwrap();
-        store.insert(&good).unwrap();
-        assert_eq!(store.load(&f.session_id).unwrap().as_ref(), Some(&good));
+        device_sessions::refused_then_restored(&store, &registry, &f, &good, &sql, want);
     }
     drop_schema(&url, &pg);
 }
@@ -198,13 +173,7 @@ mod async_store {
     use handoff_device::AsyncDeviceSessionStore;
     use handoff_stores::pg_async::AsyncPgStore;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    use crate::common::runtime;
 
     #[test]
     fn async_heartbeats_through_postgres() {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use handoff_core::replay::{ReplayKey, ReplayLog, ReplayVerdict};
@@ -20,24 +19,7 @@ use handoff_refresh::{
 use handoff_stores::sqlite::{SqliteConfig, SqliteStore};
 use handoff_stores::{AeadSealer, StoresError};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(common::unique(tag));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("identity.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{TempDir, raw_sqlite as raw};
 
 fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
@@ -49,12 +31,6 @@ fn engine(master: &HmacSecret, grace: u64) -> RefreshFamilies {
         b = b.grace_window(grace).grace_max_uses(100);
     }
     RefreshFamilies::new(master, b.build().unwrap())
-}
-
-fn raw(path: &std::path::Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c
 }
 
 #[test]

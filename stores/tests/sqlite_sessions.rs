@@ -8,45 +8,11 @@ mod common;
 #[path = "common/device_sessions.rs"]
 mod device_sessions;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use handoff_device::{DeviceError, DeviceSessionStore, StoredHeartbeat};
+use handoff_device::DeviceSessionStore;
 use handoff_stores::AeadSealer;
 use handoff_stores::sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore};
 
-use device_sessions::t;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(common::unique(tag));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("identity.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn raw(path: &std::path::Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c
-}
-
-fn kek() -> [u8; 32] {
-    let mut kek = [0u8; 32];
-    rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut kek);
-    kek
-}
+use common::{TempDir, kek, raw_sqlite as raw};
 
 #[test]
 fn session_store_contract_on_sqlite() {
@@ -135,28 +101,7 @@ fn corrupted_session_rows_are_refused_naming_the_column_on_sqlite() {
         ),
     ] {
         raw.execute_batch(&sql).unwrap();
-        match store.load(&f.session_id) {
-            Err(DeviceError::SessionStoreUnavailable(msg)) => {
-                assert!(msg.contains(want), "{sql}: {msg}");
-            }
-            other => panic!("{sql}: expected SessionStoreUnavailable, got {other:?}"),
-        }
-        match f
-            .gateway
-            .heartbeat_stored(f.token.expose(), &store, &registry, t(10))
-        {
-            StoredHeartbeat::Refused {
-                error: DeviceError::SessionStoreUnavailable(msg),
-                audit: None,
-            } => assert!(msg.contains(want), "{sql}: {msg}"),
-            other => panic!("{sql}: expected a refusal, got {other:?}"),
-        }
-        // Put the row back as written.
-        store
-            .purge_expired(handoff_core::UnixTime::from_secs(u64::MAX), 10)
-            .unwrap();
-        store.insert(&good).unwrap();
-        assert_eq!(store.load(&f.session_id).unwrap().as_ref(), Some(&good));
+        device_sessions::refused_then_restored(&store, &registry, &f, &good, &sql, want);
     }
 }
 

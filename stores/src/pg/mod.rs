@@ -304,23 +304,7 @@ pub(crate) mod cells {
             .ok_or(c.err(Problem::Null))
     }
 
-    impl crate::rows::Cells for Row {
-        fn blob(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
-            blob(self, i, c)
-        }
-        fn opt_blob(&self, i: usize, c: &Col) -> Result<Option<Vec<u8>>, RowError> {
-            opt_blob(self, i, c)
-        }
-        fn text(&self, i: usize, c: &Col) -> Result<Vec<u8>, RowError> {
-            text(self, i, c)
-        }
-        fn int(&self, i: usize, c: &Col) -> Result<i64, RowError> {
-            int(self, i, c)
-        }
-        fn opt_int(&self, i: usize, c: &Col) -> Result<Option<i64>, RowError> {
-            opt_int(self, i, c)
-        }
-    }
+    crate::rows::impl_cells!(Row);
 }
 
 /// `u64` to `bigint`, refusing values beyond its range.

@@ -8,7 +8,9 @@ use handoff_device::{DeviceError, DeviceSession, DeviceSessionStore, SessionId};
 
 use super::device::Params;
 use super::{Failure, Shared, classify, to_i64};
-use crate::rows::{SessionParams, SessionWrite, session_from_row};
+use crate::rows::{
+    SessionParams, SessionWrite, session_column_list, session_from_row, session_params,
+};
 
 /// The session store's statements for one schema (shared by the sync and async stores).
 pub(crate) struct Sql {
@@ -22,18 +24,17 @@ impl Sql {
     pub(crate) fn new(schema: &super::SchemaName) -> Self {
         let s = |q: &str| schema.sql(q);
         Self {
-            load: s(
-                "SELECT session_id, device_id, created_at, last_seen, idle_timeout, \
-                 max_lifetime, rotated_at, current_hash, previous_hash, overlap_until, \
-                 generation, revoked_at, version, expires_at \
-                 FROM {s}.device_sessions WHERE session_id = $1",
-            ),
-            insert: s("INSERT INTO {s}.device_sessions \
-                 (session_id, device_id, created_at, last_seen, idle_timeout, max_lifetime, \
-                 rotated_at, current_hash, previous_hash, overlap_until, generation, \
-                 revoked_at, version, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (session_id) DO NOTHING"),
+            load: s(concat!(
+                "SELECT ",
+                session_column_list!(),
+                " FROM {s}.device_sessions WHERE session_id = $1"
+            )),
+            insert: s(concat!(
+                "INSERT INTO {s}.device_sessions (",
+                session_column_list!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (session_id) DO NOTHING"
+            )),
             cas: s("UPDATE {s}.device_sessions \
                  SET device_id = $2, created_at = $3, last_seen = $4, idle_timeout = $5, \
                  max_lifetime = $6, rotated_at = $7, current_hash = $8, previous_hash = $9, \
@@ -52,28 +53,9 @@ impl Sql {
         p: &'s SessionParams<'s>,
         expected: &'s Option<i64>,
     ) -> (&'s str, Params<'s>) {
-        let mut params: Params<'s> = vec![
-            &p.session_id,
-            &p.device_id,
-            &p.created_at,
-            &p.last_seen,
-            &p.idle_timeout,
-            &p.max_lifetime,
-            &p.rotated_at,
-            &p.current_hash,
-            &p.previous_hash,
-            &p.overlap_until,
-            &p.generation,
-            &p.revoked_at,
-            &p.version,
-            &p.expires_at,
-        ];
         match expected {
-            None => (self.insert.as_str(), params),
-            Some(v) => {
-                params.push(v);
-                (self.cas.as_str(), params)
-            }
+            None => (self.insert.as_str(), session_params!(p)),
+            Some(v) => (self.cas.as_str(), session_params!(p, v)),
         }
     }
 }

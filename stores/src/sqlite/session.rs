@@ -9,16 +9,19 @@ use rusqlite::params;
 use rusqlite::types::ToSql;
 
 use super::{Shared, describe, to_i64};
-use crate::rows::{SessionWrite, session_from_row};
+use crate::rows::{SessionWrite, session_column_list, session_from_row, session_params};
 
-const LOAD: &str = "SELECT session_id, device_id, created_at, last_seen, idle_timeout, \
-     max_lifetime, rotated_at, current_hash, previous_hash, overlap_until, generation, \
-     revoked_at, version, expires_at FROM device_sessions WHERE session_id = ?1";
-const INSERT: &str = "INSERT INTO device_sessions \
-     (session_id, device_id, created_at, last_seen, idle_timeout, max_lifetime, rotated_at, \
-     current_hash, previous_hash, overlap_until, generation, revoked_at, version, expires_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-     ON CONFLICT (session_id) DO NOTHING";
+const LOAD: &str = concat!(
+    "SELECT ",
+    session_column_list!(),
+    " FROM device_sessions WHERE session_id = ?1"
+);
+const INSERT: &str = concat!(
+    "INSERT INTO device_sessions (",
+    session_column_list!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     ON CONFLICT (session_id) DO NOTHING"
+);
 const CAS: &str = "UPDATE device_sessions \
      SET device_id = ?2, created_at = ?3, last_seen = ?4, idle_timeout = ?5, \
      max_lifetime = ?6, rotated_at = ?7, current_hash = ?8, previous_hash = ?9, \
@@ -67,25 +70,10 @@ impl SqliteDeviceSessionStore {
     ) -> Result<(), DeviceError> {
         let encoded = SessionWrite::new(session)?;
         let p = encoded.params()?;
-        let mut row: Vec<&dyn ToSql> = vec![
-            &p.session_id,
-            &p.device_id,
-            &p.created_at,
-            &p.last_seen,
-            &p.idle_timeout,
-            &p.max_lifetime,
-            &p.rotated_at,
-            &p.current_hash,
-            &p.previous_hash,
-            &p.overlap_until,
-            &p.generation,
-            &p.revoked_at,
-            &p.version,
-            &p.expires_at,
-        ];
-        if let Some(exp) = &expected {
-            row.push(exp);
-        }
+        let row: Vec<&dyn ToSql> = match &expected {
+            None => session_params!(p),
+            Some(exp) => session_params!(p, exp),
+        };
         let res = self
             .shared
             .with_conn(|c| c.prepare_cached(sql)?.execute(row.as_slice()))

@@ -453,3 +453,35 @@ pub(crate) fn one_successor(outcomes: &[StoredHeartbeat]) -> String {
     }
     successor.unwrap_or_else(|| panic!("no heartbeat rotated: {outcomes:?}"))
 }
+
+/// `f`'s session row, corrupted behind the store's back (`what` did it), is refused naming
+/// `want` by `load` and by a heartbeat (no panic, no empty answer, no audit event); then the
+/// purge (which reads no row) removes it and `good` is stored again.
+pub(crate) fn refused_then_restored(
+    sessions: &dyn DeviceSessionStore,
+    devices: &dyn DeviceRegistry,
+    f: &Fixture,
+    good: &DeviceSession,
+    what: &str,
+    want: &str,
+) {
+    match sessions.load(&f.session_id) {
+        Err(DeviceError::SessionStoreUnavailable(msg)) => {
+            assert!(msg.contains(want), "{what}: {msg}");
+        }
+        other => panic!("{what}: expected SessionStoreUnavailable, got {other:?}"),
+    }
+    match f
+        .gateway
+        .heartbeat_stored(f.token.expose(), sessions, devices, t(10))
+    {
+        StoredHeartbeat::Refused {
+            error: DeviceError::SessionStoreUnavailable(msg),
+            audit: None,
+        } => assert!(msg.contains(want), "{what}: {msg}"),
+        other => panic!("{what}: expected a refusal, got {other:?}"),
+    }
+    assert_eq!(purge_all(sessions), 1, "{what}");
+    sessions.insert(good).unwrap();
+    assert_eq!(sessions.load(&f.session_id).unwrap().as_ref(), Some(good));
+}
