@@ -374,8 +374,9 @@ impl Gateway {
             return Round::Done(StoredHeartbeat::refused(DeviceError::SessionNotFound));
         };
         let Some(device) = device else {
-            // The device was deleted: its sessions end as for a device no longer approved.
-            // Only a token the gateway issued may cause the write.
+            // The device was deleted: its sessions end as for a device no longer approved,
+            // after the same checks as `heartbeat` makes first (a token the gateway issued,
+            // a session not already revoked or expired), so only such a token writes.
             if !self.recognises(session, presented) {
                 return Round::Done(StoredHeartbeat::Refused {
                     error: DeviceError::SessionTokenUnrecognised,
@@ -392,6 +393,20 @@ impl Gateway {
                     audit: Some(AuditEvent::SessionRefused {
                         device_id: session.device_id.clone(),
                         session_ref: session.session_id.audit_ref(),
+                        at: now,
+                    }),
+                });
+            }
+            let expires_at = session.expires_at();
+            if now >= expires_at {
+                return Round::Done(StoredHeartbeat::Refused {
+                    error: DeviceError::SessionExpired {
+                        expired_at: expires_at,
+                    },
+                    audit: Some(AuditEvent::SessionExpired {
+                        device_id: session.device_id.clone(),
+                        session_ref: session.session_id.audit_ref(),
+                        expired_at: expires_at,
                         at: now,
                     }),
                 });

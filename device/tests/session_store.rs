@@ -314,6 +314,23 @@ fn a_deleted_device_ends_its_session_but_only_for_a_token_the_gateway_issued() {
     assert_eq!(f.stored().revoked_at, Some(t(11)), "revoked once");
 }
 
+#[test]
+fn an_expired_session_of_a_deleted_device_reads_expired_and_is_not_written() {
+    let f = setup();
+    let before = f.stored();
+    let beat = f
+        .gateway
+        .heartbeat_stored(f.token.expose(), &f.store, &NoDevices, t(180));
+    match beat {
+        StoredHeartbeat::Refused {
+            error: DeviceError::SessionExpired { expired_at },
+            audit: Some(AuditEvent::SessionExpired { .. }),
+        } => assert_eq!(expired_at, t(180)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.stored(), before);
+}
+
 /// Wraps the in-memory store: runs `before_first_cas` once, just before the first
 /// compare-and-set goes through (a concurrent request that wins the race), and counts
 /// compare-and-sets.
