@@ -17,8 +17,8 @@ use crate::pool::{PoolConfig, checkout_error};
 /// A connection of the pool, marked broken after any error whose effect is unknown, so
 /// the pool drops it instead of reusing it.
 pub(crate) struct Conn {
-    conn: redis::Connection,
-    broken: bool,
+    pub(crate) conn: redis::Connection,
+    pub(crate) broken: bool,
 }
 
 /// The `r2d2` manager: connects with a timeout, sets read and write timeouts, `PING`s on
@@ -93,8 +93,7 @@ pub enum Expiry {
 /// The server must not evict live keys: run it with `maxmemory-policy noeviction` (check
 /// with [`RedisReplayLog::check_server`]).
 pub struct RedisReplayLog {
-    pool: r2d2::Pool<Manager>,
-    pool_config: PoolConfig,
+    pool: RedisPool,
     prefix: String,
     horizon_secs: u64,
     expiry: Expiry,
@@ -106,7 +105,7 @@ impl fmt::Debug for RedisReplayLog {
             .field("prefix", &self.prefix)
             .field("horizon_secs", &self.horizon_secs)
             .field("expiry", &self.expiry)
-            .field("open_connections", &self.pool.state().connections)
+            .field("open_connections", &self.pool.open_connections())
             .finish_non_exhaustive()
     }
 }
@@ -153,21 +152,51 @@ impl RedisReplayLogBuilder {
                 "horizon must lie between 1 second and 30 days",
             ));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
-            StoresError::Config("redis url does not parse; use redis://host:port/db")
-        })?;
-        let manager = Manager {
-            client,
-            timeout: self.pool.timeout,
-        };
-        let pool = self.pool.r2d2(manager, None)?;
         Ok(RedisReplayLog {
-            pool,
-            pool_config: self.pool,
+            pool: RedisPool::open(&self.url, self.pool)?,
             prefix: self.prefix,
             horizon_secs: self.horizon_secs,
             expiry: self.expiry,
         })
+    }
+}
+
+/// The client of `url` (nothing connects yet).
+pub(crate) fn client(url: &str) -> Result<redis::Client, StoresError> {
+    redis::Client::open(url)
+        .map_err(|_| StoresError::Config("redis url does not parse; use redis://host:port/db"))
+}
+
+/// The `r2d2` pool of one server with the bounds it was built with, opening connections
+/// lazily (shared by the replay log and the device session store).
+pub(crate) struct RedisPool {
+    pool: r2d2::Pool<Manager>,
+    config: PoolConfig,
+}
+
+impl RedisPool {
+    /// Checks `url` and the bounds; connects nothing yet.
+    pub(crate) fn open(url: &str, config: PoolConfig) -> Result<Self, StoresError> {
+        let manager = Manager {
+            client: client(url)?,
+            timeout: config.timeout,
+        };
+        Ok(Self {
+            pool: config.r2d2(manager, None)?,
+            config,
+        })
+    }
+
+    /// A healthy connection, or the checkout's error (connect failure, pool exhausted).
+    pub(crate) fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoresError> {
+        self.pool
+            .get()
+            .map_err(|e| checkout_error(&self.config, &e))
+    }
+
+    /// Connections open now.
+    pub(crate) fn open_connections(&self) -> u32 {
+        self.pool.state().connections
     }
 }
 
@@ -263,7 +292,7 @@ impl RedisReplayLog {
     /// that forbids `CONFIG GET` (some managed offerings) answers
     /// [`StoresError::Backend`]: check the setting with the provider instead.
     pub fn check_server(&self) -> Result<(), StoresError> {
-        let mut pooled = self.get()?;
+        let mut pooled = self.pool.get()?;
         let conn = &mut pooled.conn;
         let res: redis::RedisResult<(Vec<String>, Vec<String>)> = redis::pipe()
             .cmd("CONFIG")
@@ -291,14 +320,11 @@ impl RedisReplayLog {
         }
     }
 
-    fn get(&self) -> Result<r2d2::PooledConnection<Manager>, StoresError> {
-        self.pool
-            .get()
-            .map_err(|e| checkout_error(&self.pool_config, &e))
-    }
-
     fn send(&self, cmd: &SetCommand) -> Result<ReplayVerdict, ReplayStoreError> {
-        let mut pooled = self.get().map_err(|e| ReplayStoreError(e.to_string()))?;
+        let mut pooled = self
+            .pool
+            .get()
+            .map_err(|e| ReplayStoreError(e.to_string()))?;
         let conn = &mut pooled.conn;
         let res: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(&cmd.key)

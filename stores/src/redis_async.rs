@@ -14,8 +14,8 @@ use handoff_core::replay::{ReplayKey, ReplayStoreError, ReplayVerdict};
 use handoff_core::replay_async::AsyncReplayLog;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::StoresError;
-use crate::redis::{Expiry, Plan, RedisReplayLogBuilder, check_prefix, plan, read_reply};
+use crate::redis::{Expiry, Plan, RedisReplayLogBuilder, check_prefix, client, plan, read_reply};
+use crate::{PoolConfig, StoresError};
 
 /// A [`AsyncReplayLog`] shared by every gateway instance through Redis or Valkey. Cheap
 /// to clone (clones share the connection).
@@ -46,35 +46,45 @@ impl RedisReplayLogBuilder {
     /// is running.
     pub fn build_async(self) -> Result<AsyncRedisReplayLog, StoresError> {
         check_prefix(&self.prefix)?;
-        self.pool.check()?;
         if !(1..=30 * 86_400).contains(&self.horizon_secs) {
             return Err(StoresError::Config(
                 "horizon must lie between 1 second and 30 days",
             ));
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoresError::Config(
-                "build_async must be called inside a tokio runtime",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
-            StoresError::Config("redis url does not parse; use redis://host:port/db")
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.pool.timeout))
-            .set_response_timeout(Some(self.pool.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoresError::Connect(e.to_string()))?;
         Ok(AsyncRedisReplayLog {
-            conn,
+            conn: connection_manager(&self.url, &self.pool)?,
             prefix: self.prefix,
             horizon_secs: self.horizon_secs,
             expiry: self.expiry,
         })
     }
+}
+
+/// The tokio connection manager of `url` (shared by the async replay log and the async
+/// device session store): connects lazily, `pool.timeout` bounds connecting and every
+/// reply, one retry, then reconnects in the background.
+///
+/// # Errors
+/// [`StoresError::Config`] for a bad url or pool bound, or when no tokio runtime is
+/// running.
+pub(crate) fn connection_manager(
+    url: &str,
+    pool: &PoolConfig,
+) -> Result<ConnectionManager, StoresError> {
+    pool.check()?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(StoresError::Config(
+            "build_async must be called inside a tokio runtime",
+        ));
+    }
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(pool.timeout))
+        .set_response_timeout(Some(pool.timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client(url)?, config)
+        .map_err(|e| StoresError::Connect(e.to_string()))
 }
 
 impl AsyncRedisReplayLog {
