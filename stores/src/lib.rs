@@ -6,7 +6,8 @@ mod error;
 #[cfg(all(feature = "families", feature = "devices"))]
 mod fuzz_rows;
 mod pool;
-#[cfg(all(feature = "families", feature = "devices"))]
+// The SQL engines (which enable `families` and `devices`) and the Redis session store.
+#[cfg(all(feature = "devices", any(feature = "families", feature = "redis")))]
 mod rows;
 #[cfg(feature = "devices")]
 mod seal;
@@ -21,6 +22,8 @@ pub mod redis;
 pub mod redis_async;
 #[cfg(feature = "redis")]
 pub mod redis_ratelimit;
+#[cfg(feature = "redis")]
+pub mod redis_sessions;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

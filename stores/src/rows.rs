@@ -16,6 +16,11 @@
 //! be NULL (or 0 for `grace_uses`), and a session's stored `expires_at` must be the one
 //! its other columns make. Key rows must come in strictly increasing positions 0 to 3; gaps are
 //! accepted (the adapters write 0, 1, ...; the order is what the record keeps).
+//!
+//! The Redis device session store (`crate::redis_sessions`) keeps the same session
+//! columns, as the fields of one value, and reads them back through the same
+//! [`decode_session`]. It needs only the session part: the family, token and device
+//! registry parts are compiled with `families`, which every SQL engine enables.
 
 use core::fmt;
 
@@ -23,9 +28,10 @@ use core::fmt;
 use handoff_core::Thumbprint;
 use handoff_core::UnixTime;
 #[cfg(feature = "devices")]
+use handoff_device::{DeviceError, DeviceId, DeviceSession, SessionId};
+#[cfg(all(feature = "devices", feature = "families"))]
 use handoff_device::{
-    DeviceError, DeviceId, DeviceKey, DeviceRecord, DeviceSession, DeviceState, KeyId, KeyStatus,
-    MAX_KEYS_PER_DEVICE, OperatorId, SessionId,
+    DeviceKey, DeviceRecord, DeviceState, KeyId, KeyStatus, MAX_KEYS_PER_DEVICE, OperatorId,
 };
 #[cfg(feature = "families")]
 use handoff_refresh::{
@@ -33,16 +39,16 @@ use handoff_refresh::{
     SecretHash, TokenId, TokenRecord, TokenState,
 };
 
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 use crate::seal::{MAX_SEALED_BYTES, SecretSealer};
 
 /// What was wrong with a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Problem {
     /// NULL where the record needs a value.
+    #[cfg_attr(not(feature = "families"), allow(dead_code))]
     Null,
     /// The engine holds another type than the schema's (an adapter-side check).
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     Type,
     /// A byte length the schema does not allow (ids, hashes, names, sealed secrets).
     Length,
@@ -51,16 +57,20 @@ pub(crate) enum Problem {
     /// A number beyond what the record can hold (grace uses, key position).
     OutOfRange,
     /// A status, state or reason code this crate does not know.
+    #[cfg_attr(not(feature = "families"), allow(dead_code))]
     UnknownCode,
     /// Text that is not UTF-8.
     Utf8,
     /// A value where the record's state has none (the adapters write NULL or 0 there).
+    #[cfg_attr(not(feature = "families"), allow(dead_code))]
     Unexpected,
     /// An identifier its type refuses (device, key and operator ids).
     Invalid,
     /// Key rows repeated or out of position order.
+    #[cfg_attr(not(feature = "families"), allow(dead_code))]
     Order,
     /// More key rows than a device may hold.
+    #[cfg_attr(not(feature = "families"), allow(dead_code))]
     TooMany,
     /// A derived column that is not what the record's other columns make (a session's
     /// `expires_at`).
@@ -157,42 +167,76 @@ impl From<RowError> for RefreshError {
 pub(crate) mod cols {
     use super::Col;
 
+    #[cfg(feature = "families")]
     pub(crate) const F_ID: Col = col!("refresh_families.id");
+    #[cfg(feature = "families")]
     pub(crate) const F_SUBJECT: Col = col!("refresh_families.subject");
+    #[cfg(feature = "families")]
     pub(crate) const F_CLIENT_ID: Col = col!("refresh_families.client_id");
+    #[cfg(feature = "families")]
     pub(crate) const F_CREATED_AT: Col = col!("refresh_families.created_at");
+    #[cfg(feature = "families")]
     pub(crate) const F_ABSOLUTE_EXPIRES_AT: Col = col!("refresh_families.absolute_expires_at");
+    #[cfg(feature = "families")]
     pub(crate) const F_HEAD: Col = col!("refresh_families.head");
+    #[cfg(feature = "families")]
     pub(crate) const F_HEAD_PARENT: Col = col!("refresh_families.head_parent");
+    #[cfg(feature = "families")]
     pub(crate) const F_HEAD_GENERATION: Col = col!("refresh_families.head_generation");
+    #[cfg(feature = "families")]
     pub(crate) const F_VERSION: Col = col!("refresh_families.version");
+    #[cfg(feature = "families")]
     pub(crate) const F_STATUS: Col = col!("refresh_families.status");
+    #[cfg(feature = "families")]
     pub(crate) const F_REVOKED_AT: Col = col!("refresh_families.revoked_at");
+    #[cfg(feature = "families")]
     pub(crate) const F_REVOKED_REASON: Col = col!("refresh_families.revoked_reason");
+    #[cfg(feature = "families")]
     pub(crate) const F_DPOP_JKT: Col = col!("refresh_families.dpop_jkt");
 
+    #[cfg(feature = "families")]
     pub(crate) const T_FAMILY_ID: Col = col!("refresh_tokens.family_id");
+    #[cfg(feature = "families")]
     pub(crate) const T_ID: Col = col!("refresh_tokens.id");
+    #[cfg(feature = "families")]
     pub(crate) const T_PARENT: Col = col!("refresh_tokens.parent");
+    #[cfg(feature = "families")]
     pub(crate) const T_GENERATION: Col = col!("refresh_tokens.generation");
+    #[cfg(feature = "families")]
     pub(crate) const T_SECRET_HASH: Col = col!("refresh_tokens.secret_hash");
+    #[cfg(feature = "families")]
     pub(crate) const T_ISSUED_AT: Col = col!("refresh_tokens.issued_at");
+    #[cfg(feature = "families")]
     pub(crate) const T_STATE: Col = col!("refresh_tokens.state");
+    #[cfg(feature = "families")]
     pub(crate) const T_STATE_AT: Col = col!("refresh_tokens.state_at");
+    #[cfg(feature = "families")]
     pub(crate) const T_SUCCESSOR: Col = col!("refresh_tokens.successor");
+    #[cfg(feature = "families")]
     pub(crate) const T_GRACE_USES: Col = col!("refresh_tokens.grace_uses");
 
+    #[cfg(feature = "families")]
     pub(crate) const D_DEVICE_ID: Col = col!("devices.device_id");
+    #[cfg(feature = "families")]
     pub(crate) const D_STATE: Col = col!("devices.state");
+    #[cfg(feature = "families")]
     pub(crate) const D_STATE_BY: Col = col!("devices.state_by");
+    #[cfg(feature = "families")]
     pub(crate) const D_STATE_AT: Col = col!("devices.state_at");
+    #[cfg(feature = "families")]
     pub(crate) const D_EXPIRES_AT: Col = col!("devices.expires_at");
+    #[cfg(feature = "families")]
     pub(crate) const D_VERSION: Col = col!("devices.version");
 
+    #[cfg(feature = "families")]
     pub(crate) const K_KEY_ID: Col = col!("device_keys.key_id");
+    #[cfg(feature = "families")]
     pub(crate) const K_POSITION: Col = col!("device_keys.position");
+    #[cfg(feature = "families")]
     pub(crate) const K_STATUS: Col = col!("device_keys.status");
+    #[cfg(feature = "families")]
     pub(crate) const K_RETIRING_UNTIL: Col = col!("device_keys.retiring_until");
+    #[cfg(feature = "families")]
     pub(crate) const K_SEALED_SECRET: Col = col!("device_keys.sealed_secret");
 
     pub(crate) const S_SESSION_ID: Col = col!("device_sessions.session_id");
@@ -216,11 +260,13 @@ use cols::*;
 // ---- column rules, shared by every decoder ----
 
 /// A NULL-able column the record needs.
+#[cfg(feature = "families")]
 fn required<T>(v: Option<T>, c: &Col) -> Result<T, RowError> {
     v.ok_or(c.err(Problem::Null))
 }
 
 /// A column the record's state has no use for: must be NULL.
+#[cfg(feature = "families")]
 fn absent<T>(v: Option<&T>, c: &Col) -> Result<(), RowError> {
     match v {
         None => Ok(()),
@@ -251,6 +297,7 @@ fn text(v: &[u8], max: usize, c: &Col) -> Result<String, RowError> {
 }
 
 /// A code column (status, state, reason): compared as bytes, never copied.
+#[cfg(feature = "families")]
 fn code<'a>(v: &'a [u8], c: &Col) -> Result<&'a str, RowError> {
     core::str::from_utf8(v).map_err(|_| c.err(Problem::UnknownCode))
 }
@@ -289,10 +336,12 @@ impl From<EncodeError> for RefreshError {
     }
 }
 
+#[cfg(feature = "families")]
 fn enc_time(t: UnixTime) -> Result<i64, EncodeError> {
     big(t.as_secs()).ok_or(EncodeError("a time beyond the 64-bit signed range"))
 }
 
+#[cfg(feature = "families")]
 fn enc_big(v: u64) -> Result<i64, EncodeError> {
     big(v).ok_or(EncodeError("a number beyond the 64-bit signed range"))
 }
@@ -526,7 +575,7 @@ pub(crate) fn encode_token(t: &TokenRecord) -> Result<TokenColumns, EncodeError>
 // ---- devices ----
 
 /// A row of `devices`, column for column (text as raw bytes).
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DeviceColumns {
     pub(crate) device_id: Vec<u8>,
@@ -538,7 +587,7 @@ pub(crate) struct DeviceColumns {
 }
 
 /// A row of `device_keys` (its `device_id` is the device's), column for column.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyColumns {
     pub(crate) key_id: Vec<u8>,
@@ -550,7 +599,7 @@ pub(crate) struct KeyColumns {
 }
 
 /// Why device rows do not decode.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeviceRowError {
     /// A column breaks a rule.
@@ -562,14 +611,14 @@ pub(crate) enum DeviceRowError {
     Record(DeviceError),
 }
 
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 impl From<RowError> for DeviceRowError {
     fn from(e: RowError) -> Self {
         Self::Row(e)
     }
 }
 
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 impl From<DeviceRowError> for DeviceError {
     fn from(e: DeviceRowError) -> Self {
         match e {
@@ -594,7 +643,7 @@ fn ident<T>(
     make(text(v, handoff_device::MAX_ID_BYTES, c)?).map_err(|_| c.err(Problem::Invalid))
 }
 
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 fn device_state(c: &DeviceColumns) -> Result<DeviceState, RowError> {
     let at = || time(required(c.state_at, &D_STATE_AT)?, &D_STATE_AT);
     let by = || {
@@ -649,7 +698,7 @@ fn device_state(c: &DeviceColumns) -> Result<DeviceState, RowError> {
 /// # Errors
 /// [`DeviceRowError`]: the first column that breaks a rule, a secret that does not open,
 /// or rows that do not make a record.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 pub(crate) fn decode_device<S: SecretSealer + ?Sized>(
     d: &DeviceColumns,
     keys: &[KeyColumns],
@@ -704,7 +753,7 @@ pub(crate) fn decode_device<S: SecretSealer + ?Sized>(
 ///
 /// # Errors
 /// [`EncodeError`] for a number beyond `i64::MAX` or a state this crate does not know.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 pub(crate) fn encode_device(r: &DeviceRecord) -> Result<DeviceColumns, EncodeError> {
     let by = |o: &OperatorId| Some(o.as_str().as_bytes().to_vec());
     let (state, state_by, state_at, expires_at) = match r.state() {
@@ -740,7 +789,7 @@ pub(crate) fn encode_device(r: &DeviceRecord) -> Result<DeviceColumns, EncodeErr
 /// [`crate::StoresError`] from the sealer ([`crate::StoresError::Config`] when it refuses
 /// the secret), or [`crate::StoresError::Config`] for a time beyond `i64::MAX` or a status
 /// this crate does not know.
-#[cfg(feature = "devices")]
+#[cfg(all(feature = "devices", feature = "families"))]
 pub(crate) fn encode_keys<S: SecretSealer + ?Sized>(
     r: &DeviceRecord,
     sealer: &S,
@@ -1128,9 +1177,20 @@ pub(crate) struct SessionParams<'a> {
 
 /// A session the adapters cannot write: nothing is written and the store reports why,
 /// naming the column.
-#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+#[cfg(feature = "devices")]
 fn session_unwritable(e: EncodeError) -> DeviceError {
     DeviceError::SessionStoreUnavailable(format!("the device session cannot be stored: {e}"))
+}
+
+/// The columns every session store writes for `s` ([`encode_session`]), or the stores'
+/// error for a record they cannot hold.
+///
+/// # Errors
+/// [`DeviceError::SessionStoreUnavailable`] naming the column whose value is beyond
+/// `i64::MAX`.
+#[cfg(feature = "devices")]
+pub(crate) fn session_to_write(s: &DeviceSession) -> Result<SessionColumns, DeviceError> {
+    encode_session(s).map_err(session_unwritable)
 }
 
 #[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
@@ -1141,7 +1201,7 @@ impl SessionWrite {
     /// [`DeviceError::SessionStoreUnavailable`] naming the column whose value is beyond
     /// `i64::MAX`.
     pub(crate) fn new(s: &DeviceSession) -> Result<Self, DeviceError> {
-        encode_session(s).map(Self).map_err(session_unwritable)
+        session_to_write(s).map(Self)
     }
 
     /// The parameters.
