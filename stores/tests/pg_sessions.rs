@@ -10,12 +10,11 @@ mod common;
 mod device_sessions;
 
 use handoff_core::UnixTime;
-use handoff_device::{DeviceError, DeviceSessionStore, SessionId, StoredHeartbeat};
+use handoff_device::{DeviceError, DeviceSessionStore, SessionId};
 use handoff_stores::PoolConfig;
 use handoff_stores::pg::{AeadSealer, PgStore, SCHEMA_VERSION};
 
 use common::kek;
-use device_sessions::t;
 
 fn setup(test: &str) -> Option<(String, PgStore)> {
     let url = common::server_url("STORES_PG_URL", "postgres", test)?;
@@ -209,44 +208,11 @@ mod async_store {
         rt.block_on(async {
             let sessions = store.device_session_store();
             let registry = store.device_registry(AeadSealer::new(kek));
-            let first = stored.token.expose().to_owned();
-            let beat = |token: String, at: u64| {
-                let (gateway, sessions, registry) = (&gateway, &sessions, &registry);
-                async move {
-                    gateway
-                        .heartbeat_stored_async(&token, sessions, registry, t(at))
-                        .await
-                }
-            };
-            assert!(matches!(
-                beat(first.clone(), 150).await,
-                StoredHeartbeat::Extended { .. }
-            ));
-            let second = device_sessions::rotated(beat(first.clone(), 300).await, "async rotation");
-            // Eight concurrent heartbeats of the previous token inside the overlap: all
-            // get the same successor, or lost the race.
-            let tasks: Vec<_> = (0..8).map(|_| beat(first.clone(), 310)).collect();
-            let outcomes = futures_join(tasks).await;
-            assert_eq!(device_sessions::one_successor(&outcomes), second.expose());
-            assert!(matches!(
-                beat(second.expose().to_owned(), 320).await,
-                StoredHeartbeat::Extended { .. }
-            ));
-            match beat(first.clone(), 340).await {
-                StoredHeartbeat::Refused {
-                    error: DeviceError::SessionTokenReused,
-                    ..
-                } => {}
-                other => panic!("expected SessionTokenReused, got {other:?}"),
-            }
-            let revoked = sessions.load(&stored.session_id).await.unwrap().unwrap();
-            assert_eq!(revoked.revoked_at, Some(t(340)));
-            assert_eq!(revoked.generation, 1);
-            // A stale compare-and-set loses; the purge is bounded and exact.
-            assert_eq!(
-                sessions.compare_and_set(want.version, &want).await,
-                Err(DeviceError::VersionConflict)
-            );
+            let first = stored.token.expose();
+            let revoked =
+                device_sessions::async_heartbeats(&gateway, &sessions, &registry, first, &want)
+                    .await;
+            // The purge is bounded and exact.
             let ends = revoked.expires_at();
             assert_eq!(
                 sessions
@@ -261,36 +227,6 @@ mod async_store {
         });
         drop(rt);
         drop_schema(&url, &pg);
-    }
-
-    /// Polls the futures together until all are done and returns their outputs in order.
-    /// They borrow the test's locals, so they share this task instead of being spawned;
-    /// each heartbeat still checks out its own pooled connection, so their statements
-    /// interleave on the server.
-    async fn futures_join<F>(futures: Vec<F>) -> Vec<StoredHeartbeat>
-    where
-        F: std::future::Future<Output = StoredHeartbeat>,
-    {
-        let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-        let mut done: Vec<Option<StoredHeartbeat>> = pinned.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (f, slot) in pinned.iter_mut().zip(done.iter_mut()) {
-                if slot.is_none() {
-                    match f.as_mut().poll(cx) {
-                        std::task::Poll::Ready(v) => *slot = Some(v),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        done.into_iter().map(Option::unwrap).collect()
     }
 
     #[test]

@@ -3,21 +3,30 @@
 //! inserts, compare-and-set, the bounded purge, and a real gateway's heartbeats end to end.
 #![allow(dead_code)]
 
-use std::sync::Barrier;
+use std::sync::{Barrier, OnceLock};
 
 use handoff_core::replay::InMemoryReplayLog;
 use handoff_core::{HmacSecret, UnixTime};
 use handoff_device::{
-    AuditEvent, DeviceCredentials, DeviceError, DeviceId, DeviceRecord, DeviceRegistry,
-    DeviceSession, DeviceSessionStore, Gateway, GatewayId, IssuedSession, KeyId, OperatorId,
-    SessionEndReason, SessionId, SessionPolicy, SessionToken, StoredHeartbeat, body_hash,
+    AsyncDeviceRegistry, AsyncDeviceSessionStore, AuditEvent, DeviceCredentials, DeviceError,
+    DeviceId, DeviceRecord, DeviceRegistry, DeviceSession, DeviceSessionStore, Gateway, GatewayId,
+    IssuedSession, KeyId, OperatorId, SessionEndReason, SessionId, SessionPolicy, SessionToken,
+    StoredHeartbeat, body_hash,
 };
 
-/// The gateways' boot time; heartbeat times are `t(seconds after it)`.
-pub(crate) const BOOT: u64 = 1_700_000_000;
+/// The gateways' boot time, an hour past the wall clock when the test binary first asks;
+/// heartbeat times are `t(seconds after it)`. Not a fixed instant: the Redis store hands
+/// each record's `expires_at` to the server as an absolute expiry on the server's clock,
+/// so a session made at a past instant would be deleted as soon as it is written (the
+/// SQL stores read no clock, any instant does for them). An hour ahead, so that a test
+/// starting late in its binary still writes sessions that end in the future.
+pub(crate) fn boot() -> u64 {
+    static BOOT: OnceLock<u64> = OnceLock::new();
+    *BOOT.get_or_init(|| crate::common::wall_secs() + 3_600)
+}
 
 pub(crate) fn t(s: u64) -> UnixTime {
-    UnixTime::from_secs(BOOT + s)
+    UnixTime::from_secs(boot() + s)
 }
 
 /// Idle 180 s, absolute 1 000 s, rotate after 300 s, overlap 30 s.
@@ -54,7 +63,7 @@ fn sample(id: u8) -> DeviceSession {
 }
 
 /// A fresh record (no previous hash, not revoked) that ends at `t(ends)`.
-fn ending_at(id: u8, ends: u64) -> DeviceSession {
+pub(crate) fn ending_at(id: u8, ends: u64) -> DeviceSession {
     DeviceSession {
         created_at: t(0),
         last_seen: t(ends - 180),
@@ -330,13 +339,50 @@ pub(crate) fn rotated(outcome: StoredHeartbeat, what: &str) -> SessionToken {
     }
 }
 
-/// A real gateway's heartbeats through the store: extended, rotated after `rotate_after`,
-/// the previous token inside the overlap gets the same successor, after the overlap it
-/// revokes the session (`SessionTokenReused`), and the revoked record is what is stored.
+/// A real gateway's heartbeats through the store, then the purge of the revoked record
+/// at its expiry: [`heartbeats_to_revocation`], then `purge_expired` takes the record at
+/// its `expires_at`, not a second before, and its token reads "not found".
 pub(crate) fn heartbeats_end_to_end(
     sessions: &dyn DeviceSessionStore,
     devices: &dyn DeviceRegistry,
 ) {
+    let Revoked {
+        fixture: f,
+        successor: second,
+        record: stored,
+    } = heartbeats_to_revocation(sessions, devices);
+    let beat = |token: &str, at: u64| f.gateway.heartbeat_stored(token, sessions, devices, t(at));
+    // The revoked record stays until its expiry, then the purge takes it.
+    let ends = stored.expires_at();
+    assert_eq!(sessions.purge_expired(t(499), 10).unwrap(), 0);
+    assert_eq!(sessions.purge_expired(ends, 10).unwrap(), 1);
+    assert!(matches!(
+        beat(second.expose(), 345),
+        StoredHeartbeat::Refused {
+            error: DeviceError::SessionNotFound,
+            ..
+        }
+    ));
+}
+
+/// What [`heartbeats_to_revocation`] leaves behind.
+pub(crate) struct Revoked {
+    /// The gateway and the session.
+    pub(crate) fixture: Fixture,
+    /// The token the rotation issued (now refused as revoked).
+    pub(crate) successor: SessionToken,
+    /// The stored revoked record, ending at `t(500)`.
+    pub(crate) record: DeviceSession,
+}
+
+/// A real gateway's heartbeats through the store: extended, rotated after `rotate_after`,
+/// the previous token inside the overlap gets the same successor, after the overlap it
+/// revokes the session (`SessionTokenReused`), and the revoked record is what is stored
+/// (and read back as revoked).
+pub(crate) fn heartbeats_to_revocation(
+    sessions: &dyn DeviceSessionStore,
+    devices: &dyn DeviceRegistry,
+) -> Revoked {
     let f = stored_session(sessions, devices, "dev-e2e");
     let beat = |token: &str, at: u64| f.gateway.heartbeat_stored(token, sessions, devices, t(at));
     let first = f.token.expose().to_owned();
@@ -380,18 +426,12 @@ pub(crate) fn heartbeats_end_to_end(
             ..
         }
     ));
-    // The revoked record stays until its expiry, then the purge takes it.
-    let ends = stored.expires_at();
-    assert_eq!(ends, t(320 + 180));
-    assert_eq!(sessions.purge_expired(t(499), 10).unwrap(), 0);
-    assert_eq!(sessions.purge_expired(ends, 10).unwrap(), 1);
-    assert!(matches!(
-        beat(second.expose(), 345),
-        StoredHeartbeat::Refused {
-            error: DeviceError::SessionNotFound,
-            ..
-        }
-    ));
+    assert_eq!(stored.expires_at(), t(320 + 180));
+    Revoked {
+        fixture: f,
+        successor: second,
+        record: stored,
+    }
 }
 
 /// `threads` heartbeats with the same token at once, past `rotate_after`: every accepted
@@ -454,14 +494,28 @@ pub(crate) fn one_successor(outcomes: &[StoredHeartbeat]) -> String {
     successor.unwrap_or_else(|| panic!("no heartbeat rotated: {outcomes:?}"))
 }
 
-/// `f`'s session row, corrupted behind the store's back (`what` did it), is refused naming
-/// `want` by `load` and by a heartbeat (no panic, no empty answer, no audit event); then the
-/// purge (which reads no row) removes it and `good` is stored again.
+/// `f`'s session row, corrupted behind the store's back (`what` did it), is [`refused`];
+/// then the purge (which reads no row) removes it and `good` is stored again.
 pub(crate) fn refused_then_restored(
     sessions: &dyn DeviceSessionStore,
     devices: &dyn DeviceRegistry,
     f: &Fixture,
     good: &DeviceSession,
+    what: &str,
+    want: &str,
+) {
+    refused(sessions, devices, f, what, want);
+    assert_eq!(purge_all(sessions), 1, "{what}");
+    sessions.insert(good).unwrap();
+    assert_eq!(sessions.load(&f.session_id).unwrap().as_ref(), Some(good));
+}
+
+/// `f`'s stored session, corrupted behind the store's back (`what` did it), is refused
+/// naming `want` by `load` and by a heartbeat: no panic, no empty answer, no audit event.
+pub(crate) fn refused(
+    sessions: &dyn DeviceSessionStore,
+    devices: &dyn DeviceRegistry,
+    f: &Fixture,
     what: &str,
     want: &str,
 ) {
@@ -481,7 +535,89 @@ pub(crate) fn refused_then_restored(
         } => assert!(msg.contains(want), "{what}: {msg}"),
         other => panic!("{what}: expected a refusal, got {other:?}"),
     }
-    assert_eq!(purge_all(sessions), 1, "{what}");
-    sessions.insert(good).unwrap();
-    assert_eq!(sessions.load(&f.session_id).unwrap().as_ref(), Some(good));
+}
+
+/// An async store's heartbeats (`Gateway::heartbeat_stored_async`) of the session stored
+/// as `want`, whose token is `first`: extended, rotated past `rotate_after`, eight
+/// concurrent heartbeats of the previous token inside the overlap all get the same
+/// successor or lost the race, the successor extends, the previous token after the
+/// overlap revokes the session, and a stale compare-and-set loses. Returns the stored
+/// revoked record (ending at `t(500)`).
+pub(crate) async fn async_heartbeats<S, D>(
+    gateway: &Gateway,
+    sessions: &S,
+    registry: &D,
+    first: &str,
+    want: &DeviceSession,
+) -> DeviceSession
+where
+    S: AsyncDeviceSessionStore,
+    D: AsyncDeviceRegistry,
+{
+    let beat = |token: String, at: u64| async move {
+        gateway
+            .heartbeat_stored_async(&token, sessions, registry, t(at))
+            .await
+    };
+    assert!(matches!(
+        beat(first.to_owned(), 150).await,
+        StoredHeartbeat::Extended { .. }
+    ));
+    let second = rotated(beat(first.to_owned(), 300).await, "async rotation");
+    // Eight concurrent heartbeats of the previous token inside the overlap: all get the
+    // same successor, or lost the race.
+    let tasks: Vec<_> = (0..8).map(|_| beat(first.to_owned(), 310)).collect();
+    let outcomes = join_all(tasks).await;
+    assert_eq!(one_successor(&outcomes), second.expose());
+    assert!(matches!(
+        beat(second.expose().to_owned(), 320).await,
+        StoredHeartbeat::Extended { .. }
+    ));
+    match beat(first.to_owned(), 340).await {
+        StoredHeartbeat::Refused {
+            error: DeviceError::SessionTokenReused,
+            ..
+        } => {}
+        other => panic!("expected SessionTokenReused, got {other:?}"),
+    }
+    let revoked = sessions.load(&want.session_id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t(340)));
+    assert_eq!(revoked.generation, 1);
+    assert_eq!(revoked.expires_at(), t(500));
+    // A stale compare-and-set loses.
+    assert_eq!(
+        sessions.compare_and_set(want.version, want).await,
+        Err(DeviceError::VersionConflict)
+    );
+    revoked
+}
+
+/// Polls the futures together until all are done and returns their outputs in order.
+/// They borrow the test's locals, so they share this task instead of being spawned;
+/// each heartbeat still sends its own commands (a pooled connection each, or requests
+/// multiplexed on one), so they interleave on the server.
+pub(crate) async fn join_all<F>(futures: Vec<F>) -> Vec<StoredHeartbeat>
+where
+    F: std::future::Future<Output = StoredHeartbeat>,
+{
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<StoredHeartbeat>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().map(Option::unwrap).collect()
 }

@@ -65,7 +65,7 @@ pub(crate) fn kek() -> [u8; 32] {
 }
 
 /// A two-worker tokio runtime for the async adapters.
-#[cfg(feature = "postgres-async")]
+#[cfg(any(feature = "postgres-async", feature = "redis-async"))]
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
