@@ -1,8 +1,9 @@
 //! [`DeviceSessionStore`] on Redis / Valkey ([`RedisDeviceSessionStore`], pooled by r2d2)
-//! and [`AsyncDeviceSessionStore`] on the redis crate's tokio connection manager
-//! ([`AsyncRedisDeviceSessionStore`], feature `redis-async`). Both build the same
-//! commands with the same code and read the replies with the same code, so sync and async
-//! instances with one prefix share one set of sessions.
+//! and [`AsyncDeviceSessionStore`](handoff_device::AsyncDeviceSessionStore) on the redis
+//! crate's tokio connection manager (`AsyncRedisDeviceSessionStore`, feature
+//! `redis-async`). Both build the same commands with the same code and read the replies
+//! with the same code, so sync and async instances with one prefix share one set of
+//! sessions.
 //!
 //! # Key layout and value
 //!
@@ -384,7 +385,7 @@ fn failed(e: redis::RedisError) -> DeviceError {
 }
 
 /// Builder of [`RedisDeviceSessionStore`] (and, feature `redis-async`, of
-/// [`AsyncRedisDeviceSessionStore`]): the url and the key prefix are required.
+/// `AsyncRedisDeviceSessionStore`): the url and the key prefix are required.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisDeviceSessionStoreBuilder {
