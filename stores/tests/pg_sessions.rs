@@ -188,16 +188,7 @@ mod async_store {
         let (store, stored) = rt.block_on(async {
             let store =
                 AsyncPgStore::connect(&url, pg.schema().as_str(), PoolConfig::default()).unwrap();
-            let sessions = store.device_session_store();
-            let stored = issued.store_async(&sessions).await.unwrap();
-            assert_eq!(
-                sessions.load(&stored.session_id).await.unwrap(),
-                Some(want.clone())
-            );
-            assert_eq!(
-                sessions.insert(&want).await,
-                Err(DeviceError::SessionExists)
-            );
+            let stored = device_sessions::stored_async(issued, &store.device_session_store()).await;
             (store, stored)
         });
         // Written async, read sync (outside the runtime: the sync client blocks).

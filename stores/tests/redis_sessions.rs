@@ -61,20 +61,20 @@ impl Drop for Prefix {
     }
 }
 
-/// A store under a prefix of its own, and the prefix.
-fn store(url: &str, tag: &str) -> (RedisDeviceSessionStore, Prefix) {
-    let prefix = format!("{}:", common::unique(tag));
-    let store = RedisDeviceSessionStore::builder(url, &prefix)
+/// The server's url, a store under a key prefix of its own and the prefix, or `None`
+/// after a loud skip.
+fn setup(test: &str) -> Option<(String, RedisDeviceSessionStore, Prefix)> {
+    let url = url(test)?;
+    let prefix = format!("{}:", common::unique("stores-sessions"));
+    let store = RedisDeviceSessionStore::builder(&url, &prefix)
         .pool(PoolConfig::with_max_size(16))
         .build()
         .unwrap();
-    (
-        store,
-        Prefix {
-            url: url.to_owned(),
-            prefix,
-        },
-    )
+    let prefix = Prefix {
+        url: url.clone(),
+        prefix,
+    };
+    Some((url, store, prefix))
 }
 
 /// The documented key of a session.
@@ -131,10 +131,9 @@ fn gone(conn: &mut redis::Connection, key: &str, within: Duration) -> bool {
 
 #[test]
 fn session_store_contract_on_redis() {
-    let Some(url) = url("session_store_contract_on_redis") else {
+    let Some((url, store, prefix)) = setup("session_store_contract_on_redis") else {
         return;
     };
-    let (store, prefix) = store(&url, "stores-sessions-contract");
     device_sessions::round_trip_and_compare_and_set(&store);
     // One key per stored record, under the documented name, one line of the documented
     // format, expiring at the record's `expires_at`.
@@ -186,10 +185,11 @@ fn session_store_contract_on_redis() {
 /// `expires_at`, and the server deletes the key once that instant passes on its clock.
 #[test]
 fn ended_sessions_are_deleted_by_the_server_at_their_expiry() {
-    let Some(url) = url("ended_sessions_are_deleted_by_the_server_at_their_expiry") else {
+    let Some((url, store, prefix)) =
+        setup("ended_sessions_are_deleted_by_the_server_at_their_expiry")
+    else {
         return;
     };
-    let (store, prefix) = store(&url, "stores-sessions-expiry");
     let mut conn = raw(&url);
     let now = common::wall_secs();
     // Idle-bound: ends a minute from now.
@@ -249,10 +249,9 @@ fn ended_sessions_are_deleted_by_the_server_at_their_expiry() {
 
 #[test]
 fn gateway_heartbeats_through_redis() {
-    let Some(url) = url("gateway_heartbeats_through_redis") else {
+    let Some((url, store, prefix)) = setup("gateway_heartbeats_through_redis") else {
         return;
     };
-    let (store, prefix) = store(&url, "stores-sessions-e2e");
     let registry = InMemoryDeviceRegistry::new(10);
     let revoked = device_sessions::heartbeats_to_revocation(&store, &registry);
     // The revoked record's key ends at its expiry; until then its token reads "revoked"
@@ -284,10 +283,9 @@ fn gateway_heartbeats_through_redis() {
 
 #[test]
 fn concurrent_heartbeats_rotate_once_on_redis() {
-    let Some(url) = url("concurrent_heartbeats_rotate_once_on_redis") else {
+    let Some((_url, store, _prefix)) = setup("concurrent_heartbeats_rotate_once_on_redis") else {
         return;
     };
-    let (store, _prefix) = store(&url, "stores-sessions-race");
     let registry = InMemoryDeviceRegistry::new(10);
     device_sessions::concurrent_rotation(&store, &registry, 8);
 }
@@ -297,10 +295,9 @@ fn concurrent_heartbeats_rotate_once_on_redis() {
 /// script when it cannot find the version.
 #[test]
 fn corrupted_values_are_refused_naming_what_is_wrong_on_redis() {
-    let Some(url) = url("corrupted_values_are_refused_on_redis") else {
+    let Some((url, store, prefix)) = setup("corrupted_values_are_refused_on_redis") else {
         return;
     };
-    let (store, prefix) = store(&url, "stores-sessions-corrupt");
     let registry = InMemoryDeviceRegistry::new(10);
     let f = device_sessions::stored_session(&store, &registry, "dev-corrupt");
     let good = store.load(&f.session_id).unwrap().unwrap();
@@ -470,10 +467,9 @@ mod async_store {
 
     #[test]
     fn async_heartbeats_through_redis_shared_with_the_sync_store() {
-        let Some(url) = url("async_heartbeats_through_redis") else {
+        let Some((url, sync_sessions, prefix)) = setup("async_heartbeats_through_redis") else {
             return;
         };
-        let (sync_sessions, prefix) = store(&url, "stores-sessions-async");
         let registry = InMemoryDeviceRegistry::new(10);
         let (gateway, issued) = device_sessions::handshake(&registry, "dev-async");
         let want = issued.session.clone();
@@ -483,15 +479,7 @@ mod async_store {
                 .build_async()
                 .unwrap();
             assert_eq!(sessions.prefix(), &*prefix);
-            let stored = issued.store_async(&sessions).await.unwrap();
-            assert_eq!(
-                sessions.load(&stored.session_id).await.unwrap(),
-                Some(want.clone())
-            );
-            assert_eq!(
-                sessions.insert(&want).await,
-                Err(DeviceError::SessionExists)
-            );
+            let stored = device_sessions::stored_async(issued, &sessions).await;
             (sessions, stored)
         });
         // Written async, read and refused sync.
@@ -546,10 +534,11 @@ mod async_store {
     /// the race, the record at generation 1.
     #[test]
     fn async_concurrent_heartbeats_rotate_once_on_redis() {
-        let Some(url) = url("async_concurrent_heartbeats_rotate_once_on_redis") else {
+        let Some((url, sync_sessions, prefix)) =
+            setup("async_concurrent_heartbeats_rotate_once_on_redis")
+        else {
             return;
         };
-        let (sync_sessions, prefix) = store(&url, "stores-sessions-async-race");
         let registry = std::sync::Arc::new(InMemoryDeviceRegistry::new(10));
         let f = device_sessions::stored_session(&sync_sessions, &*registry, "dev-async-race");
         let token = f.token.expose().to_owned();

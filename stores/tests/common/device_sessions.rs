@@ -11,7 +11,7 @@ use handoff_device::{
     AsyncDeviceRegistry, AsyncDeviceSessionStore, AuditEvent, DeviceCredentials, DeviceError,
     DeviceId, DeviceRecord, DeviceRegistry, DeviceSession, DeviceSessionStore, Gateway, GatewayId,
     IssuedSession, KeyId, OperatorId, SessionEndReason, SessionId, SessionPolicy, SessionToken,
-    StoredHeartbeat, body_hash,
+    StoredHeartbeat, StoredSession, body_hash,
 };
 
 /// The gateways' boot time, an hour past the wall clock when the test binary first asks;
@@ -535,6 +535,25 @@ pub(crate) fn refused(
         } => assert!(msg.contains(want), "{what}: {msg}"),
         other => panic!("{what}: expected a refusal, got {other:?}"),
     }
+}
+
+/// `issued` stored in an async store with `IssuedSession::store_async`: read back as
+/// issued, and a second insert of it refused.
+pub(crate) async fn stored_async<S: AsyncDeviceSessionStore>(
+    issued: IssuedSession,
+    sessions: &S,
+) -> StoredSession {
+    let want = issued.session.clone();
+    let stored = issued.store_async(sessions).await.unwrap();
+    assert_eq!(
+        sessions.load(&stored.session_id).await.unwrap().as_ref(),
+        Some(&want)
+    );
+    assert_eq!(
+        sessions.insert(&want).await,
+        Err(DeviceError::SessionExists)
+    );
+    stored
 }
 
 /// An async store's heartbeats (`Gateway::heartbeat_stored_async`) of the session stored
