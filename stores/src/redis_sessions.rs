@@ -30,9 +30,10 @@
 //! and converted (a field that is not a decimal number or not base64url "has an
 //! unexpected type", naming its `device_sessions.<column>`), and the columns go through
 //! the decoder of the SQL rows, which checks every length, sign, identifier and the
-//! stored `expires_at` against the record. Last, the record must encode back to exactly
+//! stored `expires_at` against the record. Then the record must encode back to exactly
 //! the stored bytes (no leading zeros, no `+`, one spelling per value), so that the
-//! script's version comparison and the decoder never disagree. Whatever is refused is
+//! script's version comparison and the decoder never disagree, and its session id must be
+//! the one its key names (a value copied from another key is refused). Whatever is refused is
 //! [`DeviceError::SessionStoreUnavailable`] naming what was wrong, never a panic, never
 //! an empty answer.
 //!
@@ -326,13 +327,22 @@ impl Commands {
         redis::cmd("PING")
     }
 
+    /// The reply to `GET` of `session_id`'s key: the session, which must be the one the
+    /// key names (a value copied from another key is refused).
     fn loaded(
         &self,
+        session_id: &SessionId,
         reply: redis::RedisResult<Option<Vec<u8>>>,
     ) -> Result<Option<DeviceSession>, DeviceError> {
-        match reply.map_err(failed)? {
-            None => Ok(None),
-            Some(v) => decode_value(&v).map(Some).map_err(|e| self.corrupt(&e)),
+        let Some(v) = reply.map_err(failed)? else {
+            return Ok(None);
+        };
+        match decode_value(&v) {
+            Ok(s) if s.session_id == *session_id => Ok(Some(s)),
+            Ok(_) => Err(self.corrupt(&ValueError::Layout(
+                "the value holds another session id than its key (copied from another key?)",
+            ))),
+            Err(e) => Err(self.corrupt(&e)),
         }
     }
 
@@ -490,7 +500,8 @@ impl RedisDeviceSessionStore {
 impl DeviceSessionStore for RedisDeviceSessionStore {
     fn load(&self, session_id: &SessionId) -> Result<Option<DeviceSession>, DeviceError> {
         let cmd = self.commands.load(session_id);
-        self.commands.loaded(self.run(|c| cmd.query(c))?)
+        self.commands
+            .loaded(session_id, self.run(|c| cmd.query(c))?)
     }
 
     fn insert(&self, session: &DeviceSession) -> Result<(), DeviceError> {
@@ -550,7 +561,7 @@ impl handoff_device::AsyncDeviceSessionStore for AsyncRedisDeviceSessionStore {
     async fn load(&self, session_id: &SessionId) -> Result<Option<DeviceSession>, DeviceError> {
         let mut conn = self.conn.clone();
         let reply = self.commands.load(session_id).query_async(&mut conn).await;
-        self.commands.loaded(reply)
+        self.commands.loaded(session_id, reply)
     }
 
     async fn insert(&self, session: &DeviceSession) -> Result<(), DeviceError> {
@@ -717,6 +728,26 @@ mod tests {
                     assert_eq!(value(&s), bad);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_value_under_another_sessions_key_is_refused() {
+        let c = Commands {
+            prefix: "gw:s:".into(),
+        };
+        let s = session();
+        assert_eq!(
+            c.loaded(&s.session_id, Ok(Some(value(&s)))),
+            Ok(Some(s.clone()))
+        );
+        assert_eq!(c.loaded(&s.session_id, Ok(None)), Ok(None));
+        match c.loaded(&SessionId::from_bytes([8; 16]), Ok(Some(value(&s)))) {
+            Err(DeviceError::SessionStoreUnavailable(m)) => {
+                assert!(m.contains("another session id than its key"), "{m}");
+                assert!(m.contains("under the prefix gw:s:"), "{m}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

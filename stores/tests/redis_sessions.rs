@@ -353,6 +353,11 @@ fn corrupted_values_are_refused_naming_what_is_wrong_on_redis() {
             Cas::Writes,
         ),
         (
+            field(2, &SessionId::from_bytes([0x5a; 16]).to_base64url()),
+            "another session id than its key",
+            Cas::Writes,
+        ),
+        (
             field(14, &(good.expires_at().as_secs() + 1).to_string()),
             "device_sessions.expires_at does not match the record's other columns",
             Cas::Writes,
