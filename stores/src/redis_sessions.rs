@@ -758,6 +758,8 @@ mod tests {
         };
         let s = session();
         let key = format!("gw:s:{}", b64::encode(&[7; 16]));
+        // The script reads the version right after the same tag the values start with.
+        assert!(COMPARE_AND_SET.contains(&format!("'^{VALUE_TAG} (%d+) '")));
         assert_eq!(c.key(&s.session_id), key);
         let w = c.write(&s).unwrap();
         assert_eq!((w.key, w.pxat_ms), (key, 1_280_000));
