@@ -3,7 +3,7 @@
 //! The same type serves as the replay log of host tokens and DPoP proofs and as the
 //! device handshake's nonce store (which is a [`ReplayLog`]): give each its own prefix.
 //!
-//! [`crate::redis_async::AsyncRedisReplayLog`] (feature `redis-async`) sends the same
+//! `AsyncRedisReplayLog` (`crate::redis_async`, feature `redis-async`) sends the same
 //! single command on the redis crate's tokio connection manager.
 
 use core::fmt;
