@@ -17,11 +17,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use examples::{During, ExampleError, JsonLines, Narrator, check_json_lines, expect, system_rng};
+use examples::{
+    During, ExampleError, JsonLines, Narrator, check_json_lines, expect, remove_sqlite_file,
+    scratch_sqlite_path, system_rng,
+};
 use handoff_core::{HmacSecret, UnixTime};
 use handoff_device::{
     DeviceCredentials, DeviceId, DeviceRecord, DeviceRegistry, DeviceSessionStore, Gateway,
@@ -44,14 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let db = scratch_path();
+    let db = scratch_sqlite_path("device-http");
     let result = rt.block_on(run(std::io::stdout().lock(), &db));
     drop(rt);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = db.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    remove_sqlite_file(&db);
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,17 +58,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A new SQLite file in the temporary directory, removed when the run ends.
-fn scratch_path() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    std::env::temp_dir().join(format!(
-        "handoff-device-http-{}-{nanos}.sqlite3",
-        std::process::id()
-    ))
 }
 
 fn refused_with(
@@ -310,13 +298,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_device_life_cycle_runs_over_http() {
-        let db = scratch_path();
+        let db = scratch_sqlite_path("device-http-test");
         let out = String::from_utf8(run(Vec::new(), &db).await.unwrap()).unwrap();
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = db.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        remove_sqlite_file(&db);
         assert!(out.contains("token rotated"), "{out}");
         assert!(out.contains("connected again"), "{out}");
         assert!(out.contains("session_revoked"), "{out}");

@@ -14,7 +14,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use examples::{During, ExampleError, Narrator, expect, system_rng};
+use examples::{
+    During, ExampleError, Narrator, expect, remove_sqlite_file, scratch_sqlite_path, system_rng,
+};
 use handoff_dpop::DpopKey;
 use handoff_edge::token_service::{JWT_BEARER, TokenService};
 use handoff_edge::{ClientResponse, DpopClient, RemoteJwks};
@@ -43,11 +45,7 @@ fn main() -> ExitCode {
     drop(rt);
     if scratch {
         // The fresh file of this run only: leave nothing behind in the temporary directory.
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = db.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        remove_sqlite_file(&db);
     }
     match result {
         Ok(_) => ExitCode::SUCCESS,
@@ -69,14 +67,7 @@ fn database_path() -> (PathBuf, bool) {
             return (PathBuf::from(p), false);
         }
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!(
-        "handoff-gateway-{}-{nanos}.sqlite3",
-        std::process::id()
-    ));
-    (path, true)
+    (scratch_sqlite_path("gateway"), true)
 }
 
 /// `POST /token` with `grant_type=refresh_token` (RFC 6749 section 6), DPoP-signed by `client`.
