@@ -539,13 +539,6 @@ impl Gateway {
 
     /// Whether a presented token was issued by this gateway for its session (any
     /// generation); constant time.
-    /// Whether `presented` is the session's current or previous token, or any token this
-    /// gateway issued for the session (a stale one).
-    pub(crate) fn recognises(&self, session: &DeviceSession, presented: &PresentedToken) -> bool {
-        let (is_current, is_previous) = token_matches(session, &presented.hash());
-        is_current || is_previous || self.is_authentic(presented)
-    }
-
     fn is_authentic(&self, presented: &PresentedToken) -> bool {
         let secret = presented.secret();
         let mut random = [0u8; 16];
@@ -595,13 +588,28 @@ impl Gateway {
         presented: &PresentedToken,
         now: UnixTime,
     ) -> HeartbeatDecision {
+        self.decide_heartbeat(session, Some(device), presented, now)
+    }
+
+    /// [`Self::heartbeat`], where `device` is `None` when the device is gone from the
+    /// registry: the session then ends as for a device no longer approved, after the
+    /// same checks in the same order (so only a token the gateway issued, for a live
+    /// session, causes the write).
+    pub(crate) fn decide_heartbeat(
+        &self,
+        session: &DeviceSession,
+        device: Option<&DeviceRecord>,
+        presented: &PresentedToken,
+        now: UnixTime,
+    ) -> HeartbeatDecision {
         let session_ref = session.session_id.audit_ref();
         let refuse_only = |error: DeviceError, audit: AuditEvent| HeartbeatDecision::Refused {
             error,
             update: None,
             audit,
         };
-        if presented.session_id() != session.session_id || device.device_id() != &session.device_id
+        if presented.session_id() != session.session_id
+            || device.is_some_and(|d| d.device_id() != &session.device_id)
         {
             return refuse_only(
                 DeviceError::WrongSession,
@@ -648,7 +656,7 @@ impl Gateway {
                 },
             );
         }
-        if !device.state().is_approved() {
+        if !device.is_some_and(|d| d.state().is_approved()) {
             let update = session.revoked(now, SessionEndReason::DeviceNotApproved);
             return HeartbeatDecision::Refused {
                 error: DeviceError::Unauthorized,

@@ -13,7 +13,7 @@ use std::sync::RwLock;
 
 use handoff_core::UnixTime;
 
-use crate::audit::{AuditEvent, SessionEndReason};
+use crate::audit::AuditEvent;
 use crate::gateway::Gateway;
 use crate::registry::{DeviceRecord, DeviceRegistry};
 use crate::registry_async::AsyncDeviceRegistry;
@@ -373,55 +373,8 @@ impl Gateway {
         let Some(session) = session else {
             return Round::Done(StoredHeartbeat::refused(DeviceError::SessionNotFound));
         };
-        let Some(device) = device else {
-            // The device was deleted: its sessions end as for a device no longer approved,
-            // after the same checks as `heartbeat` makes first (a token the gateway issued,
-            // a session not already revoked or expired), so only such a token writes.
-            if !self.recognises(session, presented) {
-                return Round::Done(StoredHeartbeat::Refused {
-                    error: DeviceError::SessionTokenUnrecognised,
-                    audit: Some(AuditEvent::SessionRefused {
-                        device_id: session.device_id.clone(),
-                        session_ref: session.session_id.audit_ref(),
-                        at: now,
-                    }),
-                });
-            }
-            if session.revoked_at.is_some() {
-                return Round::Done(StoredHeartbeat::Refused {
-                    error: DeviceError::SessionRevoked,
-                    audit: Some(AuditEvent::SessionRefused {
-                        device_id: session.device_id.clone(),
-                        session_ref: session.session_id.audit_ref(),
-                        at: now,
-                    }),
-                });
-            }
-            let expires_at = session.expires_at();
-            if now >= expires_at {
-                return Round::Done(StoredHeartbeat::Refused {
-                    error: DeviceError::SessionExpired {
-                        expired_at: expires_at,
-                    },
-                    audit: Some(AuditEvent::SessionExpired {
-                        device_id: session.device_id.clone(),
-                        session_ref: session.session_id.audit_ref(),
-                        expired_at: expires_at,
-                        at: now,
-                    }),
-                });
-            }
-            let update = session.revoked(now, SessionEndReason::DeviceNotApproved);
-            let audit = update.audit.clone();
-            return Round::write(
-                update,
-                StoredHeartbeat::Refused {
-                    error: DeviceError::Unauthorized,
-                    audit: Some(audit),
-                },
-            );
-        };
-        match self.heartbeat(session, device, presented, now) {
+        // A device gone from the registry ends its sessions as one no longer approved.
+        match self.decide_heartbeat(session, device, presented, now) {
             HeartbeatDecision::Extended { update } => {
                 let then = StoredHeartbeat::Extended {
                     expires_at: update.session.expires_at(),
