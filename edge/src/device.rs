@@ -207,10 +207,6 @@ impl DeviceEdge {
     }
 }
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
 /// A refusal as sent: status, error code, description, and the extras some carry.
 struct Refusal {
     status: StatusCode,
@@ -304,7 +300,7 @@ impl IntoResponse for Refusal {
         if let Some(t) = self.server_time {
             body["server_time"] = t.as_secs().into();
         }
-        let mut h = no_store();
+        let mut h = crate::json_no_store();
         if let Some(secs) = self.retry_after {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -326,21 +322,8 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn no_store() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    h
-}
-
 fn ok(body: &serde_json::Value) -> Response {
-    (StatusCode::OK, no_store(), body.to_string()).into_response()
+    (StatusCode::OK, crate::json_no_store(), body.to_string()).into_response()
 }
 
 /// The one `Device-Handshake` value, as bytes (the gateway parses it with its caps).
@@ -366,7 +349,7 @@ fn handshake_header(headers: &HeaderMap) -> Result<Vec<u8>, Refusal> {
 }
 
 async fn handshake(
-    State(s): State<Arc<DeviceState>>,
+    State(state): State<Arc<DeviceState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -375,7 +358,7 @@ async fn handshake(
         Err(rejection) => {
             let mut r = Refusal::request(format!(
                 "the body could not be read ({rejection}); send at most {} bytes",
-                s.max_body
+                state.max_body
             ));
             r.status = rejection.status();
             return r.into_response();
@@ -385,8 +368,7 @@ async fn handshake(
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    let now = s.clock.now();
-    let state = Arc::clone(&s);
+    let now = state.clock.now();
     let done = tokio::task::spawn_blocking(move || {
         let issued = state.gateway.handshake(
             &wire,
@@ -394,7 +376,7 @@ async fn handshake(
             &*state.registry,
             &*state.nonces,
             now,
-            &mut rng(),
+            &mut crate::system_rng(),
         );
         match issued {
             Err(Rejection { error, audit }) => {
@@ -427,7 +409,7 @@ async fn handshake(
     }
 }
 
-async fn heartbeat(State(s): State<Arc<DeviceState>>, headers: HeaderMap) -> Response {
+async fn heartbeat(State(state): State<Arc<DeviceState>>, headers: HeaderMap) -> Response {
     let token = match credential(&headers) {
         Ok(Credential::Bearer(t)) => t.to_owned(),
         Ok(other) => {
@@ -449,8 +431,7 @@ async fn heartbeat(State(s): State<Arc<DeviceState>>, headers: HeaderMap) -> Res
             return r.into_response();
         }
     };
-    let now = s.clock.now();
-    let state = Arc::clone(&s);
+    let now = state.clock.now();
     let done = tokio::task::spawn_blocking(move || {
         let outcome =
             state

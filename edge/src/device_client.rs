@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::clock::{Clock, SystemClock};
 use crate::device::HANDSHAKE_HEADER;
 use crate::error::EdgeError;
-use crate::jwks::{FetchFailure, read_capped};
+use crate::jwks::{FetchFailure, classify, read_capped};
 
 /// Largest answer the device client reads.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
@@ -185,7 +185,7 @@ impl DeviceClient {
                 &self.gateway,
                 self.now(),
                 body_hash(body),
-                &mut rand_core::UnwrapErr(getrandom::SysRng),
+                &mut crate::system_rng(),
             )
             .to_wire();
         let request = self
@@ -240,13 +240,10 @@ impl DeviceClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, EdgeError> {
-        let response = request.send().await.map_err(|e| {
-            EdgeError::Fetch(if e.is_timeout() {
-                FetchFailure::Timeout(TIMEOUT)
-            } else {
-                FetchFailure::Transport(e.without_url().to_string())
-            })
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| EdgeError::Fetch(classify(&e, TIMEOUT)))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -598,7 +598,9 @@ pub(crate) async fn read_capped(
     }
 }
 
-fn classify(e: &reqwest::Error, timeout: Duration) -> FetchFailure {
+/// A reqwest failure as a [`FetchFailure`]: a timeout names the bound, anything else the
+/// kind of failure, without the URL.
+pub(crate) fn classify(e: &reqwest::Error, timeout: Duration) -> FetchFailure {
     if e.is_timeout() {
         FetchFailure::Timeout(timeout)
     } else {

@@ -30,3 +30,23 @@ pub use error::EdgeError;
 pub use extract::{Access, Dpop, Host, RequiredScopes, Service};
 pub use jwks::{FetchFailure, FetchStatus, RemoteJwks, RemoteJwksBuilder};
 pub use layer::{EdgeAuthLayer, EdgeAuthService, Require};
+
+/// The operating system's random number generator, as every part of the edge uses it.
+pub(crate) fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// The headers of a JSON answer that must not be cached (tokens, refusals):
+/// `Content-Type: application/json`, `Cache-Control: no-store`.
+pub(crate) fn json_no_store() -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h
+}

@@ -46,10 +46,6 @@ const MEMORY_CAPACITY: usize = 100_000;
 /// Largest `/token` request body.
 const MAX_TOKEN_FORM_BYTES: usize = 16 * 1024;
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
 /// Access tokens revoked with their family, kept until they expire. Bounded.
 #[derive(Debug, Default)]
 pub struct RevokedAccessTokens {
@@ -183,7 +179,7 @@ impl TokenServiceBuilder {
     /// # Errors
     /// [`EdgeError::Config`] or [`EdgeError::Verify`] for an invalid setting.
     pub fn build(self) -> Result<TokenService, EdgeError> {
-        let mut rng = rng();
+        let mut rng = crate::system_rng();
         let host_verifier = Verifier::builder(TokenKind::Host)
             .issuer(&self.host_issuer)
             .audience(&self.issuer)
@@ -451,15 +447,7 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        let mut h = crate::json_no_store();
         if let Some(n) = self.nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             h.insert("dpop-nonce", n);
         }
@@ -644,7 +632,7 @@ async fn jwt_bearer(
     })?;
     let proof = confirm_proof(s, proof, now)?;
     let subject = format!("{}/{}", host.host_tenant_id(), host.subject());
-    let mut rng = rng();
+    let mut rng = crate::system_rng();
     let jkt = proof.as_ref().map(DpopProof::thumbprint);
     let issued = handoff_refresh::start_bound(
         &*s.store,
@@ -688,7 +676,7 @@ fn refresh(
     // would hand anyone who saw a copy a way to log the user out. The proof is recorded
     // first, so that a replayed proof never rotates anything.
     let proof = confirm_proof(s, proof, now)?;
-    let mut rng = rng();
+    let mut rng = crate::system_rng();
     let jkt = proof.as_ref().map(DpopProof::thumbprint);
     let outcome = handoff_refresh::rotate_bound(&*s.store, &s.families, token, jkt, now, &mut rng)
         .map_err(|e| {
@@ -752,7 +740,7 @@ fn answer(
     if let Some(p) = proof {
         claims = claims.bound_to(p.thumbprint());
     }
-    let mut rng = rng();
+    let mut rng = crate::system_rng();
     let access = mint_access_token(&claims, &s.session_key, now, &mut rng).map_err(|_| {
         OAuthError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
