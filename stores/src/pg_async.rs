@@ -515,7 +515,7 @@ impl AsyncDeviceSessionStore for AsyncPgDeviceSessionStore {
     }
 
     async fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<usize, DeviceError> {
-        let Some((now, limit)) = pg_session::purge_params(now, limit) else {
+        let Some((now, limit)) = crate::rows::purge_params(now, limit) else {
             return Ok(0);
         };
         let client = self.client().await?;

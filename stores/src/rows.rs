@@ -49,6 +49,10 @@ pub(crate) enum Problem {
     #[cfg_attr(not(feature = "families"), allow(dead_code))]
     Null,
     /// The engine holds another type than the schema's (an adapter-side check).
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "redis")),
+        allow(dead_code)
+    )]
     Type,
     /// A byte length the schema does not allow (ids, hashes, names, sealed secrets).
     Length,
@@ -168,76 +172,52 @@ pub(crate) mod cols {
     use super::Col;
 
     #[cfg(feature = "families")]
-    pub(crate) const F_ID: Col = col!("refresh_families.id");
-    #[cfg(feature = "families")]
-    pub(crate) const F_SUBJECT: Col = col!("refresh_families.subject");
-    #[cfg(feature = "families")]
-    pub(crate) const F_CLIENT_ID: Col = col!("refresh_families.client_id");
-    #[cfg(feature = "families")]
-    pub(crate) const F_CREATED_AT: Col = col!("refresh_families.created_at");
-    #[cfg(feature = "families")]
-    pub(crate) const F_ABSOLUTE_EXPIRES_AT: Col = col!("refresh_families.absolute_expires_at");
-    #[cfg(feature = "families")]
-    pub(crate) const F_HEAD: Col = col!("refresh_families.head");
-    #[cfg(feature = "families")]
-    pub(crate) const F_HEAD_PARENT: Col = col!("refresh_families.head_parent");
-    #[cfg(feature = "families")]
-    pub(crate) const F_HEAD_GENERATION: Col = col!("refresh_families.head_generation");
-    #[cfg(feature = "families")]
-    pub(crate) const F_VERSION: Col = col!("refresh_families.version");
-    #[cfg(feature = "families")]
-    pub(crate) const F_STATUS: Col = col!("refresh_families.status");
-    #[cfg(feature = "families")]
-    pub(crate) const F_REVOKED_AT: Col = col!("refresh_families.revoked_at");
-    #[cfg(feature = "families")]
-    pub(crate) const F_REVOKED_REASON: Col = col!("refresh_families.revoked_reason");
-    #[cfg(feature = "families")]
-    pub(crate) const F_DPOP_JKT: Col = col!("refresh_families.dpop_jkt");
+    pub(crate) use registry::*;
 
+    /// The refresh and device registry tables (every SQL engine; not the Redis
+    /// session store).
     #[cfg(feature = "families")]
-    pub(crate) const T_FAMILY_ID: Col = col!("refresh_tokens.family_id");
-    #[cfg(feature = "families")]
-    pub(crate) const T_ID: Col = col!("refresh_tokens.id");
-    #[cfg(feature = "families")]
-    pub(crate) const T_PARENT: Col = col!("refresh_tokens.parent");
-    #[cfg(feature = "families")]
-    pub(crate) const T_GENERATION: Col = col!("refresh_tokens.generation");
-    #[cfg(feature = "families")]
-    pub(crate) const T_SECRET_HASH: Col = col!("refresh_tokens.secret_hash");
-    #[cfg(feature = "families")]
-    pub(crate) const T_ISSUED_AT: Col = col!("refresh_tokens.issued_at");
-    #[cfg(feature = "families")]
-    pub(crate) const T_STATE: Col = col!("refresh_tokens.state");
-    #[cfg(feature = "families")]
-    pub(crate) const T_STATE_AT: Col = col!("refresh_tokens.state_at");
-    #[cfg(feature = "families")]
-    pub(crate) const T_SUCCESSOR: Col = col!("refresh_tokens.successor");
-    #[cfg(feature = "families")]
-    pub(crate) const T_GRACE_USES: Col = col!("refresh_tokens.grace_uses");
+    mod registry {
+        use super::Col;
 
-    #[cfg(feature = "families")]
-    pub(crate) const D_DEVICE_ID: Col = col!("devices.device_id");
-    #[cfg(feature = "families")]
-    pub(crate) const D_STATE: Col = col!("devices.state");
-    #[cfg(feature = "families")]
-    pub(crate) const D_STATE_BY: Col = col!("devices.state_by");
-    #[cfg(feature = "families")]
-    pub(crate) const D_STATE_AT: Col = col!("devices.state_at");
-    #[cfg(feature = "families")]
-    pub(crate) const D_EXPIRES_AT: Col = col!("devices.expires_at");
-    #[cfg(feature = "families")]
-    pub(crate) const D_VERSION: Col = col!("devices.version");
+        pub(crate) const F_ID: Col = col!("refresh_families.id");
+        pub(crate) const F_SUBJECT: Col = col!("refresh_families.subject");
+        pub(crate) const F_CLIENT_ID: Col = col!("refresh_families.client_id");
+        pub(crate) const F_CREATED_AT: Col = col!("refresh_families.created_at");
+        pub(crate) const F_ABSOLUTE_EXPIRES_AT: Col = col!("refresh_families.absolute_expires_at");
+        pub(crate) const F_HEAD: Col = col!("refresh_families.head");
+        pub(crate) const F_HEAD_PARENT: Col = col!("refresh_families.head_parent");
+        pub(crate) const F_HEAD_GENERATION: Col = col!("refresh_families.head_generation");
+        pub(crate) const F_VERSION: Col = col!("refresh_families.version");
+        pub(crate) const F_STATUS: Col = col!("refresh_families.status");
+        pub(crate) const F_REVOKED_AT: Col = col!("refresh_families.revoked_at");
+        pub(crate) const F_REVOKED_REASON: Col = col!("refresh_families.revoked_reason");
+        pub(crate) const F_DPOP_JKT: Col = col!("refresh_families.dpop_jkt");
 
-    #[cfg(feature = "families")]
-    pub(crate) const K_KEY_ID: Col = col!("device_keys.key_id");
-    #[cfg(feature = "families")]
-    pub(crate) const K_POSITION: Col = col!("device_keys.position");
-    #[cfg(feature = "families")]
-    pub(crate) const K_STATUS: Col = col!("device_keys.status");
-    #[cfg(feature = "families")]
-    pub(crate) const K_RETIRING_UNTIL: Col = col!("device_keys.retiring_until");
-    #[cfg(feature = "families")]
-    pub(crate) const K_SEALED_SECRET: Col = col!("device_keys.sealed_secret");
+        pub(crate) const T_FAMILY_ID: Col = col!("refresh_tokens.family_id");
+        pub(crate) const T_ID: Col = col!("refresh_tokens.id");
+        pub(crate) const T_PARENT: Col = col!("refresh_tokens.parent");
+        pub(crate) const T_GENERATION: Col = col!("refresh_tokens.generation");
+        pub(crate) const T_SECRET_HASH: Col = col!("refresh_tokens.secret_hash");
+        pub(crate) const T_ISSUED_AT: Col = col!("refresh_tokens.issued_at");
+        pub(crate) const T_STATE: Col = col!("refresh_tokens.state");
+        pub(crate) const T_STATE_AT: Col = col!("refresh_tokens.state_at");
+        pub(crate) const T_SUCCESSOR: Col = col!("refresh_tokens.successor");
+        pub(crate) const T_GRACE_USES: Col = col!("refresh_tokens.grace_uses");
+
+        pub(crate) const D_DEVICE_ID: Col = col!("devices.device_id");
+        pub(crate) const D_STATE: Col = col!("devices.state");
+        pub(crate) const D_STATE_BY: Col = col!("devices.state_by");
+        pub(crate) const D_STATE_AT: Col = col!("devices.state_at");
+        pub(crate) const D_EXPIRES_AT: Col = col!("devices.expires_at");
+        pub(crate) const D_VERSION: Col = col!("devices.version");
+
+        pub(crate) const K_KEY_ID: Col = col!("device_keys.key_id");
+        pub(crate) const K_POSITION: Col = col!("device_keys.position");
+        pub(crate) const K_STATUS: Col = col!("device_keys.status");
+        pub(crate) const K_RETIRING_UNTIL: Col = col!("device_keys.retiring_until");
+        pub(crate) const K_SEALED_SECRET: Col = col!("device_keys.sealed_secret");
+    }
 
     pub(crate) const S_SESSION_ID: Col = col!("device_sessions.session_id");
     pub(crate) const S_DEVICE_ID: Col = col!("device_sessions.device_id");
@@ -1150,6 +1130,19 @@ pub(crate) fn session_from_row<R: Cells + ?Sized>(row: &R) -> Result<DeviceSessi
         .map_err(|e| DeviceError::from(SessionRowError(e)))
 }
 
+/// A session purge's parameters, bound by every SQL engine: `now` (every stored expiry is
+/// at most `i64::MAX`, so a later `now` purges as `i64::MAX` does) and `limit`; `None`
+/// when `limit` is 0 (nothing to ask the database).
+#[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
+pub(crate) fn purge_params(now: UnixTime, limit: usize) -> Option<(i64, i64)> {
+    (limit > 0).then(|| {
+        (
+            big(now.as_secs()).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+    })
+}
+
 /// What an adapter binds to write a device session: the columns of [`encode_session`]
 /// (so the encoder the row fuzzer round-trips is the one that writes).
 #[cfg(all(feature = "devices", any(feature = "sqlite", feature = "postgres")))]
@@ -1177,7 +1170,10 @@ pub(crate) struct SessionParams<'a> {
 
 /// A session the adapters cannot write: nothing is written and the store reports why,
 /// naming the column.
-#[cfg(feature = "devices")]
+#[cfg(all(
+    feature = "devices",
+    any(feature = "sqlite", feature = "postgres", feature = "redis")
+))]
 fn session_unwritable(e: EncodeError) -> DeviceError {
     DeviceError::SessionStoreUnavailable(format!("the device session cannot be stored: {e}"))
 }
@@ -1188,7 +1184,10 @@ fn session_unwritable(e: EncodeError) -> DeviceError {
 /// # Errors
 /// [`DeviceError::SessionStoreUnavailable`] naming the column whose value is beyond
 /// `i64::MAX`.
-#[cfg(feature = "devices")]
+#[cfg(all(
+    feature = "devices",
+    any(feature = "sqlite", feature = "postgres", feature = "redis")
+))]
 pub(crate) fn session_to_write(s: &DeviceSession) -> Result<SessionColumns, DeviceError> {
     encode_session(s).map_err(session_unwritable)
 }

@@ -60,17 +60,6 @@ impl Sql {
     }
 }
 
-/// The purge's parameters: `now` (every stored expiry is at most `i64::MAX`, so a later
-/// `now` purges as `i64::MAX` does) and `limit`; `None` when `limit` is 0.
-pub(crate) fn purge_params(now: UnixTime, limit: usize) -> Option<(i64, i64)> {
-    (limit > 0).then(|| {
-        (
-            to_i64(now.as_secs()).unwrap_or(i64::MAX),
-            i64::try_from(limit).unwrap_or(i64::MAX),
-        )
-    })
-}
-
 /// A [`DeviceSessionStore`] on PostgreSQL. Each operation is one statement: `insert` is
 /// `INSERT ... ON CONFLICT DO NOTHING` (one row, else [`DeviceError::SessionExists`]),
 /// `compare_and_set` is `UPDATE device_sessions ... WHERE session_id = $1 AND version =
@@ -165,7 +154,7 @@ impl DeviceSessionStore for PgDeviceSessionStore {
     }
 
     fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<usize, DeviceError> {
-        let Some((now, limit)) = purge_params(now, limit) else {
+        let Some((now, limit)) = crate::rows::purge_params(now, limit) else {
             return Ok(0);
         };
         let res = self

@@ -9,7 +9,9 @@ use rusqlite::params;
 use rusqlite::types::ToSql;
 
 use super::{Shared, describe, to_i64};
-use crate::rows::{SessionWrite, session_column_list, session_from_row, session_params};
+use crate::rows::{
+    SessionWrite, purge_params, session_column_list, session_from_row, session_params,
+};
 
 const LOAD: &str = concat!(
     "SELECT ",
@@ -116,12 +118,9 @@ impl DeviceSessionStore for SqliteDeviceSessionStore {
     }
 
     fn purge_expired(&self, now: UnixTime, limit: usize) -> Result<usize, DeviceError> {
-        if limit == 0 {
+        let Some((now, limit)) = purge_params(now, limit) else {
             return Ok(0);
-        }
-        // Every stored expiry is at most i64::MAX, so a later `now` purges as i64::MAX does.
-        let now = to_i64(now.as_secs()).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        };
         self.shared
             .with_conn(|c| c.prepare_cached(PURGE)?.execute(params![now, limit]))
             .map_err(unavailable)?
